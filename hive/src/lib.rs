@@ -1,1 +1,114 @@
-//! placeholder
+//! `rbee-hive`: the hive daemon. A tide server that runs jobs (model downloads into the
+//! HuggingFace cache) as `smol::Task`s, streams their events over SSE, and cancels them by
+//! dropping the task.
+//!
+//! ```no_run
+//! std::process::exit(rbee_hive::run(["rbee-hive", "--addr", "127.0.0.1:7835"]));
+//! ```
+
+pub mod cache;
+mod config;
+pub mod download;
+pub mod http;
+pub mod jobs;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rbee_protocol::{Event, Operation};
+
+pub use config::Args;
+use download::Downloader;
+use jobs::Registry;
+
+/// The hive: its jobs and what they need.
+pub struct Hive {
+    /// The job table.
+    pub registry: Registry,
+    /// Downloads (and the cache they fill).
+    pub downloader: Downloader,
+    /// Token every request must carry, when set.
+    pub token: Option<String>,
+}
+
+impl Hive {
+    /// Starts `op` as a job; returns its id.
+    pub fn submit(self: Arc<Self>, op: Operation) -> String {
+        let description = op.describe();
+        let hive = self.clone();
+        let id = self.registry.spawn(description.clone(), move |ctx| async move {
+            match op {
+                Operation::ModelDownload(d) => hive.downloader.run(ctx, d).await,
+                Operation::ModelList(_) => hive.list_job().await,
+                Operation::ModelRm(r) => hive.remove_job(&r).await,
+            }
+        });
+        eprintln!("rbee-hive: {id} started: {description}");
+        id
+    }
+
+    async fn list_job(&self) -> Event {
+        let cache = self.downloader.cache().to_owned();
+        match smol::unblock(move || cache::list(&cache)).await {
+            Ok(listing) => Event::Done {
+                message: format!("{} repos in the cache", listing.repos.len()),
+                path: Some(listing.cache_dir.clone()),
+                result: serde_json::to_value(listing).ok(),
+            },
+            Err(e) => Event::Error { message: e.to_string() },
+        }
+    }
+
+    async fn remove_job(&self, r: &rbee_protocol::ModelRemove) -> Event {
+        let (cache, repo, file) = (self.downloader.cache().to_owned(), r.model.clone(), r.file.clone());
+        match smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), false)).await {
+            Ok(report) => Event::Done {
+                message: format!("removed {} links, {} blobs, {} partials", report.links, report.blobs, report.partials),
+                path: None,
+                result: serde_json::to_value(report).ok(),
+            },
+            Err(e) => Event::Error { message: e.to_string() },
+        }
+    }
+}
+
+/// Parses `args`, then serves until killed. Returns the process exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match <Args as clap::Parser>::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match serve(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rbee-hive: error: {e:#}");
+            1
+        }
+    }
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let listener = std::net::TcpListener::bind(config.addr)
+        .with_context(|| format!("cannot listen on {}: is another hive running there? pick another --addr", config.addr))?;
+    let hive = Arc::new(Hive {
+        registry: Registry::new(config.retention),
+        downloader: Downloader::new(config.download.clone())?,
+        token: config.token.clone(),
+    });
+    eprintln!(
+        "rbee-hive {} listening on http://{} (cache {}, upstream {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        config.download.cache.display(),
+        config.download.endpoint
+    );
+    smol::block_on(http::app(hive).listen(listener)).context("the HTTP server stopped")
+}

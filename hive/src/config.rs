@@ -1,0 +1,102 @@
+//! Command-line flags and environment of the hive (the only place env is read).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use crate::download::Settings;
+use crate::jobs::Retention;
+
+/// `rbee-hive` flags.
+#[derive(Debug, Parser)]
+#[command(name = "rbee-hive", version, about = "rbee hive: runs model downloads as cancellable jobs over HTTP + SSE")]
+pub struct Args {
+    /// Address to listen on. Binding beyond loopback requires --token.
+    #[arg(long, env = "RBEE_HIVE_ADDR", default_value = rbee_protocol::DEFAULT_HIVE_ADDR)]
+    pub addr: SocketAddr,
+    /// HF cache directory (default: $HF_HOME/hub, else ~/.cache/huggingface/hub).
+    #[arg(long, env = "HF_HUB_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    /// HuggingFace endpoint.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub endpoint: String,
+    /// HuggingFace token, sent to the endpoint host only.
+    #[arg(long = "hf-token", env = "HF_TOKEN", hide_env_values = true)]
+    pub hf_token: Option<String>,
+    /// Token clients must send as `Authorization: Bearer` (required off loopback).
+    #[arg(long, env = "RBEE_HIVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between "still downloading" heartbeats.
+    #[arg(long, default_value_t = 10.0)]
+    pub heartbeat_secs: f64,
+    /// Seconds without a byte before a download attempt is retried.
+    #[arg(long, default_value_t = 30.0)]
+    pub stall_secs: f64,
+    /// Retries after a failed attempt (resets, stalls, 5xx).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// First retry delay in milliseconds (doubles per retry, at most 10 s).
+    #[arg(long, default_value_t = 500)]
+    pub retry_backoff_ms: u64,
+    /// Finished jobs kept for status and replay.
+    #[arg(long, default_value_t = 1000)]
+    pub max_finished_jobs: usize,
+    /// Seconds a finished job is kept.
+    #[arg(long, default_value_t = 3600)]
+    pub finished_ttl_secs: u64,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    pub download: Settings,
+    pub retention: Retention,
+}
+
+fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).with_context(|| format!("--{flag} must be a positive number of seconds"))
+}
+
+impl Args {
+    /// Checks flags and fills defaults from the environment.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let token = self.token.filter(|t| !t.is_empty());
+        if !self.addr.ip().is_loopback() && token.is_none() {
+            bail!(
+                "refusing to listen on {} without a token: anyone who can reach it could run jobs; \
+                 set RBEE_HIVE_TOKEN (or --token), or bind 127.0.0.1",
+                self.addr
+            );
+        }
+        let endpoint = surf::Url::parse(self.endpoint.trim_end_matches('/'))
+            .with_context(|| format!("HF_ENDPOINT `{}` is not a URL", self.endpoint))?;
+        let cache = self.cache_dir.map_or_else(default_cache, Ok)?;
+        Ok(Config {
+            addr: self.addr,
+            token,
+            download: Settings {
+                endpoint,
+                token: self.hf_token.filter(|t| !t.is_empty()),
+                cache,
+                heartbeat: secs(self.heartbeat_secs, "heartbeat-secs")?,
+                stall: secs(self.stall_secs, "stall-secs")?,
+                retries: self.retries,
+                backoff_base: Duration::from_millis(self.retry_backoff_ms),
+            },
+            retention: Retention { max_finished: self.max_finished_jobs, ttl: Duration::from_secs(self.finished_ttl_secs) },
+        })
+    }
+}
+
+fn default_cache() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("HF_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home).join("hub"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set: set HF_HUB_CACHE")?;
+    Ok(PathBuf::from(home).join(".cache/huggingface/hub"))
+}

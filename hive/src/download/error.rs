@@ -1,0 +1,121 @@
+//! Why a download failed, worded for the person who asked for it.
+
+use crate::cache::CacheError;
+
+/// A download failure. Messages say what failed, why, and what to do; they never carry a token.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The request named an invalid repo, revision or file.
+    #[error("{0}")]
+    Invalid(#[from] rbee_protocol::validate::InvalidName),
+    /// 401 / 403 from the hub.
+    #[error(
+        "access to `{repo}` was denied (HTTP {status}): the repo is gated or private{hint}"
+    )]
+    Unauthorized {
+        /// Repo id.
+        repo: String,
+        /// 401 or 403.
+        status: u16,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// 404 with `X-Error-Code: RepoNotFound` (or no code).
+    #[error("repository `{0}` was not found on the hub: check the repo id (private repos need HF_TOKEN)")]
+    RepoNotFound(String),
+    /// 404 with `X-Error-Code: RevisionNotFound`.
+    #[error("revision `{revision}` was not found in `{repo}`: check the branch, tag or commit")]
+    RevisionNotFound {
+        /// Repo id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+    },
+    /// 404 with `X-Error-Code: EntryNotFound`.
+    #[error("file `{file}` was not found in `{repo}` at revision `{revision}`: check the file name")]
+    EntryNotFound {
+        /// Repo id.
+        repo: String,
+        /// Revision.
+        revision: String,
+        /// File asked for.
+        file: String,
+    },
+    /// Any other unexpected HTTP status.
+    #[error("the hub answered HTTP {status} for {what}{retried}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// What was requested.
+        what: String,
+        /// ", after N attempts" or empty.
+        retried: String,
+    },
+    /// Network failure after the last retry.
+    #[error("network error while {what}: {reason}{retried}")]
+    Network {
+        /// What was being done.
+        what: String,
+        /// What went wrong.
+        reason: String,
+        /// ", after N attempts" or empty.
+        retried: String,
+    },
+    /// The hub's answer lacked something required.
+    #[error("unexpected answer from the hub for `{what}`: {reason}")]
+    Protocol {
+        /// What was requested.
+        what: String,
+        /// What was missing or wrong.
+        reason: String,
+    },
+    /// Size check failed after the body ended.
+    #[error("size mismatch for `{file}`: expected {expected} bytes, got {actual}; the partial file was deleted, retry the download")]
+    SizeMismatch {
+        /// File.
+        file: String,
+        /// Expected size.
+        expected: u64,
+        /// Actual size.
+        actual: u64,
+    },
+    /// sha256 check failed.
+    #[error("sha256 mismatch for `{file}`: expected {expected}, got {actual}; the partial file was deleted, retry the download")]
+    HashMismatch {
+        /// File.
+        file: String,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// Disk trouble (full, unwritable cache…).
+    #[error("cannot write the cache: {0} (check free space and permissions, or set HF_HUB_CACHE)")]
+    Cache(#[from] CacheError),
+}
+
+impl DownloadError {
+    /// Whether trying again (resuming) may help.
+    #[must_use]
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Network { .. } => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+
+    /// Appends ", after N attempts" to retryable errors.
+    #[must_use]
+    pub fn after_attempts(mut self, attempts: u32) -> Self {
+        if let Self::Network { retried, .. } | Self::Status { retried, .. } = &mut self {
+            *retried = format!(" (gave up after {attempts} attempts)");
+        }
+        self
+    }
+}
+
+/// A network error for `what`.
+pub fn network(what: impl Into<String>, reason: impl std::fmt::Display) -> DownloadError {
+    DownloadError::Network { what: what.into(), reason: reason.to_string(), retried: String::new() }
+}

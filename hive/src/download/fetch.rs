@@ -1,0 +1,175 @@
+//! Streaming one file's bytes into its `.incomplete`, chunk by chunk, resuming with `Range`
+//! and retrying resets and stalls with backoff.
+
+use std::time::{Duration, Instant};
+
+use futures_lite::{future, AsyncReadExt};
+use rbee_protocol::Event;
+use surf::StatusCode;
+
+use super::error::{network, DownloadError};
+use super::partial::Partial;
+use super::resolve::{header, same_origin, with_timeout, Resolved};
+use super::Downloader;
+use crate::jobs::JobCtx;
+
+const CHUNK: usize = 256 * 1024;
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Why one attempt ended early.
+enum Interrupted {
+    Fatal(DownloadError),
+    Retry(DownloadError),
+}
+
+impl From<crate::cache::CacheError> for Interrupted {
+    fn from(e: crate::cache::CacheError) -> Self {
+        Self::Fatal(e.into())
+    }
+}
+
+/// Progress reporting for one file.
+struct Meter<'a> {
+    ctx: &'a JobCtx,
+    file: &'a str,
+    total: Option<u64>,
+    resumed_from: u64,
+    last: Instant,
+    last_bytes: u64,
+}
+
+impl Meter<'_> {
+    fn tick(&mut self, bytes: u64, force: bool) {
+        let dt = self.last.elapsed();
+        if !force && dt < PROGRESS_EVERY {
+            return;
+        }
+        let rate = bytes.saturating_sub(self.last_bytes) as f64 / dt.as_secs_f64().max(1e-3);
+        self.last = Instant::now();
+        self.last_bytes = bytes;
+        let (file, total, resumed_from) = (self.file.to_owned(), self.total, self.resumed_from);
+        self.ctx.log.push(Event::Progress { file, bytes, total, rate, resumed_from });
+    }
+}
+
+impl Downloader {
+    /// Fetches the bytes of `res` into `partial`, retrying with resume, until complete.
+    pub(crate) async fn fetch(
+        &self,
+        ctx: &JobCtx,
+        file: &str,
+        res: &Resolved,
+        partial: &mut Partial,
+    ) -> Result<(), DownloadError> {
+        let resumed_from = partial.len();
+        if resumed_from > 0 {
+            ctx.narrate(format!("↩️  resuming `{file}` from byte {resumed_from}"));
+        }
+        let mut meter =
+            Meter { ctx, file, total: res.size, resumed_from, last: Instant::now(), last_bytes: resumed_from };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(res, partial, &mut meter).await {
+                Ok(()) => {
+                    meter.tick(partial.len(), true);
+                    return Ok(());
+                }
+                Err(Interrupted::Fatal(e)) => return Err(e),
+                Err(Interrupted::Retry(e)) if attempt > self.retries => return Err(e.after_attempts(attempt)),
+                Err(Interrupted::Retry(e)) => {
+                    partial.flush().await?;
+                    let wait = self.backoff(attempt);
+                    ctx.narrate(format!(
+                        "🔁 retry {attempt}/{} for `{file}` in {} ms from byte {}: {e}",
+                        self.retries,
+                        wait.as_millis(),
+                        partial.len()
+                    ));
+                    smol::Timer::after(wait).await;
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.backoff_base.saturating_mul(1 << attempt.min(6).saturating_sub(1));
+        exp.min(Duration::from_secs(10))
+    }
+
+    async fn attempt(&self, res: &Resolved, partial: &mut Partial, meter: &mut Meter<'_>) -> Result<(), Interrupted> {
+        let offset = partial.len();
+        if res.size == Some(offset) && offset > 0 {
+            return Ok(());
+        }
+        let mut req = self.request_to(surf::http::Method::Get, &res.url);
+        if offset > 0 {
+            req = req.header("Range", format!("bytes={offset}-"));
+        }
+        let what = format!("downloading `{}`", meter.file);
+        let mut response = with_timeout(self.client.send(req.build()), self.stall)
+            .await
+            .map_err(|r| Interrupted::Retry(network(&what, r)))?;
+        let status = response.status();
+        match status {
+            StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, &what)?,
+            StatusCode::Ok if offset > 0 => {
+                meter.ctx.narrate(format!("⚠️  the server ignored the Range request; restarting `{}` from byte 0", meter.file));
+                partial.restart().await?;
+                meter.resumed_from = 0;
+            }
+            StatusCode::Ok => {}
+            StatusCode::RequestedRangeNotSatisfiable => {
+                meter.ctx.narrate(format!("⚠️  the server refused resuming at byte {offset}; restarting from 0"));
+                partial.restart().await?;
+                return Err(Interrupted::Retry(network(&what, "range not satisfiable")));
+            }
+            _ => {
+                let e = self.status_error(&response, "", "", meter.file);
+                return Err(if e.retryable() { Interrupted::Retry(e) } else { Interrupted::Fatal(e) });
+            }
+        }
+        let mut body = response.take_body();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let read = async { Some(body.read(&mut buf).await) };
+            let stalled = async {
+                smol::Timer::after(self.stall).await;
+                None
+            };
+            let n = match future::or(read, stalled).await {
+                None => return Err(Interrupted::Retry(network(&what, format!("no data for {}s (stalled)", self.stall.as_secs())))),
+                Some(Err(e)) => return Err(Interrupted::Retry(network(&what, e))),
+                Some(Ok(0)) => break,
+                Some(Ok(n)) => n,
+            };
+            partial.append(&buf[..n]).await?;
+            meter.tick(partial.len(), false);
+        }
+        match res.size {
+            Some(size) if partial.len() < size => {
+                Err(Interrupted::Retry(network(&what, format!("connection ended at byte {} of {size}", partial.len()))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A request to `url`, carrying HF_TOKEN only when `url` is on the endpoint's origin.
+    fn request_to(&self, method: surf::http::Method, url: &surf::Url) -> surf::RequestBuilder {
+        if same_origin(url, &self.endpoint) {
+            self.request(method, url)
+        } else {
+            surf::RequestBuilder::new(method, url.clone())
+        }
+    }
+}
+
+fn check_content_range(res: &surf::Response, offset: u64, what: &str) -> Result<(), Interrupted> {
+    let range = header(res, "Content-Range").unwrap_or_default();
+    let start = range.strip_prefix("bytes ").and_then(|r| r.split('-').next()).and_then(|s| s.parse::<u64>().ok());
+    if start == Some(offset) {
+        Ok(())
+    } else {
+        Err(Interrupted::Retry(network(what, format!("server sent Content-Range `{range}` for a resume at {offset}"))))
+    }
+}

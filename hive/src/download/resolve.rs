@@ -1,0 +1,166 @@
+//! Asking the hub what a file is: `HEAD {endpoint}/{repo}/resolve/{revision}/{file}` without
+//! following the redirect to the CDN, and `GET /api/models/{repo}/revision/{revision}` for
+//! whole-repo downloads.
+
+use std::time::Duration;
+
+use futures_lite::future;
+use surf::{StatusCode, Url};
+
+use super::error::{network, DownloadError};
+use super::Downloader;
+
+/// What the hub said about one file.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// `X-Repo-Commit`.
+    pub commit: String,
+    /// `X-Linked-Etag` (LFS sha256) or `ETag`, unquoted.
+    pub etag: String,
+    /// `X-Linked-Size` or `Content-Length`.
+    pub size: Option<u64>,
+    /// Where to GET the bytes (the CDN `Location`, or the resolve URL itself).
+    pub url: Url,
+}
+
+impl Resolved {
+    /// The sha256 to verify, when the etag is one (LFS files).
+    #[must_use]
+    pub fn sha256(&self) -> Option<&str> {
+        let e = self.etag.as_str();
+        (e.len() == 64 && e.bytes().all(|b| b.is_ascii_hexdigit())).then_some(e)
+    }
+}
+
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Downloader {
+    /// `{endpoint}/{repo}/resolve/{revision}/{file}`, each part percent-encoded.
+    pub(crate) fn resolve_url(&self, repo: &str, revision: &str, file: &str) -> Url {
+        let mut url = self.endpoint.clone();
+        {
+            let mut segs = url.path_segments_mut().expect("endpoint is a base URL");
+            segs.pop_if_empty();
+            segs.extend(repo.split('/')).push("resolve").push(revision).extend(file.split('/'));
+        }
+        url
+    }
+
+    /// HEADs the resolve URL (following only same-host relative redirects, as huggingface_hub).
+    pub(crate) async fn resolve(&self, repo: &str, revision: &str, file: &str) -> Result<Resolved, DownloadError> {
+        let mut url = self.resolve_url(repo, revision, file);
+        for _ in 0..5 {
+            let req = self.request(surf::http::Method::Head, &url).header("Accept-Encoding", "identity").build();
+            let res = with_timeout(self.client.send(req), HEAD_TIMEOUT)
+                .await
+                .map_err(|reason| network(format!("resolving `{file}`"), reason))?;
+            let status = res.status();
+            if status.is_redirection() {
+                let location = header(&res, "Location")
+                    .ok_or_else(|| protocol(file, format!("HTTP {status} without Location")))?;
+                let next = url.join(&location).map_err(|e| protocol(file, e))?;
+                if same_origin(&next, &self.endpoint) && header(&res, "X-Repo-Commit").is_none() {
+                    url = next;
+                    continue;
+                }
+                return parse(&res, next, file);
+            }
+            if status.is_success() {
+                return parse(&res, url, file);
+            }
+            return Err(self.status_error(&res, repo, revision, file));
+        }
+        Err(protocol(file, "too many redirects"))
+    }
+
+    /// Maps a failed hub answer to the error users understand.
+    pub(crate) fn status_error(&self, res: &surf::Response, repo: &str, revision: &str, file: &str) -> DownloadError {
+        let status = res.status();
+        let code = header(res, "X-Error-Code").unwrap_or_default();
+        let repo_s = repo.to_owned();
+        match (status, code.as_str()) {
+            (StatusCode::Unauthorized | StatusCode::Forbidden, _) | (_, "GatedRepo") => {
+                let hint = match (&self.token, status) {
+                    (None, _) => ": set the HF_TOKEN environment variable to a token that has access",
+                    (Some(_), StatusCode::Forbidden) => ": HF_TOKEN was refused for this repo; request access or use another token",
+                    (Some(_), _) => ": HF_TOKEN was not accepted; check that it is valid",
+                };
+                DownloadError::Unauthorized { repo: repo_s, status: status.into(), hint }
+            }
+            (StatusCode::NotFound, "RevisionNotFound") => {
+                DownloadError::RevisionNotFound { repo: repo_s, revision: revision.to_owned() }
+            }
+            (StatusCode::NotFound, "EntryNotFound") => {
+                DownloadError::EntryNotFound { repo: repo_s, revision: revision.to_owned(), file: file.to_owned() }
+            }
+            (StatusCode::NotFound, _) => DownloadError::RepoNotFound(repo_s),
+            _ => DownloadError::Status { status: status.into(), what: format!("`{file}`"), retried: String::new() },
+        }
+    }
+
+    /// Files and commit of a revision, from `/api/models/{repo}/revision/{revision}`.
+    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            sha: String,
+            siblings: Vec<Sibling>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Sibling {
+            rfilename: String,
+        }
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .expect("endpoint is a base URL")
+            .pop_if_empty()
+            .extend(["api", "models"])
+            .extend(repo.split('/'))
+            .extend(["revision", revision]);
+        let what = format!("listing `{repo}`");
+        let mut res = with_timeout(self.client.send(self.request(surf::http::Method::Get, &url).build()), HEAD_TIMEOUT)
+            .await
+            .map_err(|r| network(&what, r))?;
+        if !res.status().is_success() {
+            return Err(self.status_error(&res, repo, revision, "(repo listing)"));
+        }
+        let info: Info = res.body_json().await.map_err(|e| protocol(&what, e))?;
+        Ok((info.sha, info.siblings.into_iter().map(|s| s.rfilename).collect()))
+    }
+}
+
+fn parse(res: &surf::Response, url: Url, file: &str) -> Result<Resolved, DownloadError> {
+    let commit = header(res, "X-Repo-Commit").ok_or_else(|| protocol(file, "no X-Repo-Commit header"))?;
+    let etag = header(res, "X-Linked-Etag")
+        .or_else(|| header(res, "ETag"))
+        .map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned())
+        .filter(|e| !e.is_empty() && !e.contains(['/', '\\', '.']))
+        .ok_or_else(|| protocol(file, "no usable ETag header"))?;
+    let size = header(res, "X-Linked-Size").or_else(|| header(res, "Content-Length")).and_then(|s| s.parse().ok());
+    rbee_protocol::validate::revision(&commit).map_err(|e| protocol(file, e))?;
+    Ok(Resolved { commit, etag, size, url })
+}
+
+/// The last value of a header.
+pub(crate) fn header(res: &surf::Response, name: &str) -> Option<String> {
+    res.header(name).map(|v| v.last().as_str().to_owned())
+}
+
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn protocol(what: &str, reason: impl std::fmt::Display) -> DownloadError {
+    DownloadError::Protocol { what: what.to_owned(), reason: reason.to_string() }
+}
+
+/// Runs `fut`, failing with "timed out" after `limit`.
+pub(crate) async fn with_timeout<T>(
+    fut: impl std::future::Future<Output = surf::Result<T>>,
+    limit: Duration,
+) -> Result<T, String> {
+    let timeout = async {
+        smol::Timer::after(limit).await;
+        Err(format!("no answer within {}s", limit.as_secs()))
+    };
+    future::or(async { fut.await.map_err(|e| e.to_string()) }, timeout).await
+}

@@ -1,0 +1,10 @@
+//! Jobs: the registry that owns each job's `smol::Task`, and each job's event log.
+//!
+//! Cancelling a job drops its task; every long loop in a job awaits between units of work, so
+//! the drop takes effect within one chunk.
+
+mod log;
+mod registry;
+
+pub use log::EventLog;
+pub use registry::{CancelError, JobCtx, Registry, Retention, TaskGuard};

@@ -1,0 +1,273 @@
+//! The job table. Each job's work runs as a `smol::Task` kept here; cancel = drop that task.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rbee_protocol::{Event, JobId, JobInfo, JobStatus};
+
+use super::EventLog;
+
+/// Why a cancel did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No job with that id.
+    #[error("no job `{0}`")]
+    NotFound(JobId),
+    /// The job had already ended.
+    #[error("job `{id}` already ended ({})", status.as_str())]
+    Ended {
+        /// The job.
+        id: JobId,
+        /// Its final status.
+        status: JobStatus,
+    },
+}
+
+/// Counts live tasks (jobs and heartbeats); decremented when the future is dropped.
+#[derive(Debug)]
+pub struct TaskGuard(Arc<AtomicUsize>);
+
+impl TaskGuard {
+    /// Counts one more live task until the guard drops.
+    pub fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a job's work gets: its log, its start time, and the live-task counter.
+#[derive(Debug, Clone)]
+pub struct JobCtx {
+    /// The job's event log.
+    pub log: Arc<EventLog>,
+    /// When the job started.
+    pub started: Instant,
+    /// Live task counter, for helper tasks (heartbeat) the job spawns.
+    pub live: Arc<AtomicUsize>,
+    /// Held by every disk write of the job; cancel waits for it so no byte lands after a cancel.
+    pub io_gate: Arc<Mutex<()>>,
+}
+
+impl JobCtx {
+    /// Emits a narration line.
+    pub fn narrate(&self, message: impl Into<String>) {
+        self.log.push(Event::narration(message));
+    }
+}
+
+struct Job {
+    description: String,
+    ctx: JobCtx,
+    task: Mutex<Option<smol::Task<()>>>,
+    ended_at: Mutex<Option<Instant>>,
+}
+
+/// How long / how many finished jobs are kept for status queries and replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// At most this many finished jobs.
+    pub max_finished: usize,
+    /// Finished jobs older than this are dropped.
+    pub ttl: Duration,
+}
+
+/// The job table.
+pub struct Registry {
+    jobs: Mutex<HashMap<JobId, Arc<Job>>>,
+    live: Arc<AtomicUsize>,
+    retention: Retention,
+}
+
+impl Registry {
+    /// An empty registry.
+    #[must_use]
+    pub fn new(retention: Retention) -> Self {
+        Self { jobs: Mutex::default(), live: Arc::default(), retention }
+    }
+
+    /// Live tasks (jobs + heartbeats) right now.
+    pub fn live_tasks(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Jobs not yet ended.
+    pub fn running(&self) -> usize {
+        self.table().values().filter(|j| !j.ctx.log.status().is_final()).count()
+    }
+
+    /// Jobs in the table (running and retained finished ones).
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a job running `work`, whose output is the job's terminal event.
+    pub fn spawn<F, Fut>(&self, description: String, work: F) -> JobId
+    where
+        F: FnOnce(JobCtx) -> Fut,
+        Fut: Future<Output = Event> + Send + 'static,
+    {
+        self.prune();
+        let id = format!("job-{:016x}", fastrand::u64(..));
+        let ctx = JobCtx {
+            log: Arc::default(),
+            started: Instant::now(),
+            live: self.live.clone(),
+            io_gate: Arc::default(),
+        };
+        let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
+        let guard = TaskGuard::new(&self.live);
+        let fut = work(ctx.clone());
+        let task_job = job.clone();
+        let task = smol::spawn(async move {
+            let _guard = guard;
+            let terminal = fut.await;
+            task_job.ctx.log.push(terminal);
+            *task_job.ended_at.lock().expect("poisoned") = Some(Instant::now());
+        });
+        *job.task.lock().expect("poisoned") = Some(task);
+        self.table().insert(id.clone(), job);
+        id
+    }
+
+    /// Status of one job.
+    pub fn info(&self, id: &str) -> Option<JobInfo> {
+        self.table().get(id).map(|j| j.info(id))
+    }
+
+    /// All jobs, oldest first.
+    pub fn list(&self) -> Vec<JobInfo> {
+        let mut all: Vec<_> = self.table().iter().map(|(id, j)| (j.ctx.started, j.info(id))).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// The event log of a job.
+    pub fn log(&self, id: &str) -> Option<Arc<EventLog>> {
+        self.table().get(id).map(|j| j.ctx.log.clone())
+    }
+
+    /// Cancels a job: drops its task (waiting until it is really gone and no disk write is in
+    /// flight), then records the `cancelled` event.
+    ///
+    /// # Errors
+    /// [`CancelError::NotFound`] for an unknown id, [`CancelError::Ended`] when it had ended.
+    pub async fn cancel(&self, id: &str) -> Result<JobInfo, CancelError> {
+        let job = self.table().get(id).cloned().ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
+        let task = job.task.lock().expect("poisoned").take();
+        let ended = CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() };
+        let Some(task) = task else { return Err(ended) };
+        if task.cancel().await.is_some() {
+            return Err(CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() });
+        }
+        let gate = job.ctx.io_gate.clone();
+        smol::unblock(move || drop(gate.lock())).await;
+        job.ctx.log.push(Event::Cancelled { message: "🛑 Operation cancelled: download task dropped".into() });
+        *job.ended_at.lock().expect("poisoned") = Some(Instant::now());
+        Ok(job.info(id))
+    }
+
+    /// Cancels every running job (shutdown).
+    pub async fn cancel_all(&self) {
+        let ids: Vec<_> = self.table().keys().cloned().collect();
+        for id in ids {
+            let _ = self.cancel(&id).await;
+        }
+    }
+
+    fn prune(&self) {
+        let Retention { max_finished, ttl } = self.retention;
+        let mut table = self.table();
+        let mut finished: Vec<(Instant, JobId)> = table
+            .iter()
+            .filter_map(|(id, j)| j.ended_at.lock().expect("poisoned").map(|t| (t, id.clone())))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(max_finished);
+        for (i, (ended, id)) in finished.into_iter().enumerate() {
+            if i < excess || ended.elapsed() > ttl {
+                table.remove(&id);
+            }
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Arc<Job>>> {
+        self.jobs.lock().expect("job table poisoned")
+    }
+}
+
+impl Job {
+    fn info(&self, id: &str) -> JobInfo {
+        JobInfo {
+            job_id: id.to_owned(),
+            status: self.ctx.log.status(),
+            operation: self.description.clone(),
+            events: self.ctx.log.len() as u64,
+            age_secs: self.ctx.started.elapsed().as_secs(),
+            error: self.ctx.log.error_message(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::new(Retention { max_finished: 2, ttl: Duration::from_secs(60) })
+    }
+
+    #[test]
+    fn cancel_drops_the_task_and_is_final() {
+        smol::block_on(async {
+            let reg = registry();
+            let id = reg.spawn("sleep".into(), |ctx| async move {
+                ctx.narrate("working");
+                smol::Timer::after(Duration::from_secs(60)).await;
+                Event::Done { message: "never".into(), path: None, result: None }
+            });
+            while reg.log(&id).unwrap().len() == 0 {
+                smol::Timer::after(Duration::from_millis(1)).await;
+            }
+            assert_eq!(reg.live_tasks(), 1);
+            let info = reg.cancel(&id).await.unwrap();
+            assert_eq!(info.status, JobStatus::Cancelled);
+            assert_eq!(reg.live_tasks(), 0);
+            assert!(matches!(reg.cancel(&id).await, Err(CancelError::Ended { status: JobStatus::Cancelled, .. })));
+            assert!(matches!(reg.cancel("nope").await, Err(CancelError::NotFound(_))));
+        });
+    }
+
+    #[test]
+    fn completed_job_cannot_be_cancelled_and_retention_is_bounded() {
+        smol::block_on(async {
+            let reg = registry();
+            let mut ids = Vec::new();
+            for _ in 0..5 {
+                let id = reg.spawn("quick".into(), |_| async { Event::Done { message: "ok".into(), path: None, result: None } });
+                let log = reg.log(&id).unwrap();
+                while !log.next_after(0).await.1 {}
+                while reg.info(&id).is_some_and(|_| reg.live_tasks() > 0) {
+                    smol::Timer::after(Duration::from_millis(1)).await;
+                }
+                ids.push(id);
+            }
+            let err = reg.cancel(&ids[4]).await.unwrap_err();
+            assert!(matches!(err, CancelError::Ended { status: JobStatus::Completed, .. }));
+            assert!(reg.len() <= 3, "retention keeps at most 2 finished + the newest: {}", reg.len());
+        });
+    }
+}
