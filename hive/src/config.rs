@@ -59,7 +59,10 @@ pub struct Config {
 }
 
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).with_context(|| format!("--{flag} must be a positive number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
 }
 
 impl Args {
@@ -88,7 +91,10 @@ impl Args {
                 retries: self.retries,
                 backoff_base: Duration::from_millis(self.retry_backoff_ms),
             },
-            retention: Retention { max_finished: self.max_finished_jobs, ttl: Duration::from_secs(self.finished_ttl_secs) },
+            retention: Retention {
+                max_finished: self.max_finished_jobs,
+                ttl: Duration::from_secs(self.finished_ttl_secs),
+            },
         })
     }
 }

@@ -63,7 +63,10 @@ impl Hive {
         let (cache, repo, file) = (self.downloader.cache().to_owned(), r.model.clone(), r.file.clone());
         match smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), false)).await {
             Ok(report) => Event::Done {
-                message: format!("removed {} links, {} blobs, {} partials", report.links, report.blobs, report.partials),
+                message: format!(
+                    "removed {} links, {} blobs, {} partials",
+                    report.links, report.blobs, report.partials
+                ),
                 path: None,
                 result: serde_json::to_value(report).ok(),
             },
@@ -96,8 +99,9 @@ where
 
 fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let listener = std::net::TcpListener::bind(config.addr)
-        .with_context(|| format!("cannot listen on {}: is another hive running there? pick another --addr", config.addr))?;
+    let listener = std::net::TcpListener::bind(config.addr).with_context(|| {
+        format!("cannot listen on {}: is another hive running there? pick another --addr", config.addr)
+    })?;
     let hive = Arc::new(Hive {
         registry: Registry::new(config.retention),
         downloader: Downloader::new(config.download.clone())?,

@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn status_is_snake_case() {
-        for s in [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled] {
+        for s in [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled]
+        {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         assert!(JobStatus::Cancelled.is_final() && !JobStatus::Running.is_final());

@@ -42,8 +42,7 @@ pub fn encode(id: u64, event: &Event) -> String {
 /// # Errors
 /// When `data` is not a JSON [`Event`].
 pub fn decode(id: Option<&str>, data: &str) -> Result<Frame, DecodeError> {
-    let event = serde_json::from_str(data)
-        .map_err(|e| DecodeError { data: data.to_owned(), reason: e.to_string() })?;
+    let event = serde_json::from_str(data).map_err(|e| DecodeError { data: data.to_owned(), reason: e.to_string() })?;
     Ok(Frame { id: id.and_then(|s| s.trim().parse().ok()), event })
 }
 
@@ -142,7 +141,8 @@ mod tests {
 
     #[test]
     fn crlf_comments_and_spaces() {
-        let text = ": keepalive\r\nevent: narration\r\nid: 4\r\ndata: {\"kind\":\"narration\",\"message\":\"x\"}\r\n\r\n";
+        let text =
+            ": keepalive\r\nevent: narration\r\nid: 4\r\ndata: {\"kind\":\"narration\",\"message\":\"x\"}\r\n\r\n";
         let got = Decoder::default().feed(text.as_bytes());
         assert_eq!(got, vec![Frame { id: Some(4), event: Event::narration("x") }]);
     }

@@ -121,7 +121,9 @@ mod tests {
 
     #[test]
     fn refuses_escapes() {
-        for bad in ["", "../x", "a/../b", "/abs", "a\\b", "a\0b", "a/b/c", "a%2e%2e/b", "a//b", "a/.", &"x".repeat(2000)] {
+        for bad in
+            ["", "../x", "a/../b", "/abs", "a\\b", "a\0b", "a/b/c", "a%2e%2e/b", "a//b", "a/.", &"x".repeat(2000)]
+        {
             assert!(repo_id(bad).is_err(), "{bad:?}");
         }
         for bad in ["", "..", "../etc/passwd", "/etc/passwd", "a\\..\\b", "a\nb", "%2e%2e/x", "a/./b", "a/"] {

@@ -170,10 +170,7 @@ mod tests {
         let p = repo.link(&commit, "sub/f.bin", &etag).unwrap();
         repo.write_ref("main", &commit).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello");
-        assert_eq!(
-            std::fs::read_link(&p).unwrap(),
-            PathBuf::from(format!("../../../blobs/{etag}"))
-        );
+        assert_eq!(std::fs::read_link(&p).unwrap(), PathBuf::from(format!("../../../blobs/{etag}")));
         assert!(p.starts_with(dir.path().join("models--org--name/snapshots")));
         assert_eq!(repo.read_ref("main").unwrap(), commit);
     }

@@ -9,9 +9,7 @@ pub enum DownloadError {
     #[error("{0}")]
     Invalid(#[from] rbee_protocol::validate::InvalidName),
     /// 401 / 403 from the hub.
-    #[error(
-        "access to `{repo}` was denied (HTTP {status}): the repo is gated or private{hint}"
-    )]
+    #[error("access to `{repo}` was denied (HTTP {status}): the repo is gated or private{hint}")]
     Unauthorized {
         /// Repo id.
         repo: String,

@@ -92,7 +92,7 @@ impl Downloader {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.backoff_base.saturating_mul(1 << attempt.min(6).saturating_sub(1));
         exp.min(Duration::from_secs(10))
     }
@@ -114,7 +114,10 @@ impl Downloader {
         match status {
             StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, &what)?,
             StatusCode::Ok if offset > 0 => {
-                meter.ctx.narrate(format!("⚠️  the server ignored the Range request; restarting `{}` from byte 0", meter.file));
+                meter.ctx.narrate(format!(
+                    "⚠️  the server ignored the Range request; restarting `{}` from byte 0",
+                    meter.file
+                ));
                 partial.restart().await?;
                 meter.resumed_from = 0;
             }
@@ -138,7 +141,12 @@ impl Downloader {
                 None
             };
             let n = match future::or(read, stalled).await {
-                None => return Err(Interrupted::Retry(network(&what, format!("no data for {}s (stalled)", self.stall.as_secs())))),
+                None => {
+                    return Err(Interrupted::Retry(network(
+                        &what,
+                        format!("no data for {}s (stalled)", self.stall.as_secs()),
+                    )))
+                }
                 Some(Err(e)) => return Err(Interrupted::Retry(network(&what, e))),
                 Some(Ok(0)) => break,
                 Some(Ok(n)) => n,

@@ -29,10 +29,15 @@ impl Heartbeat {
                     smol::Timer::after(interval).await;
                     true
                 };
-                if !future::or(async {
-                    let _ = stopped.recv().await;
-                    false
-                }, tick).await {
+                if !future::or(
+                    async {
+                        let _ = stopped.recv().await;
+                        false
+                    },
+                    tick,
+                )
+                .await
+                {
                     return;
                 }
                 let elapsed_secs = started.elapsed().as_secs();

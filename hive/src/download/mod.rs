@@ -114,8 +114,15 @@ impl Downloader {
     }
 
     /// One file: resolve, reuse the cache when possible, else fetch, verify and publish.
-    async fn file(&self, ctx: &JobCtx, repo: &RepoDir, id: &str, revision: &str, file: &str) -> Result<PathBuf, DownloadError> {
-        let res = self.resolve(id, revision, file).await?;
+    async fn file(
+        &self,
+        ctx: &JobCtx,
+        repo: &RepoDir,
+        id: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<PathBuf, DownloadError> {
+        let res = self.resolve_retrying(ctx, id, revision, file).await?;
         repo.write_ref(revision, &res.commit)?;
         let pointer = repo.pointer(&res.commit, file);
         if pointer.exists() {
@@ -136,6 +143,32 @@ impl Downloader {
         Ok(repo.link(&res.commit, file, &res.etag)?)
     }
 
+    async fn resolve_retrying(
+        &self,
+        ctx: &JobCtx,
+        id: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<Resolved, DownloadError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.resolve(id, revision, file).await {
+                Err(e) if e.retryable() && attempt <= self.retries => {
+                    let wait = self.backoff(attempt);
+                    ctx.narrate(format!(
+                        "🔁 retry {attempt}/{} resolving `{file}` in {} ms: {e}",
+                        self.retries,
+                        wait.as_millis()
+                    ));
+                    smol::Timer::after(wait).await;
+                }
+                Err(e) if e.retryable() => return Err(e.after_attempts(attempt)),
+                other => return other,
+            }
+        }
+    }
+
     async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
         let path = repo.incomplete(&res.etag);
         let mut partial = Partial::open(&path, res.size, ctx.io_gate.clone()).await?;
@@ -154,7 +187,10 @@ impl Downloader {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        ctx.narrate(format!("🔒 verified `{file}`: {size} bytes{}", if res.sha256().is_some() { ", sha256 ok" } else { "" }));
+        ctx.narrate(format!(
+            "🔒 verified `{file}`: {size} bytes{}",
+            if res.sha256().is_some() { ", sha256 ok" } else { "" }
+        ));
         repo.finish_blob(&res.etag)?;
         Ok(())
     }

@@ -82,7 +82,9 @@ impl Downloader {
             (StatusCode::Unauthorized | StatusCode::Forbidden, _) | (_, "GatedRepo") => {
                 let hint = match (&self.token, status) {
                     (None, _) => ": set the HF_TOKEN environment variable to a token that has access",
-                    (Some(_), StatusCode::Forbidden) => ": HF_TOKEN was refused for this repo; request access or use another token",
+                    (Some(_), StatusCode::Forbidden) => {
+                        ": HF_TOKEN was refused for this repo; request access or use another token"
+                    }
                     (Some(_), _) => ": HF_TOKEN was not accepted; check that it is valid",
                 };
                 DownloadError::Unauthorized { repo: repo_s, status: status.into(), hint }

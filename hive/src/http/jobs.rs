@@ -93,10 +93,7 @@ pub(super) fn stream_endpoint() -> impl Endpoint<State> {
 async fn stream(req: Request<State>, sender: Sender) -> tide::Result<()> {
     let id = req.param("id")?.to_owned();
     let Some(log) = req.state().registry.log(&id) else { return Ok(()) };
-    let mut last: u64 = req
-        .header("Last-Event-ID")
-        .and_then(|v| v.last().as_str().trim().parse().ok())
-        .unwrap_or(0);
+    let mut last: u64 = req.header("Last-Event-ID").and_then(|v| v.last().as_str().trim().parse().ok()).unwrap_or(0);
     loop {
         let (batch, ended) = log.next_after(last).await;
         for (seq, event) in batch {
@@ -108,4 +105,3 @@ async fn stream(req: Request<State>, sender: Sender) -> tide::Result<()> {
         }
     }
 }
-

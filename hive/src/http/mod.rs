@@ -72,7 +72,8 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 
 /// The request body, refusing more than [`MAX_BODY_BYTES`].
 pub(crate) async fn body(req: &mut Request<State>) -> Result<Vec<u8>, tide::Result> {
-    let too_big = || error(StatusCode::PayloadTooLarge, "body_too_large", format!("request body is over {MAX_BODY_BYTES} bytes"));
+    let too_big =
+        || error(StatusCode::PayloadTooLarge, "body_too_large", format!("request body is over {MAX_BODY_BYTES} bytes"));
     if req.len().is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_big());
     }
@@ -98,7 +99,9 @@ fn json_fallback<'a>(
         let res = next.run(req).await;
         let empty = res.len().is_none_or(|n| n == 0) && res.content_type().is_none();
         match res.status() {
-            StatusCode::NotFound if empty => error(StatusCode::NotFound, "not_found", format!("no route for {method} {path}")),
+            StatusCode::NotFound if empty => {
+                error(StatusCode::NotFound, "not_found", format!("no route for {method} {path}"))
+            }
             StatusCode::MethodNotAllowed if empty => {
                 error(StatusCode::MethodNotAllowed, "method_not_allowed", format!("{method} is not allowed on {path}"))
             }

@@ -68,11 +68,8 @@ impl EventLog {
     pub fn since(&self, after: u64) -> (Vec<(u64, Event)>, bool) {
         let inner = self.inner.lock().expect("event log poisoned");
         let start = usize::try_from(after).unwrap_or(usize::MAX).min(inner.events.len());
-        let batch = inner.events[start..]
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((start + i + 1) as u64, e.clone()))
-            .collect();
+        let batch =
+            inner.events[start..].iter().enumerate().map(|(i, e)| ((start + i + 1) as u64, e.clone())).collect();
         (batch, inner.status.is_some_and(JobStatus::is_final))
     }
 

@@ -122,12 +122,8 @@ impl Registry {
     {
         self.prune();
         let id = format!("job-{:016x}", fastrand::u64(..));
-        let ctx = JobCtx {
-            log: Arc::default(),
-            started: Instant::now(),
-            live: self.live.clone(),
-            io_gate: Arc::default(),
-        };
+        let ctx =
+            JobCtx { log: Arc::default(), started: Instant::now(), live: self.live.clone(), io_gate: Arc::default() };
         let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
         let guard = TaskGuard::new(&self.live);
         let fut = work(ctx.clone());
@@ -191,10 +187,8 @@ impl Registry {
     fn prune(&self) {
         let Retention { max_finished, ttl } = self.retention;
         let mut table = self.table();
-        let mut finished: Vec<(Instant, JobId)> = table
-            .iter()
-            .filter_map(|(id, j)| j.ended_at.lock().expect("poisoned").map(|t| (t, id.clone())))
-            .collect();
+        let mut finished: Vec<(Instant, JobId)> =
+            table.iter().filter_map(|(id, j)| j.ended_at.lock().expect("poisoned").map(|t| (t, id.clone()))).collect();
         finished.sort();
         let excess = finished.len().saturating_sub(max_finished);
         for (i, (ended, id)) in finished.into_iter().enumerate() {
@@ -239,7 +233,7 @@ mod tests {
                 smol::Timer::after(Duration::from_secs(60)).await;
                 Event::Done { message: "never".into(), path: None, result: None }
             });
-            while reg.log(&id).unwrap().len() == 0 {
+            while reg.log(&id).unwrap().is_empty() {
                 smol::Timer::after(Duration::from_millis(1)).await;
             }
             assert_eq!(reg.live_tasks(), 1);
@@ -257,7 +251,9 @@ mod tests {
             let reg = registry();
             let mut ids = Vec::new();
             for _ in 0..5 {
-                let id = reg.spawn("quick".into(), |_| async { Event::Done { message: "ok".into(), path: None, result: None } });
+                let id = reg.spawn("quick".into(), |_| async {
+                    Event::Done { message: "ok".into(), path: None, result: None }
+                });
                 let log = reg.log(&id).unwrap();
                 while !log.next_after(0).await.1 {}
                 while reg.info(&id).is_some_and(|_| reg.live_tasks() > 0) {
