@@ -61,3 +61,7 @@ hive *ARGS:
 bench:
     cargo build --release --workspace --bins
     bash bench/run.sh
+
+# Checks a running hive against protocol/openapi.yaml with schemathesis (in .venv).
+schemathesis: build
+    bash tests/schemathesis/run.sh

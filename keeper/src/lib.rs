@@ -1,1 +1,42 @@
-//! placeholder
+//! `rbee`, the keeper: a command-line client for an `rbee-hive` daemon.
+//!
+//! It turns subcommands into hive jobs (`POST /v1/jobs`), follows their Server-Sent-Events stream
+//! with a progress bar, plain lines or NDJSON, reconnects when the stream drops, and cancels the
+//! job on the hive when the user presses Ctrl+C. With no hive configured it starts a local one.
+//!
+//! ```text
+//! rbee model download TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF tinyllama.Q4_K_M.gguf
+//! rbee job list --json
+//! ```
+//!
+//! Exit codes: 0 ok, 1 the job (or request) failed, 2 usage error or hive unreachable,
+//! 130 cancelled by Ctrl+C.
+#![forbid(unsafe_code)]
+
+mod cancel;
+mod cli;
+mod client;
+mod commands;
+mod exit;
+mod follow;
+mod hive_spawn;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use exit::Exit;
+
+/// Parse the command line, run the command, report any error; the process's exit code.
+#[must_use]
+pub fn run() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match smol::block_on(commands::execute(cli)) {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            exit::report(&err);
+            exit::classify(&err).into()
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub type State = Arc<Hive>;
 /// The hive's routes.
 pub fn app(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state.clone());
+    app.with(read_body_first);
     app.with(auth::require_token);
     app.with(json_fallback);
     app.at("/health").get(health);
@@ -88,6 +89,68 @@ pub(crate) async fn body(req: &mut Request<State>) -> Result<Vec<u8>, tide::Resu
     Ok(buf)
 }
 
+/// Reads the request body (up to [`MAX_BODY_BYTES`] + 1) before any route or check answers, and
+/// hands it on for the route to read again.
+///
+/// async-h1 drains a body the route left unread only after writing the response, through a
+/// buffered reader that can also swallow the client's next request on a keep-alive connection;
+/// that client then waits forever. (A `401`, `404` or `405` to a request with a body did this.)
+/// A longer body is handed on as read so far plus the unread rest, and its reply (a `413` from
+/// the routes that read bodies) closes the connection, so nothing after it can be swallowed.
+fn read_body_first<'a>(
+    mut req: Request<State>,
+    next: tide::Next<'a, State>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = tide::Result> + Send + 'a>> {
+    Box::pin(async move {
+        let had_content_type = req.header("Content-Type").is_some();
+        let mut rest = req.take_body();
+        let mut head = Vec::new();
+        if let Err(e) = (&mut rest).take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut head).await {
+            let mut res = error(StatusCode::BadRequest, "bad_body", format!("could not read the request body: {e}"))?;
+            res.insert_header("Connection", "close");
+            return Ok(res);
+        }
+        let whole = head.len() <= MAX_BODY_BYTES;
+        if whole {
+            req.set_body(head);
+        } else {
+            req.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(head).chain(rest), None));
+        }
+        if !had_content_type {
+            req.remove_header("Content-Type");
+        }
+        let mut res = next.run(req).await;
+        if !whole {
+            res.insert_header("Connection", "close");
+        }
+        Ok(res)
+    })
+}
+
+/// The methods each route of [`app`] takes (tide answers `HEAD` for every `GET`), for the `Allow`
+/// header RFC 9110 requires on a 405. Keep in step with [`app`].
+const ROUTE_METHODS: &[(&str, &str)] = &[
+    ("/health", "GET, HEAD"),
+    ("/v1/jobs", "GET, HEAD, POST"),
+    ("/v1/jobs/:id", "GET, HEAD, DELETE"),
+    ("/v1/jobs/:id/stream", "GET, HEAD"),
+    ("/v1/models", "GET, HEAD"),
+    ("/v1/models/:org/:name", "DELETE"),
+    ("/v1/models/:name", "DELETE"),
+    ("/v1/shutdown", "POST"),
+];
+
+/// The `Allow` value for `path`: the route it matches (`:param` = one non-empty segment).
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTE_METHODS.iter().find_map(|(route, methods)| {
+        let pattern: Vec<&str> = route.split('/').collect();
+        let matches = pattern.len() == segments.len()
+            && pattern.iter().zip(&segments).all(|(p, s)| if p.starts_with(':') { !s.is_empty() } else { p == s });
+        matches.then_some(*methods)
+    })
+}
+
 /// Turns tide's empty 404/405 (unknown route, wrong method) into JSON errors.
 fn json_fallback<'a>(
     req: Request<State>,
@@ -103,9 +166,35 @@ fn json_fallback<'a>(
                 error(StatusCode::NotFound, "not_found", format!("no route for {method} {path}"))
             }
             StatusCode::MethodNotAllowed if empty => {
-                error(StatusCode::MethodNotAllowed, "method_not_allowed", format!("{method} is not allowed on {path}"))
+                let mut res = error(
+                    StatusCode::MethodNotAllowed,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}"),
+                )?;
+                if let Some(methods) = allowed_methods(&path) {
+                    res.insert_header("Allow", methods);
+                }
+                Ok(res)
             }
             _ => Ok(res),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn allow_names_the_route_methods() {
+        assert_eq!(allowed_methods("/health"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/v1/jobs"), Some("GET, HEAD, POST"));
+        assert_eq!(allowed_methods("/v1/jobs/job-1"), Some("GET, HEAD, DELETE"));
+        assert_eq!(allowed_methods("/v1/jobs/job-1/stream"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/v1/models/org/name"), Some("DELETE"));
+        assert_eq!(allowed_methods("/v1/models/gpt2"), Some("DELETE"));
+        assert_eq!(allowed_methods("/v1/shutdown"), Some("POST"));
+        assert_eq!(allowed_methods("/v1/jobs/"), None);
+        assert_eq!(allowed_methods("/nope"), None);
+    }
 }

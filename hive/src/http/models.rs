@@ -14,12 +14,25 @@ pub(super) async fn list(req: Request<State>) -> tide::Result {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RemoveQuery {
-    file: Option<String>,
-    #[serde(default)]
-    partial: bool,
+/// `?file=F&partial=true|false`, each at most once, nothing else. Parsed by hand: serde_qs reads an
+/// empty `file=` as no `file`, which would remove the whole repo instead of refusing the name.
+fn remove_query(url: &tide::http::Url) -> Result<(Option<String>, bool), String> {
+    let (mut file, mut partial) = (None, None);
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "file" if file.is_none() => file = Some(value.into_owned()),
+            "partial" if partial.is_none() => {
+                partial = Some(match value.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("`partial` must be `true` or `false`, not `{}`", value.escape_debug())),
+                });
+            }
+            "file" | "partial" => return Err(format!("`{key}` is given more than once")),
+            _ => return Err(format!("unknown parameter `{}`, expected `file` or `partial`", key.escape_debug())),
+        }
+    }
+    Ok((file, partial.unwrap_or(false)))
 }
 
 /// `DELETE /v1/models/:org/:name[?file=F][&partial=true]`.
@@ -29,11 +42,11 @@ pub(super) async fn remove(req: Request<State>) -> tide::Result {
         (_, Ok(name)) => name.to_owned(),
         _ => return error(StatusCode::BadRequest, "invalid_name", "no repo id in the path"),
     };
-    let q: RemoveQuery = match req.query() {
+    let (file, partial) = match remove_query(req.url()) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BadRequest, "invalid_query", format!("invalid query: {e}")),
     };
-    let checked = validate::repo_id(&repo).and_then(|()| q.file.as_deref().map_or(Ok(()), validate::file_name));
+    let checked = validate::repo_id(&repo).and_then(|()| file.as_deref().map_or(Ok(()), validate::file_name));
     if let Err(e) = checked {
         return error(StatusCode::BadRequest, "invalid_name", e.to_string());
     }
@@ -41,8 +54,35 @@ pub(super) async fn remove(req: Request<State>) -> tide::Result {
     if !cache.join(crate::cache::folder_name(&repo)).exists() {
         return error(StatusCode::NotFound, "model_not_found", format!("`{repo}` is not in the cache"));
     }
-    match smol::unblock(move || crate::cache::remove(&cache, &repo, q.file.as_deref(), q.partial)).await {
+    match smol::unblock(move || crate::cache::remove(&cache, &repo, file.as_deref(), partial)).await {
         Ok(report) => json(StatusCode::Ok, &report),
         Err(e) => error(StatusCode::InternalServerError, "cache_error", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remove_query;
+
+    fn query(q: &str) -> Result<(Option<String>, bool), String> {
+        remove_query(&tide::http::Url::parse(&format!("http://h/v1/models/o/n{q}")).unwrap())
+    }
+
+    #[test]
+    fn parses_file_and_partial() {
+        assert_eq!(query(""), Ok((None, false)));
+        assert_eq!(query("?partial=true"), Ok((None, true)));
+        assert_eq!(query("?file=sub%2Fm%20Q4.gguf&partial=false"), Ok((Some("sub/m Q4.gguf".into()), false)));
+        // An empty `file` stays a (refused) name, never "the whole repo".
+        assert_eq!(query("?file="), Ok((Some(String::new()), false)));
+        assert_eq!(query("?file"), Ok((Some(String::new()), false)));
+    }
+
+    #[test]
+    fn refuses_bad_queries() {
+        let bad = ["?partial=1", "?partial=", "?file=a&file=b", "?partial=true&partial=true", "?bogus=1", "?file[]=a"];
+        for bad in bad {
+            assert!(query(bad).is_err(), "{bad}");
+        }
     }
 }

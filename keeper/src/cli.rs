@@ -1,0 +1,63 @@
+//! The clap root: global flags and the three nouns (`model`, `job`, `hive`).
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{hive::HiveCommand, job::JobCommand, model::ModelCommand};
+
+/// rbee: download and manage models through an rbee hive.
+#[derive(Debug, Parser)]
+#[command(name = "rbee", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Hive to talk to [default: http://127.0.0.1:7835, started on demand]
+    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "URL")]
+    pub(crate) hive: Option<String>,
+    /// Bearer token for the hive (prefer the environment variable)
+    #[arg(long, global = true, env = "RBEE_HIVE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// Print machine-readable JSON on stdout (job events as NDJSON)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print only results and errors
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Download, list and remove models in the hive's cache
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// List, inspect, cancel and attach to hive jobs
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Start, stop and check the hive daemon
+    #[command(subcommand)]
+    Hive(HiveCommand),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_go_anywhere() {
+        let cli = Cli::try_parse_from(["rbee", "model", "list", "--json", "--hive", "http://h:1"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.hive.as_deref(), Some("http://h:1"));
+    }
+}

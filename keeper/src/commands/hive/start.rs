@@ -1,0 +1,44 @@
+//! `rbee hive start [--addr A] [--foreground]`.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::client::addr_of;
+use crate::commands::print_json;
+use crate::exit::Exit;
+use crate::hive_spawn::{self, PROBE};
+
+/// Start `rbee-hive` (found beside `rbee`, else on PATH), detached, logging to ~/.cache/rbee/hive.log.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on [default: the --hive address, 127.0.0.1:7835]
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<String>,
+    /// Run the hive in this terminal instead of in the background
+    #[arg(long)]
+    foreground: bool,
+}
+
+impl Args {
+    pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
+        let client = match &self.addr {
+            Some(addr) => ctx.client.at(addr)?,
+            None => ctx.client.clone(),
+        };
+        if self.foreground {
+            return Err(hive_spawn::exec_foreground(&addr_of(client.base())));
+        }
+        if let Some(health) = client.probe(PROBE).await {
+            let pid = health.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            ctx.note(&format!("🐝 hive already running at {} (pid {pid})", client.base()));
+            return if ctx.json() { print_json(&health) } else { Ok(Exit::Ok) };
+        }
+        let started = hive_spawn::start(&client).await?;
+        if ctx.json() {
+            return print_json(&json!({ "url": client.base(), "pid": started.pid, "log": started.log }));
+        }
+        println!("{}", started.line(client.base()));
+        Ok(Exit::Ok)
+    }
+}

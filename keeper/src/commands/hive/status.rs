@@ -1,0 +1,50 @@
+//! `rbee hive status`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::client::{timeout, Health};
+use crate::commands::print_json;
+use crate::exit::Exit;
+
+/// Show whether the hive answers, with its version, pid and job counts.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+impl Args {
+    pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
+        let health = timeout(Duration::from_secs(5), ctx.client.health()).await?;
+        if ctx.json() {
+            return print_json(&health);
+        }
+        println!("{}", line(ctx.client.base(), &health));
+        Ok(Exit::Ok)
+    }
+}
+
+/// `🐝 hive at URL: ok (version 0.1.0, pid 42, 1 running jobs, 3 live tasks)`.
+pub(crate) fn line(base: &str, h: &Health) -> String {
+    let pid = h.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+    format!(
+        "🐝 hive at {base}: {} (version {}, pid {pid}, {} running jobs, {} live tasks)",
+        h.status, h.version, h.running_jobs, h.live_tasks
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line() {
+        let h: Health =
+            serde_json::from_str(r#"{"status":"ok","version":"0.1.0","pid":42,"running_jobs":1,"live_tasks":3}"#)
+                .unwrap();
+        assert_eq!(
+            line("http://h:1", &h),
+            "🐝 hive at http://h:1: ok (version 0.1.0, pid 42, 1 running jobs, 3 live tasks)"
+        );
+    }
+}

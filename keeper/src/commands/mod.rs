@@ -1,0 +1,69 @@
+//! One module per noun, one file per verb; each verb has its own clap `Args` and `execute`.
+
+pub(crate) mod hive;
+pub(crate) mod job;
+pub(crate) mod model;
+mod watch;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::client::{HiveClient, DEFAULT_BASE};
+use crate::exit::Exit;
+use crate::hive_spawn;
+use crate::render::Mode;
+
+/// What every command gets: the hive client and the output mode.
+pub(crate) struct Ctx {
+    pub(crate) client: HiveClient,
+    pub(crate) mode: Mode,
+    /// Whether the user named a hive (`--hive` / `RBEE_HIVE_URL`); if not, one may be started.
+    pub(crate) explicit_hive: bool,
+}
+
+impl Ctx {
+    fn new(global: &GlobalArgs) -> Result<Self> {
+        let base = global.hive.as_deref().filter(|h| !h.trim().is_empty());
+        Ok(Self {
+            client: HiveClient::new(base.unwrap_or(DEFAULT_BASE), global.token.clone())?,
+            mode: Mode::detect(global.json, global.quiet),
+            explicit_hive: base.is_some(),
+        })
+    }
+
+    /// A status line on stderr, unless `--quiet`.
+    pub(crate) fn note(&self, line: &str) {
+        if self.mode != Mode::Quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    pub(crate) fn json(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
+    /// The embedded default: start a local hive when none was named and none answers.
+    pub(crate) async fn ensure_hive(&self) -> Result<()> {
+        if self.explicit_hive {
+            return Ok(());
+        }
+        hive_spawn::ensure(&self.client, self.mode == Mode::Quiet).await
+    }
+}
+
+/// `value` as one line of JSON on stdout.
+pub(crate) fn print_json(value: &impl Serialize) -> Result<Exit> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(Exit::Ok)
+}
+
+/// Run the parsed command line.
+pub(crate) async fn execute(cli: Cli) -> Result<Exit> {
+    let ctx = Ctx::new(&cli.global)?;
+    match cli.command {
+        Command::Model(cmd) => cmd.execute(&ctx).await,
+        Command::Job(cmd) => cmd.execute(&ctx).await,
+        Command::Hive(cmd) => cmd.execute(&ctx).await,
+    }
+}

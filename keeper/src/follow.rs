@@ -1,0 +1,161 @@
+//! Following a job's event stream to its terminal event.
+//!
+//! When the connection drops (or stalls) before the terminal event, the stream is reopened with
+//! `Last-Event-ID: <last id seen>`; frames at or below that id are skipped, so the user sees no
+//! gap and no duplicate. An error reply from the hive (404, 401, …) ends the watch at once.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use futures_lite::{future, AsyncReadExt};
+use rbee_protocol::sse::{Decoder, Frame};
+use rbee_protocol::Event;
+
+use crate::client::{status_of, timeout, HiveClient, NoSuchJob};
+use crate::render::Renderer;
+
+/// Reconnect attempts in a row that may bring nothing new.
+const MAX_RETRIES: u32 = 5;
+/// A stream silent for this long counts as dropped (the hive heartbeats far more often).
+const STALL: Duration = Duration::from_secs(45);
+
+/// Remembers the highest event id shown, across connections.
+#[derive(Debug, Default)]
+pub(crate) struct Dedup {
+    last: Option<u64>,
+}
+
+impl Dedup {
+    /// Whether `frame` is new; frames without an id are always shown.
+    pub(crate) fn admit(&mut self, frame: &Frame) -> bool {
+        match (frame.id, self.last) {
+            (Some(id), Some(last)) if id <= last => false,
+            (Some(id), _) => {
+                self.last = Some(id);
+                true
+            }
+            (None, _) => true,
+        }
+    }
+
+    /// What to send as `Last-Event-ID`.
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last
+    }
+}
+
+/// Show each new frame; the terminal event, if one arrived.
+pub(crate) fn absorb(frames: Vec<Frame>, dedup: &mut Dedup, mut show: impl FnMut(&Event)) -> Option<Event> {
+    for frame in frames {
+        if !dedup.admit(&frame) {
+            continue;
+        }
+        show(&frame.event);
+        if frame.event.is_terminal() {
+            return Some(frame.event);
+        }
+    }
+    None
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.min(5))
+}
+
+/// Render job `job_id`'s events until its terminal event, which is returned.
+pub(crate) async fn follow(client: &HiveClient, job_id: &str, sse_url: &str, r: &mut Renderer) -> Result<Event> {
+    let mut dedup = Dedup::default();
+    let mut failures = 0;
+    loop {
+        let seen = dedup.last();
+        let err = match read_once(client, sse_url, &mut dedup, r).await {
+            Ok(Some(end)) => return Ok(end),
+            Ok(None) => anyhow!("the stream ended before the job did"),
+            Err(e) if status_of(&e).is_some() => return Err(e),
+            Err(e) => e,
+        };
+        failures = if dedup.last() == seen { failures + 1 } else { 1 };
+        if failures > MAX_RETRIES {
+            return Err(err.context(format!("lost the event stream of job {job_id}")));
+        }
+        smol::Timer::after(backoff(failures)).await;
+        match client.job(job_id).await {
+            Ok(info) if info.status.is_final() && failures > 1 => {
+                let status = info.status.as_str();
+                return Err(err.context(format!("job {job_id} is {status} but its stream never said so")));
+            }
+            Err(e) if e.is::<NoSuchJob>() || status_of(&e).is_some() => return Err(e),
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+/// One connection: `Some(terminal event)`, or `None` when the stream ended early.
+async fn read_once(client: &HiveClient, sse_url: &str, dedup: &mut Dedup, r: &mut Renderer) -> Result<Option<Event>> {
+    let mut body = client.stream(sse_url, dedup.last()).await?;
+    let mut decoder = Decoder::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let read = async { body.read(&mut buf).await.context("reading the job's event stream") };
+        let n = timeout(STALL, read).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(end) = absorb(decoder.feed(&buf[..n]), dedup, |e| r.event(e)) {
+            return Ok(Some(end));
+        }
+        // Let a racing Ctrl+C in even when the stream never makes us wait.
+        future::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbee_protocol::sse::encode;
+
+    fn log() -> Vec<Event> {
+        let mut events: Vec<_> = (0..6).map(|i| Event::narration(format!("line {i}"))).collect();
+        events.push(Event::Done { message: "ok".into(), path: Some("/p".into()), result: None });
+        events
+    }
+
+    fn wire(events: &[Event], from: u64) -> String {
+        events.iter().zip(0..).skip_while(|(_, i)| *i < from).map(|(e, i)| encode(i, e)).collect()
+    }
+
+    #[test]
+    fn reconnect_shows_every_event_once() {
+        let events = log();
+        let first = wire(&events, 0);
+        let cut = first.find("line 4").unwrap(); // drop mid-frame of event 4
+        let (mut dedup, mut shown) = (Dedup::default(), Vec::new());
+        let end = absorb(Decoder::default().feed(&first.as_bytes()[..cut]), &mut dedup, |e| shown.push(e.clone()));
+        assert_eq!((end, dedup.last()), (None, Some(3)));
+        // A hive that replays too much (from 2) must not cause duplicates.
+        let end = absorb(Decoder::default().feed(wire(&events, 2).as_bytes()), &mut dedup, |e| shown.push(e.clone()));
+        assert_eq!(end, events.last().cloned());
+        assert_eq!(shown, events);
+    }
+
+    #[test]
+    fn nothing_after_the_terminal_event() {
+        let mut events = log();
+        events.push(Event::narration("late"));
+        let mut shown = Vec::new();
+        let end = absorb(Decoder::default().feed(wire(&events, 0).as_bytes()), &mut Dedup::default(), |e| {
+            shown.push(e.clone());
+        });
+        assert!(end.unwrap().is_terminal());
+        assert_eq!(shown.len(), 7);
+    }
+
+    #[test]
+    fn frames_without_ids_pass() {
+        let mut dedup = Dedup::default();
+        let frame = Frame { id: None, event: Event::narration("x") };
+        assert!(dedup.admit(&frame) && dedup.admit(&frame));
+        assert_eq!(dedup.last(), None);
+        assert!(backoff(1) < backoff(2) && backoff(9) == backoff(5));
+    }
+}

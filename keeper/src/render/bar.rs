@@ -1,0 +1,124 @@
+//! TTY rendering: one indicatif bar per file; narration above the bars, heartbeats in their message.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbee_protocol::Event;
+
+use super::format;
+
+const BAR: &str = "{prefix:.bold} [{wide_bar:.cyan/blue}] {bytes}/{total_bytes} ETA {eta} {msg}";
+const UNSIZED: &str = "{spinner} {prefix:.bold} {bytes} {msg}";
+const WAITING: &str = "{spinner} {msg}";
+
+/// One file's bar; its message is `<hive's rate> · resumed from X · ⏳ 12s` (the last heartbeat).
+struct FileBar {
+    bar: ProgressBar,
+    rate: String,
+    resumed: Option<String>,
+    beat: Option<String>,
+}
+
+impl FileBar {
+    fn refresh(&self) {
+        let parts = [Some(&self.rate), self.resumed.as_ref(), self.beat.as_ref()];
+        let msg: Vec<&str> = parts.into_iter().flatten().map(String::as_str).collect();
+        self.bar.set_message(msg.join(" · "));
+    }
+}
+
+/// Progress bars on stderr.
+pub(crate) struct Bars {
+    multi: MultiProgress,
+    files: HashMap<String, FileBar>,
+    waiting: Option<ProgressBar>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("bar templates are valid").progress_chars("=> ")
+}
+
+impl Bars {
+    pub(crate) fn new() -> Self {
+        Self { multi: MultiProgress::new(), files: HashMap::new(), waiting: None }
+    }
+
+    pub(crate) fn event(&mut self, event: &Event) {
+        match event {
+            Event::Narration { message } => self.println(message),
+            Event::Heartbeat { message, elapsed_secs } => self.heartbeat(message, *elapsed_secs),
+            Event::Progress { file, bytes, total, rate, resumed_from } => {
+                self.progress(file, *bytes, *total, *resumed_from, *rate);
+            }
+            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
+        }
+    }
+
+    /// A line above the bars.
+    pub(crate) fn println(&self, line: &str) {
+        if self.multi.println(line).is_err() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Heartbeats go into the running bars' message (a spinner before any bar exists).
+    fn heartbeat(&mut self, message: &str, elapsed_secs: u64) {
+        if self.files.is_empty() {
+            let line = format::heartbeat_line(message, elapsed_secs);
+            let spinner = self.waiting.get_or_insert_with(|| {
+                let spinner = self.multi.add(ProgressBar::new_spinner().with_style(style(WAITING)));
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                spinner
+            });
+            spinner.set_message(line);
+            return;
+        }
+        for file in self.files.values_mut().filter(|f| !f.bar.is_finished()) {
+            file.beat = Some(format!("⏳ {elapsed_secs}s"));
+            file.refresh();
+        }
+    }
+
+    fn progress(&mut self, file: &str, bytes: u64, total: Option<u64>, resumed_from: u64, rate: f64) {
+        if let Some(spinner) = self.waiting.take() {
+            spinner.finish_and_clear();
+        }
+        let multi = &self.multi;
+        let entry = self.files.entry(file.to_owned()).or_insert_with(|| {
+            let template = if total.is_some() { BAR } else { UNSIZED };
+            let bar = ProgressBar::new(total.unwrap_or(0)).with_style(style(template)).with_position(bytes);
+            let bar = multi.add(bar.with_prefix(file.to_owned()));
+            bar.reset_eta();
+            FileBar { bar, rate: String::new(), resumed: format::resumed(resumed_from), beat: None }
+        });
+        if entry.bar.is_finished() {
+            return;
+        }
+        if let Some(total) = total {
+            entry.bar.set_length(total);
+        }
+        entry.bar.set_position(bytes);
+        entry.rate = format::rate(rate);
+        entry.refresh();
+        if total.is_some_and(|t| bytes >= t) {
+            entry.bar.finish();
+        }
+    }
+
+    /// Stop drawing; bars stay where they stopped and the cursor moves below them.
+    pub(crate) fn finish(mut self) {
+        if let Some(spinner) = self.waiting.take() {
+            spinner.finish_and_clear();
+        }
+        for file in self.files.values().filter(|f| !f.bar.is_finished()) {
+            file.bar.abandon();
+        }
+        let drawn = !self.files.is_empty();
+        drop(self);
+        if drawn {
+            // indicatif leaves the cursor at the end of the last bar.
+            eprintln!();
+        }
+    }
+}

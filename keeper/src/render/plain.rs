@@ -1,0 +1,78 @@
+//! Plain-line rendering for logs and pipes: one line per event, progress at most once a second.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rbee_protocol::Event;
+
+use super::format;
+
+/// Least time between two progress lines of the same file.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Decides which events become lines.
+#[derive(Debug, Default)]
+pub(crate) struct Plain {
+    last_progress: HashMap<String, Instant>,
+}
+
+impl Plain {
+    /// The line for `event` seen at `now`, if it deserves one.
+    pub(crate) fn line(&mut self, event: &Event, now: Instant) -> Option<String> {
+        match event {
+            Event::Narration { message } => Some(message.clone()),
+            Event::Heartbeat { message, elapsed_secs } => Some(format::heartbeat_line(message, *elapsed_secs)),
+            Event::Progress { file, bytes, total, rate, .. } => {
+                let finished = total.is_some_and(|t| *bytes >= t);
+                self.due(file, now, finished).then(|| format::progress_line(file, *bytes, *total, *rate))
+            }
+            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => None,
+        }
+    }
+
+    /// Whether a progress line of `file` may be printed now (always for the first and the last).
+    fn due(&mut self, file: &str, now: Instant, finished: bool) -> bool {
+        let due = match self.last_progress.get(file) {
+            None => true,
+            Some(last) => finished || now.duration_since(*last) >= PROGRESS_EVERY,
+        };
+        if due {
+            self.last_progress.insert(file.to_owned(), now);
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(file: &str, bytes: u64) -> Event {
+        Event::Progress { file: file.into(), bytes, total: Some(100), rate: 1.0, resumed_from: 0 }
+    }
+
+    #[test]
+    fn progress_is_throttled_per_file() {
+        let mut plain = Plain::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(plain.line(&progress("a", 1), at(0)).is_some(), "first line prints");
+        assert!(plain.line(&progress("a", 2), at(300)).is_none());
+        assert!(plain.line(&progress("b", 2), at(400)).is_some(), "other file has its own clock");
+        assert!(plain.line(&progress("a", 3), at(999)).is_none());
+        assert!(plain.line(&progress("a", 4), at(1000)).is_some());
+        assert!(plain.line(&progress("a", 5), at(1100)).is_none());
+        assert!(plain.line(&progress("a", 100), at(1200)).is_some(), "completion always prints");
+    }
+
+    #[test]
+    fn narration_and_heartbeats_always_print() {
+        let mut plain = Plain::default();
+        let now = Instant::now();
+        assert_eq!(plain.line(&Event::narration("hi"), now).as_deref(), Some("hi"));
+        let beat = Event::Heartbeat { message: "still downloading…".into(), elapsed_secs: 12 };
+        assert_eq!(plain.line(&beat, now).as_deref(), Some("⏳ still downloading… (12s)"));
+        let done = Event::Done { message: "ok".into(), path: None, result: None };
+        assert_eq!(plain.line(&done, now), None);
+    }
+}

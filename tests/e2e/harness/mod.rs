@@ -1,0 +1,45 @@
+//! Test harness: locate the built binaries, run a hive ([`Hive`]) and the keeper ([`Keeper`]),
+//! read a job's SSE stream ([`SseStream`]), and talk plain HTTP ([`http`]).
+//!
+//! ```ignore
+//! let hub = FakeHub::with_default_repo();
+//! let hive = Hive::spawn(&hub);
+//! Keeper::new().hive(&hive).args(["model", "download", "rbee-test/tiny-model", "model.gguf"]).run().assert_success();
+//! ```
+// Test modules are added over time; not every helper is used by every build of the suite.
+#![allow(dead_code, unused_imports)]
+
+pub mod hive;
+pub mod http;
+pub mod keeper;
+pub mod sse;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use hive::{Hive, HiveBuilder};
+pub use keeper::{Keeper, Output, Running};
+pub use rbee_tests::hub::{CloseReason, FakeHub, Fault, HubConfig, RepoSpec};
+pub use sse::{SseEnd, SseStream};
+
+/// Generous upper bound for things that should take milliseconds.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Path of a binary of this workspace, built next to the test executable
+/// (`target/<profile>/deps/e2e-…` → `target/<profile>/<name>`).
+///
+/// # Panics
+/// When it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) });
+    let path = dir.expect("test binary directory").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "binary `{name}` missing at {}: run `just test` (it builds --bins first)", path.display());
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}

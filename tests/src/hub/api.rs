@@ -1,0 +1,278 @@
+//! The hub's tide routes, answered the way huggingface.co answers them.
+//!
+//! - `HEAD|GET /{org}/{name}/resolve/{revision}/{path…}`: LFS → `302` to the CDN with
+//!   `X-Repo-Commit`, `X-Linked-Etag`, `X-Linked-Size`; non-LFS → `200`/`206` body from here.
+//! - `GET /api/models/{org}/{name}[/revision/{revision}]`: `{id, sha, siblings: [{rfilename}]}`.
+//! - Errors: `404` + `X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`,
+//!   gated repos `401` (no token) / `403` (wrong token) + `X-Error-Code: GatedRepo`.
+//! - Control (not logged): `GET /_stats`, `POST /_config` (see [`ConfigPatch`]).
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::json;
+use tide::{Body, Next, Request, Response};
+
+use super::body::{BodyReader, Span};
+use super::content::FileData;
+use super::faults::Fault;
+use super::repos::HfError;
+use super::stats::HubRequest;
+use super::Shared;
+
+type Req = Request<Arc<Shared>>;
+
+/// Serve the hub on its own thread until `stop` closes.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    stop: async_channel::Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    let mut app = tide::with_state(shared);
+    app.with(log_request);
+    app.at("/_stats").get(|req: Req| async move { Body::from_json(&req.state().recorder.snapshot().to_json()) });
+    app.at("/_config").post(config);
+    app.at("/api/models/*rest").get(model_info);
+    app.at("/:org/:name/resolve/*rest").get(resolve);
+    std::thread::Builder::new().name("fake-hub".into()).spawn(move || {
+        smol::block_on(futures_lite::future::or(async { app.listen(listener).await.map(drop) }, async {
+            stop.recv().await.ok();
+            Ok(())
+        }))
+        .ok();
+    })
+}
+
+fn log_request<'a>(req: Req, next: Next<'a, Arc<Shared>>) -> Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>> {
+    Box::pin(async move {
+        let at = Instant::now();
+        let shared = req.state().clone();
+        let method = req.method().to_string();
+        let url = req.url();
+        let path = url.query().map_or_else(|| url.path().to_owned(), |q| format!("{}?{q}", url.path()));
+        let headers = req.iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.as_str().to_owned())).collect();
+        let res = next.run(req).await;
+        if !path.starts_with("/_") {
+            let status = res.status() as u16;
+            shared.recorder.request(HubRequest { method, path, headers, status, at });
+        }
+        Ok(res)
+    })
+}
+
+/// An error the way huggingface.co sends it.
+fn hf_error(status: u16, code: Option<&str>, message: &str) -> Response {
+    let mut res = Response::new(status);
+    if let Some(code) = code {
+        res.insert_header("X-Error-Code", code);
+    }
+    res.insert_header("X-Error-Message", message);
+    res.set_body(Body::from_json(&json!({ "error": message })).unwrap_or_else(|_| Body::empty()));
+    res
+}
+
+fn not_found(e: HfError, what: &str) -> Response {
+    let message = match e {
+        HfError::RepoNotFound => format!("Repository not found: {what}"),
+        HfError::RevisionNotFound => format!("Invalid rev id: {what}"),
+        HfError::EntryNotFound => format!("Entry not found: {what}"),
+    };
+    hf_error(404, Some(e.code()), &message)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Check the token of a gated repo: `Err(401|403)` when it does not pass.
+fn check_auth(shared: &Shared, req: &Req, repo: &str) -> Result<(), Box<Response>> {
+    let auth = req.header("Authorization").map(|v| v.last().as_str().to_owned());
+    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+    match (token, &shared.token) {
+        (None, _) => Err(Box::new(hf_error(401, Some("GatedRepo"), &format!("Access to model {repo} is restricted.")))),
+        (Some(t), Some(want)) if t != want => {
+            let message = format!("Access to model {repo} is restricted: wrong token.");
+            Err(Box::new(hf_error(403, Some("GatedRepo"), &message)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Look up `repo@revision/file`, answering errors as huggingface.co does.
+fn lookup(req: &Req, repo: &str, revision: &str, file: &str) -> Result<Arc<FileData>, Box<Response>> {
+    let shared = req.state();
+    let repos = shared.repos();
+    let r = repos.repo(repo).map_err(|e| Box::new(not_found(e, repo)))?;
+    if r.gated {
+        check_auth(shared, req, repo)?;
+    }
+    r.file(revision, file).map_err(|e| Box::new(not_found(e, &format!("{repo}@{revision}/{file}"))))
+}
+
+async fn resolve(req: Req) -> tide::Result {
+    if let Some(status) = req.state().faults().take_resolve() {
+        return Ok(hf_error(status, None, "injected fault"));
+    }
+    // /{org}/{name}/resolve/{revision}/{path...}
+    let path = req.url().path().to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
+    let [org, name, _, revision, file] = parts[..] else {
+        return Ok(not_found(HfError::EntryNotFound, &path));
+    };
+    let (repo, revision, file) = (format!("{org}/{name}"), percent_decode(revision), percent_decode(file));
+    let file = match lookup(&req, &repo, &revision, &file) {
+        Ok(f) => f,
+        Err(res) => return Ok(*res),
+    };
+    let digests = file.clone();
+    smol::unblock(move || digests.etag().len()).await;
+    let mut res = if file.lfs { redirect(req.state(), &file) } else { serve_direct(&req, &file) };
+    res.insert_header("X-Repo-Commit", file.commit.as_str());
+    Ok(res)
+}
+
+fn redirect(shared: &Shared, file: &FileData) -> Response {
+    let sha = file.sha256();
+    let mut res = Response::new(302);
+    res.insert_header("Location", format!("{}/blobs/{}/{sha}", shared.cdn_url, file.repo));
+    res.insert_header("X-Linked-Etag", format!("\"{sha}\""));
+    res.insert_header("X-Linked-Size", file.size.to_string());
+    res.insert_header("ETag", format!("\"{sha}\""));
+    res.set_body(Body::empty());
+    res
+}
+
+fn serve_direct(req: &Req, file: &Arc<FileData>) -> Response {
+    let get = req.method() == tide::http::Method::Get;
+    let fault = if get { req.state().faults().take(&file.name) } else { None };
+    if let Some(Fault::Status(code)) = fault {
+        return hf_error(code, None, "injected fault");
+    }
+    let range = req.header("Range").map(|v| v.last().as_str().to_owned()).filter(|_| fault != Some(Fault::IgnoreRange));
+    let span = Span::parse(range.as_deref(), file.size);
+    let (start, end) = span.bounds(file.size);
+    let mut res = Response::new(match span {
+        Span::Full => 200,
+        Span::Part(..) => 206,
+        Span::Unsatisfiable => 416,
+    });
+    match span {
+        Span::Part(..) => res.insert_header("Content-Range", format!("bytes {start}-{}/{}", end - 1, file.size)),
+        Span::Unsatisfiable => res.insert_header("Content-Range", format!("bytes */{}", file.size)),
+        Span::Full => {}
+    }
+    res.insert_header("ETag", format!("\"{}\"", file.git_sha1()));
+    res.insert_header("Accept-Ranges", "bytes");
+    let len = usize::try_from(if span == Span::Unsatisfiable { 0 } else { end - start }).unwrap_or(usize::MAX);
+    let reader = BodyReader::new(req.state().clone(), file.clone(), if get { (start, end) } else { (0, 0) }, fault);
+    res.set_body(Body::from_reader(futures_lite::io::BufReader::with_capacity(64 << 10, reader), Some(len)));
+    res.set_content_type(if file.name.ends_with(".json") { "application/json" } else { "text/plain" });
+    res
+}
+
+async fn model_info(req: Req) -> tide::Result {
+    let path = req.url().path().trim_start_matches("/api/models/").to_owned();
+    let (repo, revision) = match path.split_once("/revision/") {
+        Some((repo, rev)) => (repo.to_owned(), Some(percent_decode(rev))),
+        None => (path.trim_end_matches('/').to_owned(), None),
+    };
+    let shared = req.state();
+    let repos = shared.repos();
+    let r = match repos.repo(&repo) {
+        Ok(r) => r,
+        Err(e) => return Ok(not_found(e, &repo)),
+    };
+    if r.gated {
+        if let Err(res) = check_auth(shared, &req, &repo) {
+            return Ok(*res);
+        }
+    }
+    let revision = revision.unwrap_or_else(|| r.default_revision().to_owned());
+    let (commit, files) = match r.at(&revision) {
+        Ok(at) => at,
+        Err(e) => return Ok(not_found(e, &format!("{repo}@{revision}"))),
+    };
+    let siblings: Vec<_> = files.iter().map(|f| json!({ "rfilename": f.name })).collect();
+    let body =
+        json!({ "id": repo, "modelId": repo, "sha": commit, "gated": r.gated, "private": false, "siblings": siblings });
+    Ok(Body::from_json(&body)?.into())
+}
+
+/// `POST /_config`: change rate and faults of a running hub process.
+/// `{"rate": 1048576, "faults": [{"file": "model.gguf", "fault": {"kind": "reset_after", "n": 4096},
+/// "times": 1}], "resolve_fault": {"status": 503, "times": 2}, "clear_faults": true}`; every field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigPatch {
+    rate: Option<u64>,
+    #[serde(default)]
+    clear_faults: bool,
+    #[serde(default)]
+    faults: Vec<FileFault>,
+    resolve_fault: Option<ResolveFault>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFault {
+    file: String,
+    fault: Fault,
+    #[serde(default = "one")]
+    times: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveFault {
+    status: u16,
+    #[serde(default = "one")]
+    times: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+async fn config(mut req: Req) -> tide::Result {
+    let patch: ConfigPatch = match req.body_json().await {
+        Ok(p) => p,
+        Err(e) => return Ok(hf_error(400, None, &e.to_string())),
+    };
+    let shared = req.state();
+    if let Some(rate) = patch.rate {
+        shared.rate.store(rate, Ordering::Relaxed);
+    }
+    let mut faults = shared.faults();
+    if patch.clear_faults {
+        faults.clear();
+    }
+    for f in &patch.faults {
+        faults.push(&f.file, f.fault, f.times);
+    }
+    if let Some(r) = patch.resolve_fault {
+        faults.push_resolve(r.status, r.times);
+    }
+    Ok(Body::from_json(&json!({ "rate": shared.rate.load(Ordering::Relaxed) }))?.into())
+}
