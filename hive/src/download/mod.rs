@@ -2,6 +2,7 @@
 //! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
 //! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
 
+mod curl;
 mod error;
 mod fetch;
 mod heartbeat;
@@ -59,8 +60,7 @@ impl Downloader {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
-        let config = surf::Config::new().set_timeout(None).set_tcp_no_delay(true);
-        let client: surf::Client = config.try_into()?;
+        let client = surf::Client::with_http_client(curl::CurlClient::new()?);
         Ok(Self {
             client,
             endpoint: s.endpoint,
