@@ -11,7 +11,7 @@ build:
     cargo build --workspace --bins
 
 # Everything CI checks: no tokio, formatting, lints, all tests.
-test: no-tokio lint build
+test: no-tokio lint build py
     cargo test --workspace --all-targets -- --test-threads 4
     cargo test --workspace --doc
 
@@ -65,3 +65,10 @@ bench:
 # Checks a running hive against protocol/openapi.yaml with schemathesis (in .venv).
 schemathesis: build
     bash tests/schemathesis/run.sh
+
+# Full-size robustness runs (release build), printing figures for BENCHMARKS.md: 200 random-point
+# cancels, 1000 SSE subscribers over 100 jobs, 10 000 short jobs, 20 000 cases per property.
+soak:
+    cargo build --release --workspace --bins
+    RBEE_SOAK=1 cargo test --release -p rbee-tests --test e2e -- --nocapture --test-threads 1 --skip download:: chaos:: load:: retention::memory
+    PROPTEST_CASES=20000 cargo test --release -p rbee-protocol --test prop

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::DEFAULT_ADDR;
 use crate::commands::{hive::HiveCommand, job::JobCommand, model::ModelCommand};
 
 /// rbee: download and manage models through an rbee hive.
@@ -17,9 +18,12 @@ pub(crate) struct Cli {
 /// Flags every subcommand accepts.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Hive to talk to [default: http://127.0.0.1:7835, started on demand]
+    /// Hive to talk to [default: the local hive at --local-addr, started on demand]
     #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "URL")]
     pub(crate) hive: Option<String>,
+    /// Address of the local hive, used (and started on demand) when no --hive is given
+    #[arg(long, global = true, env = "RBEE_HIVE_ADDR", value_name = "HOST:PORT", default_value = DEFAULT_ADDR)]
+    pub(crate) local_addr: String,
     /// Bearer token for the hive (prefer the environment variable)
     #[arg(long, global = true, env = "RBEE_HIVE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub(crate) token: Option<String>,
@@ -59,5 +63,6 @@ mod tests {
         let cli = Cli::try_parse_from(["rbee", "model", "list", "--json", "--hive", "http://h:1"]).unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.hive.as_deref(), Some("http://h:1"));
+        assert_eq!(cli.global.local_addr, "127.0.0.1:7835");
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
-pub(crate) use urls::{addr_of, job_stream, normalize_base, DEFAULT_BASE};
+pub(crate) use urls::{addr_of, job_stream, normalize_base, DEFAULT_ADDR};
 
 use crate::exit::{Unreachable, UsageError};
 

@@ -45,12 +45,12 @@ impl Dedup {
 }
 
 /// Show each new frame; the terminal event, if one arrived.
-pub(crate) fn absorb(frames: Vec<Frame>, dedup: &mut Dedup, mut show: impl FnMut(&Event)) -> Option<Event> {
+pub(crate) fn absorb(frames: Vec<Frame>, dedup: &mut Dedup, mut show: impl FnMut(&Frame)) -> Option<Event> {
     for frame in frames {
         if !dedup.admit(&frame) {
             continue;
         }
-        show(&frame.event);
+        show(&frame);
         if frame.event.is_terminal() {
             return Some(frame.event);
         }
@@ -101,7 +101,7 @@ async fn read_once(client: &HiveClient, sse_url: &str, dedup: &mut Dedup, r: &mu
         if n == 0 {
             return Ok(None);
         }
-        if let Some(end) = absorb(decoder.feed(&buf[..n]), dedup, |e| r.event(e)) {
+        if let Some(end) = absorb(decoder.feed(&buf[..n]), dedup, |f| r.event(f)) {
             return Ok(Some(end));
         }
         // Let a racing Ctrl+C in even when the stream never makes us wait.
@@ -130,10 +130,12 @@ mod tests {
         let first = wire(&events, 0);
         let cut = first.find("line 4").unwrap(); // drop mid-frame of event 4
         let (mut dedup, mut shown) = (Dedup::default(), Vec::new());
-        let end = absorb(Decoder::default().feed(&first.as_bytes()[..cut]), &mut dedup, |e| shown.push(e.clone()));
+        let end =
+            absorb(Decoder::default().feed(&first.as_bytes()[..cut]), &mut dedup, |f| shown.push(f.event.clone()));
         assert_eq!((end, dedup.last()), (None, Some(3)));
         // A hive that replays too much (from 2) must not cause duplicates.
-        let end = absorb(Decoder::default().feed(wire(&events, 2).as_bytes()), &mut dedup, |e| shown.push(e.clone()));
+        let end =
+            absorb(Decoder::default().feed(wire(&events, 2).as_bytes()), &mut dedup, |f| shown.push(f.event.clone()));
         assert_eq!(end, events.last().cloned());
         assert_eq!(shown, events);
     }
@@ -143,8 +145,8 @@ mod tests {
         let mut events = log();
         events.push(Event::narration("late"));
         let mut shown = Vec::new();
-        let end = absorb(Decoder::default().feed(wire(&events, 0).as_bytes()), &mut Dedup::default(), |e| {
-            shown.push(e.clone());
+        let end = absorb(Decoder::default().feed(wire(&events, 0).as_bytes()), &mut Dedup::default(), |f| {
+            shown.push(f.event.clone());
         });
         assert!(end.unwrap().is_terminal());
         assert_eq!(shown.len(), 7);

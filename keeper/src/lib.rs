@@ -2,7 +2,8 @@
 //!
 //! It turns subcommands into hive jobs (`POST /v1/jobs`), follows their Server-Sent-Events stream
 //! with a progress bar, plain lines or NDJSON, reconnects when the stream drops, and cancels the
-//! job on the hive when the user presses Ctrl+C. With no hive configured it starts a local one.
+//! job on the hive when the user presses Ctrl+C. With no hive configured it uses the local one
+//! (`RBEE_HIVE_ADDR`, default `127.0.0.1:7835`), starting `rbee-hive` there when none answers.
 //!
 //! ```text
 //! rbee model download TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF tinyllama.Q4_K_M.gguf

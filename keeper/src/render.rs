@@ -7,6 +7,7 @@ mod plain;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
+use rbee_protocol::sse::Frame;
 use rbee_protocol::Event;
 
 /// The output style, chosen once from the flags and whether stderr is a terminal.
@@ -41,48 +42,80 @@ impl Mode {
 pub(crate) enum Renderer {
     Bar(bar::Bars),
     Plain(plain::Plain),
-    Json,
+    /// NDJSON lines carrying this job id.
+    Json(String),
     Quiet,
 }
 
 impl Renderer {
-    pub(crate) fn new(mode: Mode) -> Self {
+    pub(crate) fn new(mode: Mode, job_id: &str) -> Self {
         match mode {
             Mode::Bar => Self::Bar(bar::Bars::new()),
             Mode::Plain => Self::Plain(plain::Plain::default()),
-            Mode::Json => Self::Json,
+            Mode::Json => Self::Json(job_id.to_owned()),
             Mode::Quiet => Self::Quiet,
         }
     }
 
-    /// Show `event` (terminal events only appear in JSON mode; the caller reports them).
-    pub(crate) fn event(&mut self, event: &Event) {
+    /// Show one event. Humans see neither terminal events (the caller reports them) nor rbee's
+    /// textual end markers; JSON shows everything.
+    pub(crate) fn event(&mut self, frame: &Frame) {
+        let event = &frame.event;
         match self {
+            Self::Json(job_id) => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", json_line(job_id, frame.id, event)).and_then(|()| out.flush()).ok();
+            }
+            _ if is_end_marker(event) => {}
             Self::Bar(bars) => bars.event(event),
             Self::Plain(plain) => {
                 if let Some(line) = plain.line(event, Instant::now()) {
                     eprintln!("{line}");
                 }
             }
-            Self::Json => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", event.to_json()).and_then(|()| out.flush()).ok();
-            }
             Self::Quiet => {}
         }
     }
 
-    /// Stop drawing before the final lines.
-    pub(crate) fn finish(self) {
+    /// Stop drawing before the final lines (`interrupted`: by a Ctrl+C).
+    pub(crate) fn finish(self, interrupted: bool) {
         if let Self::Bar(bars) = self {
-            bars.finish();
+            bars.finish(interrupted);
         }
     }
+}
+
+/// A narration that only carries `[DONE]`, `[ERROR]` or `[CANCELLED]`.
+fn is_end_marker(event: &Event) -> bool {
+    matches!(event, Event::Narration { message } if matches!(message.trim(), "[DONE]" | "[ERROR]" | "[CANCELLED]"))
+}
+
+/// `{"id":7,"job_id":"job-…","kind":"progress",…}`: the event's own JSON, prefixed.
+fn json_line(job_id: &str, id: Option<u64>, event: &Event) -> String {
+    let body = event.to_json();
+    let fields = body.strip_prefix('{').unwrap_or(&body);
+    let id = id.map_or_else(|| "null".to_owned(), |id| id.to_string());
+    format!("{{\"id\":{id},\"job_id\":{},{fields}", serde_json::Value::from(job_id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_carry_id_and_job() {
+        let line = json_line("job-1", Some(7), &Event::narration("hi"));
+        assert_eq!(line, r#"{"id":7,"job_id":"job-1","kind":"narration","message":"hi"}"#);
+        let value: serde_json::Value = serde_json::from_str(&json_line("j", None, &Event::narration("x"))).unwrap();
+        assert!(value["id"].is_null());
+    }
+
+    #[test]
+    fn end_markers_are_hidden_from_humans() {
+        assert!(is_end_marker(&Event::narration("[DONE]")));
+        assert!(is_end_marker(&Event::narration("[CANCELLED]")));
+        assert!(!is_end_marker(&Event::narration("done: [DONE] soon")));
+    }
 
     #[test]
     fn mode_choice() {

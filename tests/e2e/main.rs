@@ -1,5 +1,27 @@
 //! End-to-end tests of the real `rbee` and `rbee-hive` binaries against the fake hub.
 //! One test binary (compiled once); each area of behaviour is a module.
 
+mod auth_token;
+mod autostart;
+mod bad_input;
+mod cancel;
+mod chaos;
+mod dedupe;
+mod download;
+mod errors;
 mod harness;
+mod heartbeat;
+mod hive_auth;
 mod hub_selftest;
+mod interop;
+mod jobs_api;
+mod keeper_cli;
+mod load;
+mod models;
+mod reconnect;
+mod repo;
+mod resume;
+mod retention;
+mod retry;
+mod stream;
+mod tty;

@@ -1,24 +1,44 @@
-//! surf's HTTP backend: libcurl through isahc, as surf's `curl-client` feature, with the fixes a
-//! downloader needs:
+//! surf's HTTP backend for upstream requests: libcurl, driven so that a cancelled download really
+//! closes its upstream connection.
 //!
-//! - a request without a body is sent without one. surf's stock backend always attaches a sized
-//!   (zero-length) body, which makes isahc send `HEAD` as a custom request that waits for the
-//!   `Content-Length` bytes a HEAD answer never carries: every HEAD of a non-LFS file would hang.
-//! - redirects are never followed (we decide where the token goes), and bytes are never decoded
-//!   (what we hash is what the hub stored).
-//! - a response header that is not valid text is skipped instead of panicking the task.
+//! surf's stock `curl-client` backend (isahc 0.9) has two faults a downloader cannot live with:
+//! it attaches a zero-length body to every request, so a `HEAD` waits for body bytes that never
+//! come; and when a response body is dropped, the transfer is only aborted when the *next* byte
+//! arrives, so a cancelled download whose upstream has stalled keeps its connection open.
+//!
+//! Here every request runs its own curl multi handle on a small thread. The response body is a
+//! bounded channel of chunks; dropping it (or the request future) sets a flag and wakes the
+//! thread through `curl_multi_wakeup`, which removes the easy handle and closes the socket at once,
+//! whatever the upstream is doing. Redirects are never followed (we decide where the token goes),
+//! bytes are never decoded (what we hash is what the hub stored), and response headers that are
+//! not valid text are skipped.
 
-use http_client::{Body, Config, Error, HttpClient, Request, Response};
-use isahc::config::{Configurable, RedirectPolicy};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use curl::easy::{Easy2, Handler, List, WriteError};
+use curl::multi::{Multi, MultiWaker};
+use futures_lite::{AsyncRead, AsyncReadExt, Stream};
+use http_client::http_types::headers::HeaderValue;
+use http_client::{Body, Config, Error, HttpClient, Request, Response};
 
 /// Connect timeout for upstream requests (the body has its own stall timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// curl's receive buffer: the largest chunk handed over at once.
+const BUFFER_SIZE: usize = 256 << 10;
+/// Chunks in flight between curl's thread and the reader (bounds memory per download).
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// How long the curl thread sleeps in `poll` when nothing happens (a wakeup cuts it short).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Largest request body sent (the hive only sends small JSON, if anything).
+const MAX_REQUEST_BODY: usize = 1 << 20;
 
-/// An `http_client::HttpClient` over one isahc (libcurl) client.
+/// An `http_client::HttpClient` over libcurl.
 #[derive(Debug)]
 pub struct CurlClient {
-    client: isahc::HttpClient,
     config: Config,
 }
 
@@ -26,44 +46,250 @@ impl CurlClient {
     /// A client that never follows redirects nor decompresses.
     ///
     /// # Errors
-    /// When libcurl cannot be initialised.
-    pub fn new() -> Result<Self, isahc::Error> {
-        let client = isahc::HttpClient::builder()
-            .redirect_policy(RedirectPolicy::None)
-            .automatic_decompression(false)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay()
-            .build()?;
-        let config = Config::new().set_timeout(None).set_tcp_no_delay(true);
-        Ok(Self { client, config })
+    /// Never today; kept fallible for future TLS / proxy setup.
+    pub fn new() -> anyhow::Result<Self> {
+        curl::init();
+        Ok(Self { config: Config::new().set_timeout(None).set_tcp_no_delay(true) })
+    }
+}
+
+/// The response head, as curl's header callback saw it.
+#[derive(Debug, Default)]
+struct Head {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// What the curl thread tells the reader.
+enum Msg {
+    Head(Head),
+    Chunk(Vec<u8>),
+    Failed(String),
+}
+
+struct Collector {
+    head: Head,
+    head_sent: bool,
+    tx: async_channel::Sender<Msg>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Collector {
+    fn send_head(&mut self) -> bool {
+        if self.head_sent {
+            return true;
+        }
+        self.head_sent = true;
+        self.tx.send_blocking(Msg::Head(std::mem::take(&mut self.head))).is_ok()
+    }
+}
+
+impl Handler for Collector {
+    fn header(&mut self, line: &[u8]) -> bool {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b"HTTP/") {
+            // A new response (also after `100 Continue`): start over.
+            let status = line.split(|b| *b == b' ').nth(1).and_then(|s| std::str::from_utf8(s).ok());
+            self.head = Head { status: status.and_then(|s| s.parse().ok()).unwrap_or(0), headers: vec![] };
+        } else if line.is_empty() {
+            if !(100..200).contains(&self.head.status) {
+                return self.send_head();
+            }
+        } else if let Some(colon) = line.iter().position(|b| *b == b':') {
+            let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
+            let value = line[colon + 1..].trim_ascii().to_vec();
+            if !name.is_empty() {
+                self.head.headers.push((name, value));
+            }
+        }
+        true
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        // Blocks this request's own thread while the reader is behind; fails (aborting the
+        // transfer) as soon as the reader is gone.
+        if self.cancelled.load(Ordering::Relaxed) || !self.send_head() {
+            return Ok(0);
+        }
+        match self.tx.send_blocking(Msg::Chunk(data.to_vec())) {
+            Ok(()) => Ok(data.len()),
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+/// Cancels the transfer when dropped: sets the flag and wakes the curl thread.
+struct Cancel {
+    cancelled: Arc<AtomicBool>,
+    waker: Option<MultiWaker>,
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        // The thread may already be gone; then there is nothing to wake. (Without a waker yet,
+        // the thread sees the flag before it first polls.)
+        if let Some(waker) = &self.waker {
+            let _ = waker.wakeup();
+        }
+    }
+}
+
+/// The response body: chunks from the curl thread; dropping it aborts the transfer.
+struct BodyReader {
+    rx: Pin<Box<async_channel::Receiver<Msg>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    _cancel: Cancel,
+}
+
+impl AsyncRead for BodyReader {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        loop {
+            if self.pos < self.buf.len() {
+                let n = out.len().min(self.buf.len() - self.pos);
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                return Poll::Ready(Ok(n));
+            }
+            match self.rx.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Some(Msg::Chunk(chunk))) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Poll::Ready(Some(Msg::Failed(reason))) => {
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, reason)));
+                }
+                Poll::Ready(Some(Msg::Head(_))) => {}
+            }
+        }
+    }
+}
+
+fn easy_for(req: &Request, body: Option<Vec<u8>>, collector: Collector) -> Result<Easy2<Collector>, curl::Error> {
+    let mut easy = Easy2::new(collector);
+    easy.url(req.url().as_str())?;
+    easy.follow_location(false)?;
+    easy.connect_timeout(CONNECT_TIMEOUT)?;
+    easy.tcp_nodelay(true)?;
+    easy.buffer_size(BUFFER_SIZE)?;
+    easy.signal(false)?;
+    let method = req.method().to_string();
+    match (method.as_str(), &body) {
+        ("GET", None) => easy.get(true)?,
+        ("HEAD", None) => easy.nobody(true)?,
+        (_, Some(bytes)) => {
+            easy.post_fields_copy(bytes)?;
+            easy.custom_request(&method)?;
+        }
+        (_, None) => easy.custom_request(&method)?,
+    }
+    let mut list = List::new();
+    for (name, values) in req.iter() {
+        for value in values {
+            list.append(&format!("{}: {}", name.as_str(), value.as_str()))?;
+        }
+    }
+    // curl adds `Expect: 100-continue` to bodies; answer straight away instead.
+    list.append("Expect:")?;
+    easy.http_headers(list)?;
+    Ok(easy)
+}
+
+/// Runs one transfer to its end (or until cancelled) on the calling thread.
+fn drive(
+    easy: Easy2<Collector>,
+    cancelled: &AtomicBool,
+    tx: &async_channel::Sender<Msg>,
+    waker: &async_channel::Sender<MultiWaker>,
+) {
+    let fail = |reason: String| {
+        let _ = tx.send_blocking(Msg::Failed(reason));
+    };
+    let multi = Multi::new();
+    if waker.try_send(multi.waker()).is_err() {
+        return;
+    }
+    let handle = match multi.add2(easy) {
+        Ok(h) => h,
+        Err(e) => return fail(e.to_string()),
+    };
+    loop {
+        if cancelled.load(Ordering::Relaxed) {
+            // Removing the handle and dropping the multi closes the connection now.
+            drop(multi.remove2(handle));
+            return;
+        }
+        let running = match multi.perform() {
+            Ok(n) => n,
+            Err(e) => return fail(e.to_string()),
+        };
+        if running == 0 {
+            let mut outcome = None;
+            multi.messages(|m| outcome = m.result_for2(&handle));
+            if let Some(Err(e)) = outcome {
+                if !cancelled.load(Ordering::Relaxed) {
+                    fail(e.to_string());
+                }
+            }
+            return;
+        }
+        if let Err(e) = multi.poll(&mut [], IDLE_POLL) {
+            return fail(e.to_string());
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl HttpClient for CurlClient {
     async fn send(&self, mut req: Request) -> Result<Response, Error> {
-        let method = isahc::http::Method::from_bytes(req.method().to_string().as_bytes())?;
-        let mut builder = isahc::http::Request::builder().uri(req.url().as_str()).method(method);
-        for (name, values) in req.iter() {
-            for value in values {
-                builder = builder.header(name.as_str(), value.as_str());
+        let mut body = req.take_body();
+        let body = if body.is_empty() == Some(true) {
+            None
+        } else {
+            let mut bytes = Vec::new();
+            (&mut body).take(MAX_REQUEST_BODY as u64 + 1).read_to_end(&mut bytes).await?;
+            if bytes.len() > MAX_REQUEST_BODY {
+                return Err(Error::from_str(400, "request body too large for the upstream client"));
             }
-        }
-        let body = req.take_body();
-        let body = match body.len() {
-            Some(0) => isahc::Body::empty(),
-            Some(len) => isahc::Body::from_reader_sized(body, len as u64),
-            None => isahc::Body::from_reader(body),
+            Some(bytes)
         };
-        let res = self.client.send_async(builder.body(body)?).await?;
-        let (parts, body) = res.into_parts();
-        let mut response = Response::new(parts.status.as_u16());
-        for (name, value) in &parts.headers {
-            if let Ok(value) = http_client::http_types::headers::HeaderValue::from_bytes(value.as_bytes().to_vec()) {
-                response.append_header(name.as_str(), value);
+        let (tx, rx) = async_channel::bounded(CHUNKS_IN_FLIGHT);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let collector =
+            Collector { head: Head::default(), head_sent: false, tx: tx.clone(), cancelled: cancelled.clone() };
+        let easy = easy_for(&req, body, collector)?;
+        let (waker_tx, waker_rx) = async_channel::bounded(1);
+        let mut cancel = Cancel { cancelled: cancelled.clone(), waker: None };
+        std::thread::Builder::new()
+            .name("rbee-curl".into())
+            .stack_size(1 << 20)
+            .spawn(move || drive(easy, &cancelled, &tx, &waker_tx))?;
+        // From here on, dropping `cancel` (this future or the body) stops the transfer.
+        cancel.waker = Some(waker_rx.recv().await.map_err(|_| Error::from_str(500, "curl thread ended early"))?);
+        let head = match rx.recv().await {
+            Ok(Msg::Head(head)) => head,
+            Ok(Msg::Failed(reason)) => return Err(Error::from_str(502, reason)),
+            Ok(Msg::Chunk(_)) | Err(_) => return Err(Error::from_str(502, "upstream closed before answering")),
+        };
+        let status = http_client::http_types::StatusCode::try_from(head.status)
+            .map_err(|_| Error::from_str(502, format!("upstream answered an invalid status {}", head.status)))?;
+        let mut response = Response::new(status);
+        for (name, value) in head.headers {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                if let Ok(name) = http_client::http_types::headers::HeaderName::from_bytes(name.into_bytes()) {
+                    response.append_header(name, value);
+                }
             }
         }
-        response.set_body(Body::from_reader(futures_lite::io::BufReader::new(body), None));
+        let reader = BodyReader { rx: Box::pin(rx), buf: Vec::new(), pos: 0, _cancel: cancel };
+        response.set_body(Body::from_reader(futures_lite::io::BufReader::with_capacity(64 << 10, reader), None));
         Ok(response)
     }
 

@@ -13,7 +13,8 @@ use super::resolve::{header, same_origin, with_timeout, Resolved};
 use super::Downloader;
 use crate::jobs::JobCtx;
 
-const CHUNK: usize = 256 * 1024;
+/// Largest read; libcurl hands isahc at most 16 KiB per callback, so a read rarely fills it.
+const CHUNK: usize = 64 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why one attempt ended early.
@@ -76,7 +77,11 @@ impl Downloader {
                     return Ok(());
                 }
                 Err(Interrupted::Fatal(e)) => return Err(e),
-                Err(Interrupted::Retry(e)) if attempt > self.retries => return Err(e.after_attempts(attempt)),
+                Err(Interrupted::Retry(e)) if attempt > self.retries => {
+                    // Keep every byte received for the next download to resume from.
+                    partial.flush().await?;
+                    return Err(e.after_attempts(attempt));
+                }
                 Err(Interrupted::Retry(e)) => {
                     partial.flush().await?;
                     let wait = self.backoff(attempt);
@@ -135,7 +140,17 @@ impl Downloader {
         let mut body = response.take_body();
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let read = async { Some(body.read(&mut buf).await) };
+            let ready = future::poll_once(body.read(&mut buf)).await;
+            if ready.is_none() {
+                // Nothing to read right now: let the disk take what is buffered meanwhile.
+                partial.idle();
+            }
+            let read = async {
+                match ready {
+                    Some(r) => Some(r),
+                    None => Some(body.read(&mut buf).await),
+                }
+            };
             let stalled = async {
                 smol::Timer::after(self.stall).await;
                 None
@@ -147,7 +162,11 @@ impl Downloader {
                         format!("no data for {}s (stalled)", self.stall.as_secs()),
                     )))
                 }
-                Some(Err(e)) => return Err(Interrupted::Retry(network(&what, e))),
+                Some(Err(e)) => {
+                    let at = partial.len();
+                    let of = res.size.map(|s| format!(" of {s}")).unwrap_or_default();
+                    return Err(Interrupted::Retry(network(&what, format!("connection lost at byte {at}{of}: {e}"))));
+                }
                 Some(Ok(0)) => break,
                 Some(Ok(n)) => n,
             };

@@ -41,7 +41,7 @@ impl Heartbeat {
                     return;
                 }
                 let elapsed_secs = started.elapsed().as_secs();
-                log.push(Event::Heartbeat { message: "⏳ still downloading…".into(), elapsed_secs });
+                log.push(Event::Heartbeat { message: "still downloading…".into(), elapsed_secs });
             }
         });
         Self { stop, task }

@@ -90,7 +90,7 @@ impl Downloader {
                 path: Some(path.display().to_string()),
                 result: None,
             },
-            Err(e) => Event::Error { message: format!("❌ download of {} failed: {e}", req.model) },
+            Err(e) => Event::Error { message: format!("download of {} failed: {e}", req.model) },
         }
     }
 

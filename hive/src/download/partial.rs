@@ -1,5 +1,11 @@
 //! The `.incomplete` file being written: appends in large batches off the executor
 //! (`smol::unblock`), hashes as it writes, and can pick up what an earlier attempt left.
+//!
+//! Writes are pipelined: while one batch is hashed and written on a blocking thread, the next
+//! one fills, so the network side never waits for the disk unless it is a whole batch ahead.
+//! A batch also goes out early when the network is idle ([`Partial::idle`]), which keeps slow
+//! downloads from sitting on a full batch each: memory stays at what arrived since the last write.
+//! The two batch buffers are recycled, so their pages are faulted in once per download.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -18,12 +24,18 @@ struct Disk {
     hasher: Sha256,
 }
 
+/// A batch being hashed and written: gives back the disk and the (emptied) buffer.
+type InFlight = smol::Task<(Disk, Vec<u8>, Result<(), CacheError>)>;
+
 /// An open partial download.
 pub struct Partial {
     path: PathBuf,
     disk: Option<Disk>,
     buf: Vec<u8>,
-    written: u64,
+    spare: Vec<u8>,
+    in_flight: Option<InFlight>,
+    /// Bytes handed to the disk (written or being written).
+    queued: u64,
     gate: Arc<Mutex<()>>,
 }
 
@@ -42,7 +54,7 @@ impl Partial {
             }
             let mut hasher = Sha256::new();
             file.rewind().map_err(at(&p))?;
-            let mut chunk = vec![0; BATCH];
+            let mut chunk = vec![0; BATCH.min(usize::try_from(len).unwrap_or(BATCH))];
             let mut left = len;
             while left > 0 {
                 let n = file.read(&mut chunk).map_err(at(&p))?;
@@ -55,48 +67,73 @@ impl Partial {
             Ok((Disk { file, hasher }, len))
         })
         .await?;
-        Ok(Self { path: path.to_owned(), disk: Some(disk), buf: Vec::with_capacity(BATCH), written, gate })
+        Ok(Self {
+            path: path.to_owned(),
+            disk: Some(disk),
+            buf: Vec::new(),
+            spare: Vec::new(),
+            in_flight: None,
+            queued: written,
+            gate,
+        })
     }
 
-    /// Bytes received so far (on disk plus buffered).
+    /// Bytes received so far (on disk, being written, and buffered).
     pub fn len(&self) -> u64 {
-        self.written + self.buf.len() as u64
+        self.queued + self.buf.len() as u64
     }
 
-    /// Appends bytes, writing a batch once enough are buffered.
-    pub async fn append(&mut self, data: &[u8]) -> Result<(), CacheError> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= BATCH {
-            self.flush().await?;
+    /// Appends bytes; once a batch is full it goes to the disk (waiting only for the previous one).
+    pub async fn append(&mut self, mut data: &[u8]) -> Result<(), CacheError> {
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(BATCH);
+            }
+            let (now, rest) = data.split_at(data.len().min(BATCH - self.buf.len()));
+            self.buf.extend_from_slice(now);
+            data = rest;
+            if self.buf.len() >= BATCH {
+                self.settle().await?;
+                self.start_write();
+            }
         }
         Ok(())
     }
 
-    /// Writes everything buffered.
-    pub async fn flush(&mut self) -> Result<(), CacheError> {
-        if self.buf.is_empty() {
-            return Ok(());
+    /// The network has nothing right now: send what is buffered to the disk, unless a write is
+    /// still in flight (the next [`Partial::append`] or [`Partial::flush`] catches up).
+    pub fn idle(&mut self) {
+        if self.in_flight.is_none() && !self.buf.is_empty() {
+            self.start_write();
         }
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
-        let n = buf.len() as u64;
-        self.with_disk(move |disk, path| {
-            disk.hasher.update(&buf);
-            disk.file.write_all(&buf).map_err(at(path))
-        })
-        .await?;
-        self.written += n;
+    }
+
+    /// Writes everything buffered and waits until it is on disk.
+    pub async fn flush(&mut self) -> Result<(), CacheError> {
+        self.settle().await?;
+        if !self.buf.is_empty() {
+            self.start_write();
+            self.settle().await?;
+        }
         Ok(())
     }
 
     /// Drops everything and starts from byte 0 (the server ignored our Range).
     pub async fn restart(&mut self) -> Result<(), CacheError> {
+        self.settle().await?;
         self.buf.clear();
-        self.with_disk(|disk, path| {
+        let mut disk = self.disk.take().expect("partial already finished");
+        let (gate, path) = (self.gate.clone(), self.path.clone());
+        let (disk, res) = smol::unblock(move || {
+            let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             disk.hasher = Sha256::new();
-            disk.file.set_len(0).map_err(at(path))
+            let res = disk.file.set_len(0).map_err(at(&path));
+            (disk, res)
         })
-        .await?;
-        self.written = 0;
+        .await;
+        self.disk = Some(disk);
+        res?;
+        self.queued = 0;
         Ok(())
     }
 
@@ -104,25 +141,32 @@ impl Partial {
     pub async fn finish(mut self) -> Result<(u64, String), CacheError> {
         self.flush().await?;
         let disk = self.disk.take().expect("partial already finished");
-        Ok((self.written, hex::encode(disk.hasher.finalize())))
+        Ok((self.queued, hex::encode(disk.hasher.finalize())))
     }
 
-    /// Runs `op` on the file off the executor, holding the job's I/O gate so a cancel can
-    /// wait until no write is in flight.
-    async fn with_disk<F>(&mut self, op: F) -> Result<(), CacheError>
-    where
-        F: FnOnce(&mut Disk, &Path) -> Result<(), CacheError> + Send + 'static,
-    {
-        let mut disk = self.disk.take().expect("partial already finished");
-        let gate = self.gate.clone();
-        let path = self.path.clone();
-        let (disk, res) = smol::unblock(move || {
-            let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let res = op(&mut disk, &path);
-            (disk, res)
-        })
-        .await;
+    /// Waits for the write in flight, if any, and reports its result.
+    async fn settle(&mut self) -> Result<(), CacheError> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let (disk, mut buf, res) = task.await;
         self.disk = Some(disk);
+        buf.clear();
+        self.spare = buf;
         res
+    }
+
+    /// Hands the buffered bytes to a blocking thread, which hashes and appends them while
+    /// holding the job's I/O gate (so a cancel can wait until no write is in flight).
+    fn start_write(&mut self) {
+        let mut disk = self.disk.take().expect("no write may be in flight here");
+        let next = std::mem::take(&mut self.spare);
+        let buf = std::mem::replace(&mut self.buf, next);
+        self.queued += buf.len() as u64;
+        let (gate, path) = (self.gate.clone(), self.path.clone());
+        self.in_flight = Some(smol::unblock(move || {
+            let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            disk.hasher.update(&buf);
+            let res = disk.file.write_all(&buf).map_err(at(&path));
+            (disk, buf, res)
+        }));
     }
 }

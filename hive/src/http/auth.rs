@@ -19,11 +19,14 @@ pub(super) fn require_token<'a>(
         if constant_time_eq(given.as_bytes(), token.as_bytes()) {
             Ok(next.run(req).await)
         } else {
-            error(
+            let mut res = error(
                 StatusCode::Unauthorized,
                 "unauthorized",
                 "missing or wrong `Authorization: Bearer` token; set RBEE_HIVE_TOKEN to the hive's token",
-            )
+            )?;
+            // RFC 9110 §11.6.1: a 401 carries the challenge the client must answer.
+            res.insert_header("WWW-Authenticate", "Bearer");
+            Ok(res)
         }
     })
 }

@@ -106,6 +106,7 @@ impl Registry {
 
     /// Jobs in the table (running and retained finished ones).
     pub fn len(&self) -> usize {
+        self.prune();
         self.table().len()
     }
 
@@ -141,11 +142,13 @@ impl Registry {
 
     /// Status of one job.
     pub fn info(&self, id: &str) -> Option<JobInfo> {
+        self.prune();
         self.table().get(id).map(|j| j.info(id))
     }
 
     /// All jobs, oldest first.
     pub fn list(&self) -> Vec<JobInfo> {
+        self.prune();
         let mut all: Vec<_> = self.table().iter().map(|(id, j)| (j.ctx.started, j.info(id))).collect();
         all.sort_by_key(|(t, _)| *t);
         all.into_iter().map(|(_, i)| i).collect()
@@ -153,6 +156,7 @@ impl Registry {
 
     /// The event log of a job.
     pub fn log(&self, id: &str) -> Option<Arc<EventLog>> {
+        self.prune();
         self.table().get(id).map(|j| j.ctx.log.clone())
     }
 
@@ -162,10 +166,20 @@ impl Registry {
     /// # Errors
     /// [`CancelError::NotFound`] for an unknown id, [`CancelError::Ended`] when it had ended.
     pub async fn cancel(&self, id: &str) -> Result<JobInfo, CancelError> {
+        self.prune();
         let job = self.table().get(id).cloned().ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
         let task = job.task.lock().expect("poisoned").take();
-        let ended = CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() };
-        let Some(task) = task else { return Err(ended) };
+        let Some(task) = task else {
+            // A concurrent cancel took the task and is about to record `cancelled`: report the
+            // final status, never `running` (bounded wait, in case that cancel was dropped).
+            let log = job.ctx.log.clone();
+            let wait = async move { drop(log.next_after(u64::MAX).await) };
+            let timeout = async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+            };
+            futures_lite::future::or(wait, timeout).await;
+            return Err(CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() });
+        };
         if task.cancel().await.is_some() {
             return Err(CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() });
         }
@@ -184,6 +198,8 @@ impl Registry {
         }
     }
 
+    /// Drops finished jobs past the TTL, then the oldest ones past the count. Runs on every
+    /// lookup (not only on submit), so an expired job is gone even on an idle hive.
     fn prune(&self) {
         let Retention { max_finished, ttl } = self.retention;
         let mut table = self.table();

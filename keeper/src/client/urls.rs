@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use anyhow::{bail, Result};
 
-/// The hive used when none is given.
-pub(crate) const DEFAULT_BASE: &str = "http://127.0.0.1:7835";
+/// Where the local hive listens when none is given (the hive's own default `--addr`).
+pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:7835";
 
 /// `url` without trailing slashes; `http://` is assumed when no scheme is given.
 pub(crate) fn normalize_base(url: &str) -> Result<String> {
@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(normalize_base("127.0.0.1:9").unwrap(), "http://127.0.0.1:9");
         assert!(normalize_base("ftp://x").is_err());
         assert!(normalize_base(" ").is_err());
-        assert_eq!(addr_of(DEFAULT_BASE), "127.0.0.1:7835");
+        assert_eq!(addr_of(&normalize_base(DEFAULT_ADDR).unwrap()), "127.0.0.1:7835");
         assert_eq!(addr_of("http://h:1/prefix"), "h:1");
     }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, GlobalArgs};
-use crate::client::{HiveClient, DEFAULT_BASE};
+use crate::client::HiveClient;
 use crate::exit::Exit;
 use crate::hive_spawn;
 use crate::render::Mode;
@@ -26,7 +26,7 @@ impl Ctx {
     fn new(global: &GlobalArgs) -> Result<Self> {
         let base = global.hive.as_deref().filter(|h| !h.trim().is_empty());
         Ok(Self {
-            client: HiveClient::new(base.unwrap_or(DEFAULT_BASE), global.token.clone())?,
+            client: HiveClient::new(base.unwrap_or(&global.local_addr), global.token.clone())?,
             mode: Mode::detect(global.json, global.quiet),
             explicit_hive: base.is_some(),
         })

@@ -8,7 +8,7 @@ use rbee_protocol::Event;
 
 use super::Ctx;
 use crate::cancel::Signals;
-use crate::client::timeout;
+use crate::client::{timeout, CancelReply};
 use crate::exit::{Exit, JobFailed};
 use crate::follow::follow;
 use crate::render::{Mode, Renderer};
@@ -18,9 +18,9 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stream job `job_id` until it ends or the user presses Ctrl+C.
 pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &str) -> Result<Exit> {
-    let mut renderer = Renderer::new(ctx.mode);
+    let mut renderer = Renderer::new(ctx.mode, job_id);
     let end = signals.race(follow(&ctx.client, job_id, sse_url, &mut renderer)).await;
-    renderer.finish();
+    renderer.finish(end.is_none());
     match end {
         None => Ok(cancel(ctx, signals, job_id).await),
         Some(end) => conclude(end?, ctx.mode, job_id),
@@ -31,18 +31,26 @@ pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &
 pub(crate) async fn cancel(ctx: &Ctx, signals: &Signals, job_id: &str) -> Exit {
     eprintln!("🛑 Cancelling operation...");
     let reply = signals.race(timeout(CANCEL_TIMEOUT, ctx.client.cancel(job_id))).await;
-    match reply {
-        None => {
-            eprintln!("⚠️  job {job_id} may still be running on the hive; cancel it with `rbee job cancel {job_id}`");
+    let why = match reply {
+        Some(Ok(CancelReply::Cancelled)) => {
+            eprintln!("🛑 Operation cancelled by user");
             return Exit::Cancelled;
         }
-        Some(Ok(_)) => {}
-        Some(Err(err)) => {
-            eprintln!("⚠️  could not confirm the cancel with the hive: {err:#}");
-            eprintln!("⚠️  job {job_id} may still be running on the hive; cancel it with `rbee job cancel {job_id}`");
+        Some(Ok(CancelReply::AlreadyEnded(status))) => {
+            let status = status.map_or("ended", |s| s.as_str());
+            eprintln!("🛑 stopped watching; job {job_id} had already ended on the hive ({status})");
+            return Exit::Cancelled;
         }
-    }
-    eprintln!("🛑 Operation cancelled by user");
+        Some(Ok(CancelReply::NotFound)) => {
+            eprintln!("🛑 stopped watching; the hive no longer knows job {job_id}");
+            return Exit::Cancelled;
+        }
+        Some(Err(err)) => format!("could not cancel job {job_id} on the hive: {err:#}"),
+        None => format!("second Ctrl+C: left without waiting for the hive to cancel job {job_id}"),
+    };
+    let hive = if ctx.explicit_hive { format!(" --hive {}", ctx.client.base()) } else { String::new() };
+    eprintln!("⚠️  {why}");
+    eprintln!("⚠️  the job may still be running on the hive; cancel it with `rbee job cancel {job_id}{hive}`");
     Exit::Cancelled
 }
 
@@ -64,7 +72,10 @@ fn conclude(end: Event, mode: Mode, job_id: &str) -> Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Event::Error { message } => Err(JobFailed(message).into()),
+        Event::Error { message } => {
+            let message = message.trim_start_matches('❌').trim_start();
+            Err(JobFailed(message.to_owned()).into())
+        }
         Event::Cancelled { message } => {
             Err(JobFailed(format!("job {job_id} was cancelled on the hive: {message}")).into())
         }

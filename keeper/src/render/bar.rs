@@ -8,21 +8,25 @@ use rbee_protocol::Event;
 
 use super::format;
 
-const BAR: &str = "{prefix:.bold} [{wide_bar:.cyan/blue}] {bytes}/{total_bytes} ETA {eta} {msg}";
+// `wide_bar` fills the line to the terminal's width, so long messages never wrap. The ETA is in
+// the message, computed from the hive's rate (indicatif's own estimate is skewed by resumes).
+const BAR: &str = "{prefix:.bold} [{wide_bar:.cyan/blue}] {percent:>3}% {bytes}/{total_bytes} {msg}";
 const UNSIZED: &str = "{spinner} {prefix:.bold} {bytes} {msg}";
 const WAITING: &str = "{spinner} {msg}";
 
-/// One file's bar; its message is `<hive's rate> · resumed from X · ⏳ 12s` (the last heartbeat).
+/// One file's bar; its message is `<hive's rate> · ETA 12s · resumed from X · ⏳ 12s` (the last
+/// heartbeat).
 struct FileBar {
     bar: ProgressBar,
     rate: String,
+    eta: Option<String>,
     resumed: Option<String>,
     beat: Option<String>,
 }
 
 impl FileBar {
     fn refresh(&self) {
-        let parts = [Some(&self.rate), self.resumed.as_ref(), self.beat.as_ref()];
+        let parts = [Some(&self.rate), self.eta.as_ref(), self.resumed.as_ref(), self.beat.as_ref()];
         let msg: Vec<&str> = parts.into_iter().flatten().map(String::as_str).collect();
         self.bar.set_message(msg.join(" · "));
     }
@@ -55,9 +59,10 @@ impl Bars {
         }
     }
 
-    /// A line above the bars.
+    /// A line above the bars (a plain line while none is drawn).
     pub(crate) fn println(&self, line: &str) {
-        if self.multi.println(line).is_err() {
+        let drawing = self.waiting.is_some() || !self.files.is_empty();
+        if !drawing || self.multi.println(line).is_err() {
             eprintln!("{line}");
         }
     }
@@ -89,8 +94,7 @@ impl Bars {
             let template = if total.is_some() { BAR } else { UNSIZED };
             let bar = ProgressBar::new(total.unwrap_or(0)).with_style(style(template)).with_position(bytes);
             let bar = multi.add(bar.with_prefix(file.to_owned()));
-            bar.reset_eta();
-            FileBar { bar, rate: String::new(), resumed: format::resumed(resumed_from), beat: None }
+            FileBar { bar, rate: String::new(), eta: None, resumed: format::resumed(resumed_from), beat: None }
         });
         if entry.bar.is_finished() {
             return;
@@ -100,6 +104,8 @@ impl Bars {
         }
         entry.bar.set_position(bytes);
         entry.rate = format::rate(rate);
+        let left = total.map(|t| t.saturating_sub(bytes)).filter(|&left| left > 0);
+        entry.eta = left.and_then(|left| format::eta(left, rate)).map(|eta| format!("ETA {eta}"));
         entry.refresh();
         if total.is_some_and(|t| bytes >= t) {
             entry.bar.finish();
@@ -107,14 +113,24 @@ impl Bars {
     }
 
     /// Stop drawing; bars stay where they stopped and the cursor moves below them.
-    pub(crate) fn finish(mut self) {
+    ///
+    /// After a Ctrl+C typed on the terminal, the terminal has already echoed `^C` past the bar
+    /// (indicatif keeps the cursor at the right edge), which pushed the last drawn bar up a line:
+    /// redrawing it would show it twice, so the live copy is cleared instead.
+    pub(crate) fn finish(mut self, interrupted: bool) {
         if let Some(spinner) = self.waiting.take() {
             spinner.finish_and_clear();
         }
-        for file in self.files.values().filter(|f| !f.bar.is_finished()) {
+        for file in self.files.values_mut().filter(|f| !f.bar.is_finished()) {
+            if interrupted {
+                file.bar.finish_and_clear();
+                continue;
+            }
+            file.eta = None;
+            file.refresh();
             file.bar.abandon();
         }
-        let drawn = !self.files.is_empty();
+        let drawn = !self.files.is_empty() && !interrupted;
         drop(self);
         if drawn {
             // indicatif leaves the cursor at the end of the last bar.

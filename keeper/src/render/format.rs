@@ -41,9 +41,24 @@ pub(crate) fn progress_line(file: &str, done: u64, total: Option<u64>, bytes_per
     format!("⬇️  {file} {amount} {}", rate(bytes_per_sec))
 }
 
-/// `⏳ still downloading… (12s)`.
+/// `⏳ still downloading… (12s)` (once, even when the hive's message brings its own `⏳`).
 pub(crate) fn heartbeat_line(message: &str, elapsed_secs: u64) -> String {
+    let message = message.trim_start_matches('⏳').trim_start();
     format!("⏳ {message} ({elapsed_secs}s)")
+}
+
+/// Time to move `left` bytes at `bytes_per_sec`: `42s`, `3m 05s`, `2h 07m`; nothing at rate 0.
+pub(crate) fn eta(left: u64, bytes_per_sec: f64) -> Option<String> {
+    if bytes_per_sec < 1.0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = (left as f64 / bytes_per_sec).ceil() as u64;
+    Some(match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    })
 }
 
 /// `resumed from 12.0 MiB`, or nothing for a fresh download.
@@ -76,7 +91,12 @@ mod tests {
         assert_eq!(progress_line("a", 10, None, 0.0), "⬇️  a 10 B 0 B/s");
         assert_eq!(progress_line("a", 0, Some(0), 0.0), "⬇️  a 0 B 0 B/s");
         assert_eq!(heartbeat_line("still downloading…", 12), "⏳ still downloading… (12s)");
+        assert_eq!(heartbeat_line("⏳ still downloading…", 1), "⏳ still downloading… (1s)");
         assert_eq!(resumed(0), None);
+        assert_eq!(eta(100, 0.0), None);
+        assert_eq!(eta(100, 10.0).as_deref(), Some("10s"));
+        assert_eq!(eta(185, 1.0).as_deref(), Some("3m 05s"));
+        assert_eq!(eta(7620, 1.0).as_deref(), Some("2h 07m"));
         assert_eq!(resumed(2048).as_deref(), Some("resumed from 2.0 KiB"));
     }
 }

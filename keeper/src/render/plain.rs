@@ -22,9 +22,14 @@ impl Plain {
         match event {
             Event::Narration { message } => Some(message.clone()),
             Event::Heartbeat { message, elapsed_secs } => Some(format::heartbeat_line(message, *elapsed_secs)),
-            Event::Progress { file, bytes, total, rate, .. } => {
+            Event::Progress { file, bytes, total, rate, resumed_from } => {
+                let first = !self.last_progress.contains_key(file);
                 let finished = total.is_some_and(|t| *bytes >= t);
-                self.due(file, now, finished).then(|| format::progress_line(file, *bytes, *total, *rate))
+                let line = self.due(file, now, finished).then(|| format::progress_line(file, *bytes, *total, *rate))?;
+                match format::resumed(*resumed_from).filter(|_| first) {
+                    Some(resumed) => Some(format!("{line} ({resumed})")),
+                    None => Some(line),
+                }
             }
             Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => None,
         }
@@ -63,6 +68,16 @@ mod tests {
         assert!(plain.line(&progress("a", 4), at(1000)).is_some());
         assert!(plain.line(&progress("a", 5), at(1100)).is_none());
         assert!(plain.line(&progress("a", 100), at(1200)).is_some(), "completion always prints");
+    }
+
+    #[test]
+    fn the_first_line_tells_a_resume() {
+        let mut plain = Plain::default();
+        let now = Instant::now();
+        let resumed = Event::Progress { file: "a".into(), bytes: 60, total: Some(100), rate: 1.0, resumed_from: 2048 };
+        assert!(plain.line(&resumed, now).unwrap().ends_with("(resumed from 2.0 KiB)"));
+        let later = now + PROGRESS_EVERY;
+        assert!(!plain.line(&resumed, later).unwrap().contains("resumed"));
     }
 
     #[test]

@@ -52,13 +52,19 @@ impl Keeper {
         self
     }
 
-    fn command(&self) -> Command {
+    /// Where the hive it talks to logs, for failure dumps.
+    pub fn hive_log(&self) -> Option<&std::path::Path> {
+        self.hive.as_ref().map(|(_, log)| log.as_path())
+    }
+
+    /// The `rbee` command this builder describes (stdio piped; a pty replaces that).
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin("rbee"));
         if let Some((url, _)) = &self.hive {
             cmd.args(["--hive", url]);
         }
         cmd.args(&self.args);
-        for var in ["RBEE_HIVE_URL", "RBEE_HIVE_TOKEN", "HF_TOKEN", "HF_ENDPOINT"] {
+        for var in ["RBEE_HIVE_URL", "RBEE_HIVE_ADDR", "RBEE_HIVE_TOKEN", "HF_TOKEN", "HF_ENDPOINT"] {
             cmd.env_remove(var);
         }
         cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");

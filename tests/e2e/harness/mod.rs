@@ -12,6 +12,8 @@
 pub mod hive;
 pub mod http;
 pub mod keeper;
+pub mod proxy;
+pub mod pty;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -38,8 +38,22 @@ struct Args {
 
 fn parse_file(s: &str) -> Result<(String, u64), String> {
     let (name, size) = s.rsplit_once(':').ok_or("expected `name:size`")?;
-    let size = size.parse().map_err(|e| format!("size `{size}`: {e}"))?;
-    Ok((name.to_owned(), size))
+    Ok((name.to_owned(), parse_size(size)?))
+}
+
+/// `123`, `64KiB`, `256MiB`, `2GiB` (also `K`/`M`/`G`, binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().map_err(|e| format!("size `{s}`: {e}"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("size `{s}`: unknown unit `{other}` (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 fn is_text(name: &str) -> bool {

@@ -3,6 +3,7 @@
 //! - `HEAD|GET /{org}/{name}/resolve/{revision}/{path…}`: LFS → `302` to the CDN with
 //!   `X-Repo-Commit`, `X-Linked-Etag`, `X-Linked-Size`; non-LFS → `200`/`206` body from here.
 //! - `GET /api/models/{org}/{name}[/revision/{revision}]`: `{id, sha, siblings: [{rfilename}]}`.
+//! - `GET /api/models/{org}/{name}/tree/{revision}[/{dir}]`: the file listing (see `tree`).
 //! - Errors: `404` + `X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`,
 //!   gated repos `401` (no token) / `403` (wrong token) + `X-Error-Code: GatedRepo`.
 //! - Control (not logged): `GET /_stats`, `POST /_config` (see [`ConfigPatch`]).
@@ -194,6 +195,9 @@ fn serve_direct(req: &Req, file: &Arc<FileData>) -> Response {
 
 async fn model_info(req: Req) -> tide::Result {
     let path = req.url().path().trim_start_matches("/api/models/").to_owned();
+    if let Some((repo, rest)) = path.split_once("/tree/") {
+        return model_tree(&req, repo, rest).await;
+    }
     let (repo, revision) = match path.split_once("/revision/") {
         Some((repo, rev)) => (repo.to_owned(), Some(percent_decode(rev))),
         None => (path.trim_end_matches('/').to_owned(), None),
@@ -217,6 +221,32 @@ async fn model_info(req: Req) -> tide::Result {
     let siblings: Vec<_> = files.iter().map(|f| json!({ "rfilename": f.name })).collect();
     let body =
         json!({ "id": repo, "modelId": repo, "sha": commit, "gated": r.gated, "private": false, "siblings": siblings });
+    Ok(Body::from_json(&body)?.into())
+}
+
+/// `GET /api/models/{repo}/tree/{revision}[/{dir}]`: see [`super::tree`].
+async fn model_tree(req: &Req, repo: &str, rest: &str) -> tide::Result {
+    let (revision, dir) = rest.split_once('/').unwrap_or((rest, ""));
+    let (revision, dir) = (percent_decode(revision), percent_decode(dir));
+    let recursive = req.url().query_pairs().any(|(k, v)| k == "recursive" && v == "true");
+    let files = {
+        let shared = req.state();
+        let repos = shared.repos();
+        let r = match repos.repo(repo) {
+            Ok(r) => r,
+            Err(e) => return Ok(not_found(e, repo)),
+        };
+        if r.gated {
+            if let Err(res) = check_auth(shared, req, repo) {
+                return Ok(*res);
+            }
+        }
+        match r.at(&revision) {
+            Ok((_, files)) => files.to_vec(),
+            Err(e) => return Ok(not_found(e, &format!("{repo}@{revision}"))),
+        }
+    };
+    let body = smol::unblock(move || super::tree::listing(&files, &dir, recursive)).await;
     Ok(Body::from_json(&body)?.into())
 }
 

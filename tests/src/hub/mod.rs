@@ -23,6 +23,7 @@ mod faults;
 mod repos;
 mod sha1;
 mod stats;
+mod tree;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};

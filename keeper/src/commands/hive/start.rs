@@ -12,7 +12,7 @@ use crate::hive_spawn::{self, PROBE};
 /// Start `rbee-hive` (found beside `rbee`, else on PATH), detached, logging to ~/.cache/rbee/hive.log.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Address to listen on [default: the --hive address, 127.0.0.1:7835]
+    /// Address to listen on [default: the --hive address, else --local-addr]
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
     /// Run the hive in this terminal instead of in the background

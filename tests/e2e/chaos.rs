@@ -1,0 +1,264 @@
+//! Cancels at random moments: N downloads (tiny, small, throttled large; LFS and not; several
+//! at once on the same file) are each cancelled after a random delay — before the first byte,
+//! mid-body, during verify/publish, or after the end. Afterwards:
+//!
+//! * nothing corrupt or unverified is in the cache: every finished blob's content matches its
+//!   name (sha256 for LFS, the hub's content otherwise), every snapshot link points at such a
+//!   blob, every `.incomplete` is a prefix of its file, at most one per blob, no stray files;
+//! * no task is left (`/health` `live_tasks` = 0 once every `DELETE` has returned);
+//! * each job's replayed stream ends with exactly one terminal event — `cancelled` for a `200`,
+//!   `done` for a `409` — and nothing follows it;
+//! * then every file still downloads to a verified result.
+//!
+//! 50 cancels in `just test`; `RBEE_SOAK=1` runs 200. `RBEE_CHAOS_SEED=n` replays a run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
+use crate::retention::{soak, wait_idle};
+use rbee_tests::hub::{FileInfo, HubConfig};
+
+const REPO: &str = "rbee-test/chaos";
+
+/// (name, size, LFS): a spread from one byte to a throttled 3 MiB.
+const FILES: &[(&str, u64, bool)] = &[
+    ("one-byte.bin", 1, true),
+    ("tiny.bin", 700, true),
+    ("small.bin", 48 << 10, true),
+    ("medium.bin", 512 << 10, true),
+    ("large.gguf", 3 << 20, true),
+    ("README.md", 300, false),
+    ("tokenizer.json", 40 << 10, false),
+];
+
+/// Per-connection CDN rate: the large file takes about a second, the small ones a few ms.
+const RATE: u64 = 3 << 20;
+
+/// A tiny deterministic PRNG (xorshift64*), seeded per run and printed, so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("RBEE_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        u64::try_from(t.as_nanos() % u128::from(u64::MAX)).expect("fits") | 1
+    })
+}
+
+/// A delay that lands in every phase: often 0 (before the first byte), short (resolve, first
+/// chunks, tiny files' verify/publish), long (mid-body of the throttled file, after small ends).
+fn delay(rng: &mut Rng) -> Duration {
+    let ms = match rng.below(10) {
+        0 | 1 => 0,
+        2..=4 => rng.below(8),
+        5..=7 => rng.below(120),
+        _ => rng.below(1200),
+    };
+    Duration::from_millis(ms)
+}
+
+struct Outcome {
+    job: String,
+    file: &'static str,
+    delay: Duration,
+    status: u16,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks the repo's cache dir against what the hub serves; returns the problems found.
+fn audit(repo_dir: &Path, files: &HashMap<String, (&'static str, FileInfo, Vec<u8>)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let blobs = repo_dir.join("blobs");
+    let mut partials: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let etag = name.strip_suffix(".incomplete").unwrap_or(&name);
+        let Some((file, info, bytes)) = files.get(etag) else {
+            problems.push(format!("stray file in blobs/: {name}"));
+            continue;
+        };
+        let data = std::fs::read(&path).unwrap_or_default();
+        if name.ends_with(".incomplete") {
+            *partials.entry(etag.to_owned()).or_default() += 1;
+            if data.len() as u64 > info.size || bytes[..data.len()] != data[..] {
+                problems.push(format!("{file}: partial {name} ({} bytes) is not a prefix of the file", data.len()));
+            }
+        } else {
+            if data.len() as u64 != info.size || &data != bytes {
+                problems.push(format!("{file}: blob {name} has {} bytes, wrong content", data.len()));
+            }
+            if info.lfs && sha256(&data) != name {
+                problems.push(format!("{file}: LFS blob {name} has sha256 {}", sha256(&data)));
+            }
+        }
+    }
+    for (etag, n) in partials {
+        if n > 1 {
+            problems.push(format!("{n} partials for blob {etag}"));
+        }
+    }
+    for entry in std::fs::read_dir(repo_dir.join("snapshots")).into_iter().flatten().flatten() {
+        for link in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+            let name = link.file_name().to_string_lossy().into_owned();
+            let Some((_, info, bytes)) = files.values().find(|(f, ..)| *f == name) else {
+                problems.push(format!("stray snapshot entry {name}"));
+                continue;
+            };
+            let target = std::fs::read_link(link.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            if target != format!("../../blobs/{}", info.etag) {
+                problems.push(format!("snapshot {name} → {target:?}, expected ../../blobs/{}", info.etag));
+            }
+            if std::fs::read(link.path()).ok().as_ref() != Some(bytes) {
+                problems.push(format!("snapshot {name} does not resolve to the verified content"));
+            }
+        }
+    }
+    problems
+}
+
+/// Replays `job`'s log: exactly one terminal event, last, of the `expected` kind; then the end.
+fn check_replay(hive: &Hive, o: &Outcome) -> Option<String> {
+    let mut sse = hive.sse(&o.job);
+    let frames = sse.until_terminal(TIMEOUT);
+    let terminal = frames.last().map(|f| f.event.name()).unwrap_or_default();
+    let expected = if o.status == 200 { "cancelled" } else { "done" };
+    let ids: Vec<u64> = frames.iter().filter_map(|f| f.id).collect();
+    let consecutive = ids.iter().copied().eq(1..=frames.len() as u64);
+    let after = sse.next_frame(Duration::from_secs(2));
+    if terminal != expected || !consecutive || after != Err(SseEnd::Closed) {
+        let kinds: Vec<_> = frames.iter().map(|f| f.event.name()).collect();
+        return Some(format!(
+            "{} ({}, DELETE after {:?} → {}): events {kinds:?} ids {ids:?}, then {after:?}; expected `{expected}` last",
+            o.job, o.file, o.delay, o.status
+        ));
+    }
+    None
+}
+
+#[test]
+fn random_point_cancels_leave_a_clean_cache() {
+    let (n, threads) = if soak() { (200, 8) } else { (50, 5) };
+    let seed = seed();
+    eprintln!("chaos: {n} cancels, seed {seed} (replay with RBEE_CHAOS_SEED={seed})");
+    let hub = FakeHub::start(HubConfig { rate: RATE, ..HubConfig::default() });
+    let spec =
+        FILES.iter().fold(RepoSpec::new(REPO), |r, &(f, size, lfs)| if lfs { r.lfs(f, size) } else { r.text(f, size) });
+    hub.add_repo(spec);
+    let files: HashMap<String, (&'static str, FileInfo, Vec<u8>)> = FILES
+        .iter()
+        .map(|&(f, ..)| {
+            let info = hub.file_info(REPO, "main", f).expect("file on the hub");
+            (info.etag.clone(), (f, info, hub.file_bytes(REPO, f)))
+        })
+        .collect();
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).retries(2).spawn();
+
+    let started = Instant::now();
+    let outcomes = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (hive, outcomes) = (&hive, &outcomes);
+            s.spawn(move || {
+                let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                for _ in 0..n / threads {
+                    let (file, ..) = FILES[rng.below(FILES.len() as u64) as usize];
+                    let delay = delay(&mut rng);
+                    let job = hive.start_download(REPO, file);
+                    std::thread::sleep(delay);
+                    let (status, body) = hive.delete(&format!("/v1/jobs/{job}"));
+                    assert!(matches!(status, 200 | 409), "DELETE {job}: {status} {body}");
+                    if status == 409 {
+                        assert_eq!(body["status"], "completed", "{job} ({file}) ended otherwise: {body}");
+                    }
+                    outcomes.lock().expect("outcomes").push(Outcome { job, file, delay, status });
+                }
+            });
+        }
+    });
+    let outcomes = outcomes.into_inner().expect("outcomes");
+    let chaos_secs = started.elapsed().as_secs_f64();
+
+    // Every DELETE has returned: no job or heartbeat task may be alive.
+    let (_, health) = hive.get("/health");
+    assert_eq!(health["live_tasks"], 0, "tasks alive after every DELETE returned: {health}\n{}", hive.log());
+    assert_eq!(health["running_jobs"], 0, "{health}");
+    let problems = audit(&hive.repo_dir(REPO), &files);
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: the cache is not clean:\n{}\nhive log:\n{}",
+        problems.join("\n"),
+        hive.log()
+    );
+    let bad: Vec<String> = outcomes.iter().filter_map(|o| check_replay(&hive, o)).collect();
+    assert!(bad.is_empty(), "seed {seed}: bad event logs:\n{}", bad.join("\n"));
+    let cancelled = outcomes.iter().filter(|o| o.status == 200).count();
+
+    // Everything still downloads (resuming what the cancels left) to a verified result.
+    hub.set_rate(0);
+    let jobs: Vec<String> = FILES.iter().map(|(f, ..)| hive.start_download(REPO, f)).collect();
+    for (job, (f, ..)) in jobs.iter().zip(FILES) {
+        let frames = hive.sse(job).until_terminal(Duration::from_secs(60));
+        let last = frames.last().map(|fr| fr.event.clone());
+        assert_eq!(frames.last().map(|fr| fr.event.name()), Some("done"), "{f}: {last:?}\n{}", hive.log());
+    }
+    wait_idle(&hive, TIMEOUT);
+    let problems = audit(&hive.repo_dir(REPO), &files);
+    assert!(problems.is_empty(), "after the final downloads:\n{}", problems.join("\n"));
+    let commit = hub.commit(REPO);
+    for (f, ..) in FILES {
+        let link = hive.repo_dir(REPO).join("snapshots").join(&commit).join(f);
+        assert_eq!(std::fs::read(&link).ok(), Some(hub.file_bytes(REPO, f)), "{f} not in the snapshot");
+    }
+    let partials = std::fs::read_dir(hive.repo_dir(REPO).join("blobs"))
+        .expect("blobs")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".incomplete"))
+        .count();
+    assert_eq!(partials, 0, "partials left after every file completed");
+    eprintln!(
+        "chaos: {n} downloads, {cancelled} cancelled (200), {} ended first (409), in {chaos_secs:.2} s; cache clean",
+        n - cancelled
+    );
+}
+
+#[test]
+fn concurrent_cancels_agree_on_the_final_status() {
+    let hub = FakeHub::start(HubConfig { rate: 64 << 10, ..HubConfig::default() });
+    hub.add_repo(RepoSpec::new(REPO).lfs("slow.bin", 16 << 20));
+    let hive = Hive::builder().hub(&hub).spawn();
+    for _ in 0..5 {
+        let job = hive.start_download(REPO, "slow.bin");
+        hive.sse(&job).until(TIMEOUT, |f| f.event.name() == "progress");
+        let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..8).map(|_| s.spawn(|| hive.delete(&format!("/v1/jobs/{job}")))).collect();
+            calls.into_iter().map(|c| c.join().expect("DELETE thread")).collect()
+        });
+        let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(ok, 1, "exactly one DELETE cancels: {answers:?}");
+        for (status, body) in &answers {
+            assert_eq!(body["status"], "cancelled", "{status} {body}: a 409 reports the final status, never `running`");
+        }
+    }
+    assert_eq!(hive.get("/health").1["live_tasks"], 0);
+}

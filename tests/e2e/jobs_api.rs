@@ -1,0 +1,65 @@
+//! `DELETE /v1/jobs/{id}`: 404 for an unknown job, 409 for an ended one, and for a running one
+//! 200 once its task is gone — the job is cancelled, its connection closed, no task left.
+
+use rbee_protocol::Event;
+
+use crate::download::{file_len, hub_with_model, incomplete, job, live_tasks, wait_for, wait_status, MODEL, REPO};
+use crate::harness::{Hive, TIMEOUT};
+
+#[test]
+fn delete_of_an_unknown_job_is_404_with_a_json_error() {
+    let hub = hub_with_model(1 << 20);
+    let hive = Hive::spawn(&hub);
+    let (status, body) = hive.delete("/v1/jobs/job-0000000000000000");
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "JSON error code: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("job-0000000000000000")), "{body}");
+    let (status, body) = hive.get("/v1/jobs/job-0000000000000000");
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn delete_of_a_completed_job_is_409() {
+    let hub = hub_with_model(1 << 20);
+    let hive = Hive::spawn(&hub);
+    let id = hive.start_download(REPO, MODEL);
+    wait_status(&hive, &id, "completed");
+    let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert!(body["error"].is_string() && body["message"].is_string(), "{body}");
+    assert_eq!(job(&hive, &id)["status"], "completed", "a refused cancel changed the job");
+}
+
+#[test]
+fn delete_of_a_running_job_cancels_it_and_frees_its_tasks() {
+    let hub = hub_with_model(32 << 20);
+    hub.set_rate(2 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
+    let id = hive.start_download(REPO, MODEL);
+    assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "no bytes flowed");
+    assert_eq!(job(&hive, &id)["status"], "running");
+    assert!(live_tasks(&hive) >= 1, "a running job has a live task");
+
+    let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
+    assert_eq!(status, 200, "{body}\nhive log:\n{}", hive.log());
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(job(&hive, &id)["status"], "cancelled");
+    wait_for(&hive, TIMEOUT, "/health live_tasks back to 0", || live_tasks(&hive) == 0);
+    assert!(hub.wait_closed(0, TIMEOUT).is_some(), "the CDN connection stayed open");
+
+    // Once DELETE answered, no byte reaches the partial any more.
+    let part = incomplete(&hive, &hub, MODEL);
+    let len = file_len(&part);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(file_len(&part), len, "the partial grew after the cancel");
+
+    let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
+    assert_eq!(status, 409, "a second DELETE: {body}");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    let (_, health) = hive.get("/health");
+    assert_eq!(health["running_jobs"], 0, "{health}");
+    let mut replay = hive.sse(&id);
+    let frames = replay.until_terminal(TIMEOUT);
+    assert!(matches!(frames.last().map(|f| &f.event), Some(Event::Cancelled { .. })), "{frames:#?}");
+}

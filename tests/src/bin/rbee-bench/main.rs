@@ -1,0 +1,86 @@
+//! `rbee-bench`: the benchmark driver behind `just bench` (see `bench/run.sh`).
+//!
+//! Each subcommand measures one thing against the release binaries next to this executable and
+//! a [`FakeHub`](rbee_tests::hub::FakeHub) running in this process (so the hub's timestamps and
+//! ours share one clock), then prints a Markdown section on stdout. Progress goes to stderr.
+//!
+//! ```text
+//! rbee-bench --tmp /dev/shm/x --venv .venv cancel      # 100 Ctrl+C trials
+//! rbee-bench --quick --tmp /tmp/x download             # smoke-sized throughput + memory run
+//! ```
+
+mod cancel;
+mod download;
+mod footprint;
+mod proc;
+mod resume;
+mod scale;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks for rbee; each subcommand prints a Markdown section.
+#[derive(Debug, Parser)]
+#[command(name = "rbee-bench")]
+struct Cli {
+    /// Small sizes and few trials (a smoke run)
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Scratch directory (caches and downloaded files go here)
+    #[arg(long, global = true, default_value = "/tmp")]
+    tmp: PathBuf,
+    /// Python venv with huggingface_hub (and maybe hf_transfer)
+    #[arg(long, global = true, default_value = ".venv")]
+    venv: PathBuf,
+    /// Directory holding `rbee` and `rbee-hive` [default: next to this executable]
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    section: Section,
+}
+
+#[derive(Debug, Subcommand)]
+enum Section {
+    /// Binary sizes and `--version` start-up time
+    Footprint,
+    /// Ctrl+C → upstream connection closed / keeper exited
+    Cancel,
+    /// Cancel at ~50 %, download again: bytes fetched vs bytes missing
+    Resume,
+    /// Throughput vs curl / huggingface_hub / hf_transfer, CPU and peak memory
+    Download,
+    /// Hive peak memory with 100 concurrent jobs
+    Concurrent,
+    /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
+    Scale,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bin_dir = cli.bin_dir.clone().unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent().expect("exe dir").to_owned()
+    });
+    let ctx = proc::Ctx { bin_dir, tmp: cli.tmp, venv: cli.venv, quick: cli.quick };
+    let out = match cli.section {
+        Section::Footprint => footprint::run(&ctx),
+        Section::Cancel => cancel::run(&ctx),
+        Section::Resume => resume::run(&ctx),
+        Section::Download => download::run(&ctx),
+        Section::Concurrent => download::concurrent(&ctx),
+        Section::Scale => scale::run(&ctx),
+    };
+    match out {
+        Ok(md) => {
+            print!("{md}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rbee-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
