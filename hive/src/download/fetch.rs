@@ -13,8 +13,8 @@ use super::resolve::{header, same_origin, with_timeout, Resolved};
 use super::Downloader;
 use crate::jobs::JobCtx;
 
-/// Largest read; libcurl hands isahc at most 16 KiB per callback, so a read rarely fills it.
-const CHUNK: usize = 64 * 1024;
+/// Largest read (the curl backend hands over chunks of up to 256 KiB).
+const CHUNK: usize = 256 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why one attempt ended early.

@@ -54,7 +54,12 @@ pub(super) async fn remove(req: Request<State>) -> tide::Result {
     if !cache.join(crate::cache::folder_name(&repo)).exists() {
         return error(StatusCode::NotFound, "model_not_found", format!("`{repo}` is not in the cache"));
     }
+    let wanted = file.clone();
     match smol::unblock(move || crate::cache::remove(&cache, &repo, file.as_deref(), partial)).await {
+        Ok(report) if report.links == 0 && report.partials == 0 && report.blobs == 0 && wanted.is_some() => {
+            let file = wanted.unwrap_or_default();
+            error(StatusCode::NotFound, "file_not_found", format!("`{file}` is not in the cache for this repo"))
+        }
         Ok(report) => json(StatusCode::Ok, &report),
         Err(e) => error(StatusCode::InternalServerError, "cache_error", e.to_string()),
     }

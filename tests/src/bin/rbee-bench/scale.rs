@@ -105,8 +105,9 @@ async fn subscriber(sock: SocketAddr, host: String, path: String, c: Arc<Counter
         let k = count(&hay[from..], b"\ndata:");
         seen += k;
         c.events.fetch_add(k, Ordering::Relaxed);
-        let terminal = [&b"event:done\n"[..], b"event:cancelled\n", b"event:error\n"];
-        if terminal.iter().any(|t| count(&hay[keep.saturating_sub(20)..], t) > 0) {
+        // Match the terminal event in its `data:` line (name, id and data arrive as separate chunks).
+        let terminal = [&br#""kind":"done""#[..], br#""kind":"cancelled""#, br#""kind":"error""#];
+        if terminal.iter().any(|t| count(&hay[keep.saturating_sub(24)..], t) > 0) {
             c.finished.fetch_add(1, Ordering::Relaxed);
             return Ok(seen);
         }
