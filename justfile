@@ -12,8 +12,9 @@ build:
 
 # Everything CI checks: no tokio, formatting, lints, all tests.
 test: no-tokio lint build py
-    cargo test --workspace --all-targets -- --test-threads 4
+    cargo test --workspace --all-targets --no-fail-fast -- --test-threads 4
     cargo test --workspace --doc
+    bash tests/schemathesis/run.sh
 
 # Fails if tokio appears anywhere in the dependency tree.
 no-tokio:

@@ -135,6 +135,6 @@ mod tests {
     fn auth_errors_hint_at_the_token() {
         let err: anyhow::Error = HiveError { status: 401, message: "no token".into(), api: None }.into();
         assert_eq!(hint(&err), Some("set RBEE_HIVE_TOKEN to the hive's token"));
-        assert_eq!(classify(&err), Exit::Failed);
+        assert_eq!(classify(&err), Exit::Usage);
     }
 }

@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use curl::easy::{Easy2, Handler, List, WriteError};
 use curl::multi::{Multi, MultiWaker};
-use futures_lite::{AsyncRead, AsyncReadExt, Stream};
+use futures_lite::{AsyncBufRead, AsyncRead, AsyncReadExt, Stream};
 use http_client::http_types::headers::HeaderValue;
 use http_client::{Body, Config, Error, HttpClient, Request, Response};
 
 /// Connect timeout for upstream requests (the body has its own stall timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// curl's receive buffer: the largest chunk handed over at once.
-const BUFFER_SIZE: usize = 256 << 10;
+const BUFFER_SIZE: usize = 64 << 10;
 /// Chunks in flight between curl's thread and the reader (bounds memory per download).
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// How long the curl thread sleeps in `poll` when nothing happens (a wakeup cuts it short).
@@ -71,6 +71,8 @@ struct Collector {
     head: Head,
     head_sent: bool,
     tx: async_channel::Sender<Msg>,
+    /// Chunks the reader is done with.
+    recycled: async_channel::Receiver<Vec<u8>>,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -115,7 +117,10 @@ impl Handler for Collector {
         if self.cancelled.load(Ordering::Relaxed) || !self.send_head() {
             return Ok(0);
         }
-        match self.tx.send_blocking(Msg::Chunk(data.to_vec())) {
+        let mut chunk = self.recycled.try_recv().unwrap_or_default();
+        chunk.clear();
+        chunk.extend_from_slice(data);
+        match self.tx.send_blocking(Msg::Chunk(chunk)) {
             Ok(()) => Ok(data.len()),
             Err(_) => Ok(0),
         }
@@ -139,29 +144,29 @@ impl Drop for Cancel {
     }
 }
 
-/// The response body: chunks from the curl thread; dropping it aborts the transfer.
+/// The response body: chunks from the curl thread; dropping it aborts the transfer. Read out
+/// chunks go back to the curl thread for reuse, so a download allocates its buffers once.
 struct BodyReader {
     rx: Pin<Box<async_channel::Receiver<Msg>>>,
+    recycle: async_channel::Sender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
     _cancel: Cancel,
 }
 
-impl AsyncRead for BodyReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<std::io::Result<usize>> {
-        loop {
-            if self.pos < self.buf.len() {
-                let n = out.len().min(self.buf.len() - self.pos);
-                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-                self.pos += n;
-                return Poll::Ready(Ok(n));
-            }
-            match self.rx.as_mut().poll_next(cx) {
+impl AsyncBufRead for BodyReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.pos >= this.buf.len() {
+            match this.rx.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                Poll::Ready(None) => return Poll::Ready(Ok(&[])),
                 Poll::Ready(Some(Msg::Chunk(chunk))) => {
-                    self.buf = chunk;
-                    self.pos = 0;
+                    let used = std::mem::replace(&mut this.buf, chunk);
+                    this.pos = 0;
+                    if used.capacity() > 0 {
+                        let _ = this.recycle.try_send(used);
+                    }
                 }
                 Poll::Ready(Some(Msg::Failed(reason))) => {
                     return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, reason)));
@@ -169,6 +174,28 @@ impl AsyncRead for BodyReader {
                 Poll::Ready(Some(Msg::Head(_))) => {}
             }
         }
+        Poll::Ready(Ok(&this.buf[this.pos..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        this.pos = (this.pos + amt).min(this.buf.len());
+    }
+}
+
+impl AsyncRead for BodyReader {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        let n = match self.as_mut().poll_fill_buf(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(chunk)) => {
+                let n = out.len().min(chunk.len());
+                out[..n].copy_from_slice(&chunk[..n]);
+                n
+            }
+        };
+        self.consume(n);
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -261,9 +288,15 @@ impl HttpClient for CurlClient {
             Some(bytes)
         };
         let (tx, rx) = async_channel::bounded(CHUNKS_IN_FLIGHT);
+        let (recycle, recycled) = async_channel::bounded(CHUNKS_IN_FLIGHT + 1);
         let cancelled = Arc::new(AtomicBool::new(false));
-        let collector =
-            Collector { head: Head::default(), head_sent: false, tx: tx.clone(), cancelled: cancelled.clone() };
+        let collector = Collector {
+            head: Head::default(),
+            head_sent: false,
+            tx: tx.clone(),
+            recycled,
+            cancelled: cancelled.clone(),
+        };
         let easy = easy_for(&req, body, collector)?;
         let (waker_tx, waker_rx) = async_channel::bounded(1);
         let mut cancel = Cancel { cancelled: cancelled.clone(), waker: None };
@@ -288,8 +321,8 @@ impl HttpClient for CurlClient {
                 }
             }
         }
-        let reader = BodyReader { rx: Box::pin(rx), buf: Vec::new(), pos: 0, _cancel: cancel };
-        response.set_body(Body::from_reader(futures_lite::io::BufReader::with_capacity(64 << 10, reader), None));
+        let reader = BodyReader { rx: Box::pin(rx), recycle, buf: Vec::new(), pos: 0, _cancel: cancel };
+        response.set_body(Body::from_reader(reader, None));
         Ok(response)
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_lite::{future, AsyncReadExt};
+use futures_lite::{future, AsyncBufReadExt};
 use rbee_protocol::Event;
 use surf::StatusCode;
 
@@ -13,8 +13,6 @@ use super::resolve::{header, same_origin, with_timeout, Resolved};
 use super::Downloader;
 use crate::jobs::JobCtx;
 
-/// Largest read (the curl backend hands over chunks of up to 256 KiB).
-const CHUNK: usize = 256 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why one attempt ended early.
@@ -137,10 +135,10 @@ impl Downloader {
                 return Err(if e.retryable() { Interrupted::Retry(e) } else { Interrupted::Fatal(e) });
             }
         }
+        // Read the body's own chunks in place (no extra buffer, no extra copy).
         let mut body = response.take_body();
-        let mut buf = vec![0u8; CHUNK];
         loop {
-            let ready = future::poll_once(body.read(&mut buf)).await;
+            let ready = future::poll_once(async { body.fill_buf().await.map(<[u8]>::len) }).await;
             if ready.is_none() {
                 // Nothing to read right now: let the disk take what is buffered meanwhile.
                 partial.idle();
@@ -148,7 +146,7 @@ impl Downloader {
             let read = async {
                 match ready {
                     Some(r) => Some(r),
-                    None => Some(body.read(&mut buf).await),
+                    None => Some(body.fill_buf().await.map(<[u8]>::len)),
                 }
             };
             let stalled = async {
@@ -170,7 +168,10 @@ impl Downloader {
                 Some(Ok(0)) => break,
                 Some(Ok(n)) => n,
             };
-            partial.append(&buf[..n]).await?;
+            // Buffered already: this returns at once with the same bytes.
+            let chunk = body.fill_buf().await.map_err(|e| Interrupted::Retry(network(&what, e)))?;
+            partial.append(&chunk[..n]).await?;
+            body.consume(n);
             meter.tick(partial.len(), false);
         }
         match res.size {

@@ -16,8 +16,13 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{at, create_parent, CacheError};
 
-/// Bytes buffered before a write.
-const BATCH: usize = 1 << 20;
+/// First batch size: what a slow download buffers before a write.
+const MIN_BATCH: usize = 64 << 10;
+/// Largest batch: what a fast download buffers before a write.
+const MAX_BATCH: usize = 1 << 20;
+/// A batch that fills faster than this doubles (up to [`MAX_BATCH`]): fast downloads make few
+/// large writes, while many slow ones hold little memory each.
+const GROW_IF_FILLED_WITHIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Disk {
     file: File,
@@ -37,6 +42,10 @@ pub struct Partial {
     /// Bytes handed to the disk (written or being written).
     queued: u64,
     gate: Arc<Mutex<()>>,
+    /// Current batch size (adapts between [`MIN_BATCH`] and [`MAX_BATCH`]).
+    batch: usize,
+    /// When the current batch started filling.
+    batch_started: std::time::Instant,
 }
 
 impl Partial {
@@ -54,7 +63,7 @@ impl Partial {
             }
             let mut hasher = Sha256::new();
             file.rewind().map_err(at(&p))?;
-            let mut chunk = vec![0; BATCH.min(usize::try_from(len).unwrap_or(BATCH))];
+            let mut chunk = vec![0; MAX_BATCH.min(usize::try_from(len).unwrap_or(MAX_BATCH))];
             let mut left = len;
             while left > 0 {
                 let n = file.read(&mut chunk).map_err(at(&p))?;
@@ -75,6 +84,8 @@ impl Partial {
             in_flight: None,
             queued: written,
             gate,
+            batch: MIN_BATCH,
+            batch_started: std::time::Instant::now(),
         })
     }
 
@@ -86,13 +97,16 @@ impl Partial {
     /// Appends bytes; once a batch is full it goes to the disk (waiting only for the previous one).
     pub async fn append(&mut self, mut data: &[u8]) -> Result<(), CacheError> {
         while !data.is_empty() {
-            if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(BATCH);
+            if self.buf.capacity() < self.batch {
+                self.buf.reserve_exact(self.batch - self.buf.len());
             }
-            let (now, rest) = data.split_at(data.len().min(BATCH - self.buf.len()));
+            let (now, rest) = data.split_at(data.len().min(self.batch - self.buf.len()));
             self.buf.extend_from_slice(now);
             data = rest;
-            if self.buf.len() >= BATCH {
+            if self.buf.len() >= self.batch {
+                if self.batch_started.elapsed() < GROW_IF_FILLED_WITHIN {
+                    self.batch = (self.batch * 2).min(MAX_BATCH);
+                }
                 self.settle().await?;
                 self.start_write();
             }
@@ -161,6 +175,7 @@ impl Partial {
         let next = std::mem::take(&mut self.spare);
         let buf = std::mem::replace(&mut self.buf, next);
         self.queued += buf.len() as u64;
+        self.batch_started = std::time::Instant::now();
         let (gate, path) = (self.gate.clone(), self.path.clone());
         self.in_flight = Some(smol::unblock(move || {
             let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -17,14 +17,16 @@ const REPO: &str = "bench/big";
 const HIVE_RSS_TARGET_MIB: f64 = 32.0;
 const KEEPER_RSS_TARGET_MIB: f64 = 10.0;
 const RATIO_TARGET: f64 = 0.95;
-const THROUGHPUT_WHY: &str = " Why: unlike curl, the hive hashes every byte (sha256) and hands each chunk from \
-    curl's thread to the job and into a write batch; with the fake hub on the same 2 cores the download is \
-    CPU-bound (compare the CPU column). Profile with `perf record -g -p <hive pid>` on a symbolized build \
-    (`CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=1`).";
-const CONCURRENT_WHY: &str = "Why (open): the hive's anonymous memory grows with the bytes in flight across many \
-    slow downloads while one fast download stays flat (§3); the write batches are bounded (2 × 1 MiB per \
-    job, recycled, flushed early when the network is idle). Needs a heap profile (valgrind massif) of the \
-    receive path under throttled upstreams.\n\n";
+const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes; \
+    `perf record -g` on the hive (symbolized release build, 2 GiB) puts ~33 % of its samples in \
+    `sha2::sha256::x86::digest_blocks` (SHA-NI), ~20 % in thread wake-ups / context switches between curl's \
+    thread, the executor and the writer, and ~13 % in tmpfs writes. With the fake hub on the same 2 cores the \
+    run is CPU-bound (see the CPU column); compare with the `curl → tee → sha256sum` row, which does the same \
+    work as the hive.";
+const CONCURRENT_WHY: &str = "Why: each running download owns a libcurl easy handle on its own thread (stack, \
+    curl's 64 KiB receive buffer, its allocator arena), up to 4 × 64 KiB chunks in flight to the job, and two \
+    write batches that start at 64 KiB and only grow (to 1 MiB) when they fill within 50 ms. Sharing one curl \
+    thread between all transfers would cut the per-thread part; not done yet.\n\n";
 
 const HF_HUB_PY: &str = r#"
 import json, os, sys, time
@@ -56,6 +58,7 @@ print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(sy
 enum Tool {
     Hive,
     Curl,
+    CurlSha,
     HfHub,
     HfTransfer,
 }
@@ -65,6 +68,7 @@ impl Tool {
         match self {
             Tool::Hive => "rbee (keeper → hive)",
             Tool::Curl => "curl -L -o",
+            Tool::CurlSha => "curl -L → tee file → sha256sum",
             Tool::HfHub => "huggingface_hub hf_hub_download",
             Tool::HfTransfer => "hf_transfer.download",
         }
@@ -105,7 +109,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     hub.sha256(REPO, "big.bin");
     hub.sha256(REPO, "small.bin");
     let b = Bench { ctx, hub, scripts: (hf_py, hft_py) };
-    let mut tools = vec![Tool::Hive, Tool::Curl];
+    let mut tools = vec![Tool::Hive, Tool::Curl, Tool::CurlSha];
     for (tool, module) in [(Tool::HfHub, "huggingface_hub"), (Tool::HfTransfer, "hf_transfer")] {
         if b.python_has(module) {
             tools.push(tool);
@@ -140,6 +144,7 @@ impl Bench<'_> {
         let out = match tool {
             Tool::Hive => self.hive(file, size, &dir),
             Tool::Curl => self.curl(file, size, &dir),
+            Tool::CurlSha => self.curl_sha(file, size, &dir),
             Tool::HfHub | Tool::HfTransfer => self.python(tool, file, size, &dir),
         };
         let _ = fs::remove_dir_all(&dir);
@@ -169,6 +174,18 @@ impl Bench<'_> {
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--fail", "-L", "-o"]).arg(&out).arg(self.resolve_url(file));
         let run = timed(&cmd, dir)?.ok("curl")?;
+        check_size(&out, size)?;
+        Ok(Sample { wall: run.wall, cpu: run.cpu, rss: run.max_rss_kib, call: f64::NAN, ..Sample::default() })
+    }
+
+    /// curl streaming into a file and sha256sum at once: the same work as the hive (download + verify).
+    fn curl_sha(&self, file: &str, size: u64, dir: &Path) -> Result<Sample> {
+        let out = dir.join(file);
+        let mut cmd = Command::new("bash");
+        cmd.args(["-o", "pipefail", "-c", r#"curl -sS --fail -L "$1" | tee "$2" | sha256sum >/dev/null"#, "bash"])
+            .arg(self.resolve_url(file))
+            .arg(&out);
+        let run = timed(&cmd, dir)?.ok("curl | tee | sha256sum")?;
         check_size(&out, size)?;
         Ok(Sample { wall: run.wall, cpu: run.cpu, rss: run.max_rss_kib, call: f64::NAN, ..Sample::default() })
     }
@@ -261,7 +278,8 @@ fn throughput(samples: &[(Tool, Vec<Sample>)], big: u64, runs: usize) -> String 
          model download` from spawn to exit, i.e. to a size- and sha256-verified, published blob + snapshot \
          link; CPU = the hive's utime+stime delta (`/proc/<pid>/stat`) plus the keeper's. Others: wall from spawn \
          to exit; CPU and peak RSS from `/usr/bin/time -f '%U %S %M'`. curl and huggingface_hub do not hash \
-         what they download; hf_transfer opens up to 100 parallel ranged connections (its defaults in \
+         what they download (the `curl → tee → sha256sum` row (a shell pipeline) does the same work as the hive: download, write \
+         and hash in one stream; CPU is summed over the pipeline, RSS is its largest process); hf_transfer opens up to 100 parallel ranged connections (its defaults in \
          huggingface_hub 0.x; huggingface_hub ≥ 1.0 no longer uses it, so it is called directly). Python rows \
          include interpreter start and import. The fake hub shares the same CPUs.\n\n{}{verdict}",
         size(big),
