@@ -71,5 +71,4 @@ schemathesis: build
 # cancels, 1000 SSE subscribers over 100 jobs, 10 000 short jobs, 20 000 cases per property.
 soak:
     cargo build --release --workspace --bins
-    RBEE_SOAK=1 cargo test --release -p rbee-tests --test e2e -- --nocapture --test-threads 1 --skip download:: chaos:: load:: retention::memory
-    PROPTEST_CASES=20000 cargo test --release -p rbee-protocol --test prop
+    bash bench/soak.sh

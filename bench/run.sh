@@ -89,6 +89,11 @@ cmd="just bench"
     echo "| total bench time | ${total}s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g')) |"
     echo
     cat "$body"
+    # Keep the figures `just soak` wrote (bench/soak.sh).
+    if [ -f "$out" ] && grep -q '^<!-- soak -->$' "$out"; then
+        echo
+        awk '/^<!-- soak -->$/{keep=1} keep{print} /^<!-- \/soak -->$/{keep=0}' "$out"
+    fi
 } > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "bench: wrote $out in ${total}s" >&2

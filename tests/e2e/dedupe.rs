@@ -62,16 +62,30 @@ fn assert_one_connection_at_a_time(hub: &FakeHub) {
     }
 }
 
+/// Two jobs for the same file: the first on `a` starts downloading, then the second on `b` (the
+/// same hive or one sharing its cache) is submitted and reports that it waits for the first.
+struct Pair {
+    first: String,
+    first_sse: SseStream,
+    second: String,
+    second_sse: SseStream,
+}
+
+fn start_pair(hub: &FakeHub, a: &Hive, b: &Hive) -> Pair {
+    let first = a.start_download(REPO, FILE);
+    let first_sse = a.sse(&first);
+    assert!(hub.wait_for_bytes(1, TIMEOUT), "first download never started");
+    let second = b.start_download(REPO, FILE);
+    let mut second_sse = b.sse(&second);
+    wait_until_waiting(&mut second_sse);
+    Pair { first, first_sse, second, second_sse }
+}
+
 #[test]
 fn two_jobs_on_one_hive_share_one_download() {
     let hub = throttled_hub();
     let hive = Hive::spawn(&hub);
-    let first = hive.start_download(REPO, FILE);
-    let mut first_sse = hive.sse(&first);
-    assert!(hub.wait_for_bytes(1, TIMEOUT), "first download never started");
-    let second = hive.start_download(REPO, FILE);
-    let mut second_sse = hive.sse(&second);
-    wait_until_waiting(&mut second_sse);
+    let Pair { mut first_sse, mut second_sse, .. } = start_pair(&hub, &hive, &hive);
     hub.set_rate(0);
     let (a, b) = (done_path(&hive, &mut first_sse), done_path(&hive, &mut second_sse));
     assert_eq!(a, b, "both jobs publish the same snapshot file");
@@ -87,12 +101,7 @@ fn two_hives_sharing_a_cache_share_one_download() {
     let hub = throttled_hub();
     let one = Hive::spawn(&hub);
     let two = Hive::builder().hub(&hub).share_cache(&one).spawn();
-    let first = one.start_download(REPO, FILE);
-    let mut first_sse = one.sse(&first);
-    assert!(hub.wait_for_bytes(1, TIMEOUT), "first download never started");
-    let second = two.start_download(REPO, FILE);
-    let mut second_sse = two.sse(&second);
-    wait_until_waiting(&mut second_sse);
+    let Pair { mut first_sse, mut second_sse, .. } = start_pair(&hub, &one, &two);
     hub.set_rate(0);
     let (a, b) = (done_path(&one, &mut first_sse), done_path(&two, &mut second_sse));
     assert_eq!(a, b);
@@ -119,12 +128,7 @@ fn assert_cancelled(hive: &Hive, sse: &mut SseStream) {
 fn cancelling_the_waiting_job_leaves_the_download_running() {
     let hub = throttled_hub();
     let hive = Hive::spawn(&hub);
-    let first = hive.start_download(REPO, FILE);
-    let mut first_sse = hive.sse(&first);
-    assert!(hub.wait_for_bytes(1, TIMEOUT));
-    let second = hive.start_download(REPO, FILE);
-    let mut second_sse = hive.sse(&second);
-    wait_until_waiting(&mut second_sse);
+    let Pair { mut first_sse, second, mut second_sse, .. } = start_pair(&hub, &hive, &hive);
     cancel(&hive, &second);
     assert_cancelled(&hive, &mut second_sse);
     hub.set_rate(0);
@@ -137,12 +141,7 @@ fn cancelling_the_waiting_job_leaves_the_download_running() {
 fn cancelling_the_downloading_job_hands_the_blob_to_the_waiting_one() {
     let hub = throttled_hub();
     let hive = Hive::spawn(&hub);
-    let first = hive.start_download(REPO, FILE);
-    let mut first_sse = hive.sse(&first);
-    assert!(hub.wait_for_bytes(1, TIMEOUT));
-    let second = hive.start_download(REPO, FILE);
-    let mut second_sse = hive.sse(&second);
-    wait_until_waiting(&mut second_sse);
+    let Pair { first, mut first_sse, mut second_sse, .. } = start_pair(&hub, &hive, &hive);
     // Let some bytes reach the partial on disk, slow down again, and cancel the downloader.
     let partial = hive.repo_dir(REPO).join("blobs").join(format!("{}.incomplete", hub.sha256(REPO, FILE)));
     hub.set_rate(1 << 20);
@@ -179,12 +178,7 @@ fn a_failed_first_download_does_not_fail_the_waiting_job() {
     let hub = throttled_hub();
     hub.set_fault(FILE, crate::harness::Fault::WrongBytes, 1);
     let hive = Hive::spawn(&hub);
-    let first = hive.start_download(REPO, FILE);
-    let mut first_sse = hive.sse(&first);
-    assert!(hub.wait_for_bytes(1, TIMEOUT));
-    let second = hive.start_download(REPO, FILE);
-    let mut second_sse = hive.sse(&second);
-    wait_until_waiting(&mut second_sse);
+    let Pair { mut first_sse, mut second_sse, .. } = start_pair(&hub, &hive, &hive);
     hub.set_rate(0);
     let frames = first_sse.until_terminal(3 * TIMEOUT);
     let end = &frames.last().expect("terminal").event;

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 use rbee_protocol::Event;
 
-use crate::harness::{FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
+use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec, TIMEOUT};
 
 const REPO: &str = "rbee-test/tiny-model";
 const MULTI: &str = "rbee-test/multi-file";
@@ -126,16 +126,7 @@ impl Drop for HfRun {
 /// `rbee model download repo [file] [--revision rev]` on `hive`, which must succeed.
 #[track_caller]
 fn hive_download(hive: &Hive, repo: &str, file: Option<&str>, revision: Option<&str>) -> String {
-    let mut keeper = Keeper::new().hive(hive).args(["model", "download", repo]);
-    if let Some(f) = file {
-        keeper = keeper.arg(f);
-    }
-    if let Some(r) = revision {
-        keeper = keeper.args(["--revision", r]);
-    }
-    let out = keeper.run();
-    out.assert_success();
-    out.stdout
+    crate::harness::download_ok(hive, repo, file, revision)
 }
 
 fn sha256_of(path: &Path) -> String {

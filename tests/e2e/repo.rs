@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{FakeHub, Hive, HubConfig, Keeper, RepoSpec};
+use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec};
 
 const REPO: &str = "rbee-test/multi-file";
 /// `v1.0` (a tag) points here.
@@ -32,16 +32,7 @@ fn hub() -> FakeHub {
 /// `rbee model download REPO [file] [--revision r]`, which must succeed; returns stdout.
 #[track_caller]
 fn download(hive: &Hive, file: Option<&str>, revision: Option<&str>) -> String {
-    let mut keeper = Keeper::new().hive(hive).args(["model", "download", REPO]);
-    if let Some(f) = file {
-        keeper = keeper.arg(f);
-    }
-    if let Some(r) = revision {
-        keeper = keeper.args(["--revision", r]);
-    }
-    let out = keeper.run();
-    out.assert_success();
-    out.stdout
+    crate::harness::download_ok(hive, REPO, file, revision)
 }
 
 fn snapshot(hive: &Hive, commit: &str) -> PathBuf {

@@ -40,6 +40,21 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `rbee --hive URL model download <repo> [<file>] [--revision R]`, which must succeed; its stdout.
+#[track_caller]
+pub fn download_ok(hive: &Hive, repo: &str, file: Option<&str>, revision: Option<&str>) -> String {
+    let mut keeper = Keeper::new().hive(hive).args(["model", "download", repo]);
+    if let Some(f) = file {
+        keeper = keeper.arg(f);
+    }
+    if let Some(r) = revision {
+        keeper = keeper.args(["--revision", r]);
+    }
+    let out = keeper.run();
+    out.assert_success();
+    out.stdout
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
