@@ -26,6 +26,10 @@ pub struct Args {
     /// HuggingFace token, sent to the endpoint host only.
     #[arg(long = "hf-token", env = "HF_TOKEN", hide_env_values = true)]
     pub hf_token: Option<String>,
+    /// Start in a new session, away from the terminal that started it (setsid): a Ctrl+C there never
+    /// reaches the hive. `rbee` passes it when it starts a local hive.
+    #[arg(long)]
+    pub detach: bool,
     /// Token clients must send as `Authorization: Bearer` (required off loopback).
     #[arg(long, env = "RBEE_HIVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -1,5 +1,5 @@
 //! The embedded default: when no hive answers, start a local `rbee-hive` detached from the
-//! terminal (its own process group, so Ctrl+C reaches only the keeper) and wait for `/health`.
+//! terminal (`rbee-hive --detach`: its own session, so Ctrl+C reaches only the keeper) and wait for `/health`.
 
 use std::env;
 use std::fs::{self, OpenOptions};
@@ -48,6 +48,7 @@ pub(crate) async fn start(client: &HiveClient) -> Result<Started> {
     let log = log_path();
     let unreachable = |reason: String| Unreachable { url: client.base().to_owned(), reason };
     let mut cmd = command(&addr_of(client.base()));
+    cmd.arg("--detach");
     let mut child = detach(&mut cmd, &log)?
         .spawn()
         .map_err(|e| unreachable(format!("could not start `{}`: {e}", hive_binary().display())))?;
@@ -74,7 +75,9 @@ fn detach<'c>(cmd: &'c mut Command, log: &Path) -> Result<&'c mut Command> {
     let out = OpenOptions::new().create(true).append(true).open(log);
     let out = out.with_context(|| format!("opening the hive log `{}`", log.display()))?;
     let err = out.try_clone().context("duplicating the hive log handle")?;
-    Ok(cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0))
+    // No `process_group(0)` here: `rbee-hive --detach` calls setsid() as its first act, which a
+    // process-group leader may not do. From then on it has its own session and no terminal.
+    Ok(cmd.stdin(Stdio::null()).stdout(out).stderr(err))
 }
 
 async fn wait_until_up(client: &HiveClient, child: &mut Child, log: &Path) -> Result<(), String> {

@@ -96,6 +96,12 @@ fn the_keeper_starts_a_local_hive_that_outlives_ctrl_c() {
     pty.wait_for(TIMEOUT, &format!("🐝 started local hive at {}", local.url()));
     pty.wait_for(TIMEOUT, "slow.gguf [");
     let pid = local.pid().expect("the started hive answers");
+    // Detached in its own session (it leads it), with no controlling terminal: /proc/<pid>/stat
+    // fields 6 and 7 (after the `(comm)` field) are the session id and tty.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("hive stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+    assert_eq!(fields[3], pid.to_string(), "the hive does not lead its own session: {stat}");
+    assert_eq!(fields[4], "0", "the hive has a controlling terminal: {stat}");
     pty.ctrl_c();
     let out = pty.wait();
     out.assert_code(130).assert_contains("🛑 Operation cancelled by user");
