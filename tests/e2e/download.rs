@@ -214,7 +214,7 @@ fn truncated_body_without_retries_fails_and_publishes_nothing() {
     out.assert_code(1);
     out.assert_stderr_contains(&format!("of {}", 4 << 20));
     let info = wait_status(&hive, &id, "failed");
-    assert!(info["error"].as_str().is_some_and(|e| e.contains("gave up after 1 attempt")), "{info}");
+    assert!(info["error"].as_str().is_some_and(|e| e.contains("no retries: --retries 0")), "{info}");
     assert_not_published(&hive, &hub, MODEL);
     assert!(file_len(&incomplete(&hive, &hub, MODEL)) <= 1 << 20, "more bytes on disk than the hub sent");
 }

@@ -24,4 +24,5 @@ mod resume;
 mod retention;
 mod retry;
 mod stream;
+mod tls;
 mod tty;

@@ -207,6 +207,10 @@ fn easy_for(req: &Request, body: Option<Vec<u8>>, collector: Collector) -> Resul
     easy.tcp_nodelay(true)?;
     easy.buffer_size(BUFFER_SIZE)?;
     easy.signal(false)?;
+    // Custom CA bundles, as huggingface_hub (requests) and curl honour them.
+    if let Some(bundle) = ca_bundle() {
+        easy.cainfo(bundle)?;
+    }
     let method = req.method().to_string();
     match (method.as_str(), &body) {
         ("GET", None) => easy.get(true)?,
@@ -227,6 +231,14 @@ fn easy_for(req: &Request, body: Option<Vec<u8>>, collector: Collector) -> Resul
     list.append("Expect:")?;
     easy.http_headers(list)?;
     Ok(easy)
+}
+
+/// `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE` or `SSL_CERT_FILE`, the first one set and not empty.
+fn ca_bundle() -> Option<std::path::PathBuf> {
+    ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"]
+        .iter()
+        .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
+        .map(std::path::PathBuf::from)
 }
 
 /// Runs one transfer to its end (or until cancelled) on the calling thread.

@@ -107,7 +107,10 @@ impl DownloadError {
     #[must_use]
     pub fn after_attempts(mut self, attempts: u32) -> Self {
         if let Self::Network { retried, .. } | Self::Status { retried, .. } = &mut self {
-            *retried = format!(" (gave up after {attempts} attempts)");
+            *retried = match attempts {
+                1 => " (no retries: --retries 0)".to_owned(),
+                n => format!(" (gave up after {n} attempts)"),
+            };
         }
         self
     }
