@@ -17,12 +17,12 @@ use sha2::{Digest, Sha256};
 use crate::cache::{at, create_parent, CacheError};
 
 /// First batch size: what a slow download buffers before a write.
-const MIN_BATCH: usize = 64 << 10;
+const MIN_BATCH: usize = 32 << 10;
 /// Largest batch: what a fast download buffers before a write.
 const MAX_BATCH: usize = 1 << 20;
 /// A batch that fills faster than this doubles (up to [`MAX_BATCH`]): fast downloads make few
 /// large writes, while many slow ones hold little memory each.
-const GROW_IF_FILLED_WITHIN: std::time::Duration = std::time::Duration::from_millis(50);
+const GROW_IF_FILLED_WITHIN: std::time::Duration = std::time::Duration::from_millis(10);
 
 struct Disk {
     file: File,

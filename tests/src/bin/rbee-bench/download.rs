@@ -28,10 +28,10 @@ const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte
 const CONCURRENT_WHY: &str = "Why: the memory is data in flight, not a leak (RSS plateaus over repeated rounds, \
     see `tests/e2e/load.rs`). `/proc/<pid>/smaps` of a hive at peak with 100 throttled downloads (110 threads): \
     ~27 MiB anonymous, of which one malloc arena holds ~14.6 MiB (≈146 KiB per job: two write batches that \
-    start at 64 KiB and grow to 1 MiB only when they fill within 50 ms, and up to 4 chunks of up to 64 KiB \
+    start at 32 KiB and grow to 1 MiB only when they fill within 10 ms, and up to 4 chunks of up to 64 KiB \
     in flight from curl's thread), ~1 MiB in each other thread arena, and each download's curl handle and \
-    thread stack. `MALLOC_ARENA_MAX=1` and 32 KiB first batches made no measurable difference (within the \
-    ±3 MiB run-to-run noise). Next step: one shared curl thread for all transfers, and fewer chunks in flight \
+    thread stack. `MALLOC_ARENA_MAX=1` made no measurable difference; first batches of 32 KiB that grow only \
+    above ~3 MB/s took the peak from ~35 to ~30 MiB (run-to-run noise ±3 MiB). Next step: one shared curl thread for all transfers, and fewer chunks in flight \
     for slow transfers.\n\n";
 
 const HF_HUB_PY: &str = r#"
