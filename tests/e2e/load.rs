@@ -277,8 +277,12 @@ fn abrupt_disconnects_leak_nothing() {
         let got = h.join().expect("subscriber thread");
         assert!(got.is_ok_and(|f| !f.is_empty()), "subscriber {i} got nothing");
     }
-    // The hive notices a gone subscriber at its next write at the latest (heartbeat: 1 s).
+    // The hive notices a gone subscriber at its next write at the latest (heartbeat: 1 s); one that
+    // left before the hive accepted it is accepted, read to EOF and closed a moment later.
     let settled = settle(|| client_conns(&hive) == 0);
+    // Slack: one upstream transfer being re-established holds 3 (its TCP socket and curl's wakeup
+    // socketpair), plus 2 for the probes; a leak per subscriber would be hundreds.
+    let fds_settled = settle(|| fds(pid) <= fds_running + 5);
     let (_, health) = hive.get("/health");
     eprintln!(
         "load: {subscribers} abrupt disconnects from {jobs} running jobs in {:.2} s; hive fds {fds_running} → {}, \
@@ -290,7 +294,7 @@ fn abrupt_disconnects_leak_nothing() {
     );
     assert!(settled, "{} client connections left after the subscribers vanished", client_conns(&hive));
     let kinds = fd_kinds(pid);
-    assert!(fds(pid) <= fds_running + 2, "hive fds {kinds_running:?} before the subscribers, {kinds:?} after");
+    assert!(fds_settled, "hive fds {kinds_running:?} before the subscribers, {kinds:?} after");
     assert_eq!(health["live_tasks"], live, "a gone subscriber changed the live task count");
     assert_eq!(health["running_jobs"], jobs, "{health}");
     for id in &ids {
