@@ -88,6 +88,12 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    // Before any thread or socket exists: leave the caller's session.
+    if args.detach {
+        if let Err(e) = nix::unistd::setsid() {
+            eprintln!("rbee-hive: --detach: could not start a new session ({e}); continuing in this one");
+        }
+    }
     match serve(args) {
         Ok(()) => 0,
         Err(e) => {

@@ -18,32 +18,18 @@ pub(crate) use urls::{addr_of, job_stream, normalize_base, DEFAULT_ADDR};
 use crate::exit::{Unreachable, UsageError};
 
 /// The hive answered with a non-2xx status.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (HTTP {status})")]
 pub(crate) struct HiveError {
     pub(crate) status: u16,
     pub(crate) message: String,
     pub(crate) api: Option<ApiError>,
 }
 
-impl std::fmt::Display for HiveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (HTTP {})", self.message, self.status)
-    }
-}
-
-impl std::error::Error for HiveError {}
-
 /// The hive does not know this job (404).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("no job {0}")]
 pub(crate) struct NoSuchJob(pub(crate) String);
-
-impl std::fmt::Display for NoSuchJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no job {}", self.0)
-    }
-}
-
-impl std::error::Error for NoSuchJob {}
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

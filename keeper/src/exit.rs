@@ -1,6 +1,5 @@
 //! Exit codes, the error kinds that choose them, and the one place errors are printed.
 
-use std::fmt;
 use std::process::ExitCode;
 
 use crate::client::status_of;
@@ -38,43 +37,22 @@ impl From<Exit> for ExitCode {
 }
 
 /// Nothing answered at the hive's address (exit 2).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the hive at {url}: {reason}")]
 pub(crate) struct Unreachable {
     pub(crate) url: String,
     pub(crate) reason: String,
 }
 
-impl fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot reach the hive at {}: {}", self.url, self.reason)
-    }
-}
-
-impl std::error::Error for Unreachable {}
-
 /// The command line asked for something invalid (exit 2).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct UsageError(pub(crate) String);
 
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
 /// The job ended with an error or was cancelled on the hive (exit 1).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct JobFailed(pub(crate) String);
-
-impl fmt::Display for JobFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for JobFailed {}
 
 /// The exit code an error maps to.
 pub(crate) fn classify(err: &anyhow::Error) -> Exit {

@@ -11,11 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use rbee_protocol::Event;
 
+use crate::download::sha256_of;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec, TIMEOUT};
 
 const REPO: &str = "rbee-test/tiny-model";
@@ -127,10 +127,6 @@ impl Drop for HfRun {
 #[track_caller]
 fn hive_download(hive: &Hive, repo: &str, file: Option<&str>, revision: Option<&str>) -> String {
     crate::harness::download_ok(hive, repo, file, revision)
-}
-
-fn sha256_of(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))))
 }
 
 /// Everything under a repo folder: `path → dir | link → target | file <sha256>`. Python's

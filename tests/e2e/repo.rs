@@ -2,10 +2,9 @@
 //! `/api/models/{repo}/revision/{rev}`) and revisions given as a branch, a tag or a commit,
 //! recorded under `refs/` the way huggingface_hub records them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
+use crate::download::sha256_of;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec};
 
 const REPO: &str = "rbee-test/multi-file";
@@ -37,10 +36,6 @@ fn download(hive: &Hive, file: Option<&str>, revision: Option<&str>) -> String {
 
 fn snapshot(hive: &Hive, commit: &str) -> PathBuf {
     hive.repo_dir(REPO).join("snapshots").join(commit)
-}
-
-fn sha256_of(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))))
 }
 
 /// Every file of `commit` is in its snapshot, a relative link to a blob with the hub's bytes.

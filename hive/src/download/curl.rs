@@ -40,6 +40,8 @@ const MAX_REQUEST_BODY: usize = 1 << 20;
 #[derive(Debug)]
 pub struct CurlClient {
     config: Config,
+    /// Custom CA bundle from the environment, read once.
+    ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl CurlClient {
@@ -49,7 +51,7 @@ impl CurlClient {
     /// Never today; kept fallible for future TLS / proxy setup.
     pub fn new() -> anyhow::Result<Self> {
         curl::init();
-        Ok(Self { config: Config::new().set_timeout(None).set_tcp_no_delay(true) })
+        Ok(Self { config: Config::new().set_timeout(None).set_tcp_no_delay(true), ca_bundle: ca_bundle() })
     }
 }
 
@@ -199,7 +201,12 @@ impl AsyncRead for BodyReader {
     }
 }
 
-fn easy_for(req: &Request, body: Option<Vec<u8>>, collector: Collector) -> Result<Easy2<Collector>, curl::Error> {
+fn easy_for(
+    req: &Request,
+    body: Option<Vec<u8>>,
+    ca_bundle: Option<&std::path::Path>,
+    collector: Collector,
+) -> Result<Easy2<Collector>, curl::Error> {
     let mut easy = Easy2::new(collector);
     easy.url(req.url().as_str())?;
     easy.follow_location(false)?;
@@ -208,7 +215,7 @@ fn easy_for(req: &Request, body: Option<Vec<u8>>, collector: Collector) -> Resul
     easy.buffer_size(BUFFER_SIZE)?;
     easy.signal(false)?;
     // Custom CA bundles, as huggingface_hub (requests) and curl honour them.
-    if let Some(bundle) = ca_bundle() {
+    if let Some(bundle) = ca_bundle {
         easy.cainfo(bundle)?;
     }
     let method = req.method().to_string();
@@ -309,7 +316,7 @@ impl HttpClient for CurlClient {
             recycled,
             cancelled: cancelled.clone(),
         };
-        let easy = easy_for(&req, body, collector)?;
+        let easy = easy_for(&req, body, self.ca_bundle.as_deref(), collector)?;
         let (waker_tx, waker_rx) = async_channel::bounded(1);
         let mut cancel = Cancel { cancelled: cancelled.clone(), waker: None };
         std::thread::Builder::new()

@@ -75,13 +75,12 @@ impl Downloader {
                     return Ok(());
                 }
                 Err(Interrupted::Fatal(e)) => return Err(e),
-                Err(Interrupted::Retry(e)) if attempt > self.retries => {
-                    // Keep every byte received for the next download to resume from.
-                    partial.flush().await?;
-                    return Err(e.after_attempts(attempt));
-                }
                 Err(Interrupted::Retry(e)) => {
+                    // Keep every byte received, for the next attempt or download to resume from.
                     partial.flush().await?;
+                    if attempt > self.retries {
+                        return Err(e.after_attempts(attempt));
+                    }
                     let wait = self.backoff(attempt);
                     ctx.narrate(format!(
                         "🔁 retry {attempt}/{} for `{file}` in {} ms from byte {}: {e}",

@@ -180,11 +180,11 @@ impl Registry {
             futures_lite::future::or(wait, timeout).await;
             return Err(CancelError::Ended { id: id.to_owned(), status: job.ctx.log.status() });
         };
-        // The job may have pushed its terminal event and been in its last poll when we dropped it:
-        // then it ended on its own, and that is what the caller learns (never a second terminal).
-        let finished = task.cancel().await.is_some();
+        // A job that ended on its own (its terminal event is in the log, even if we dropped it in
+        // its last poll) is reported as such: never a second terminal event.
+        task.cancel().await;
         let status = job.ctx.log.status();
-        if finished || !matches!(status, JobStatus::Queued | JobStatus::Running) {
+        if !matches!(status, JobStatus::Queued | JobStatus::Running) {
             return Err(CancelError::Ended { id: id.to_owned(), status });
         }
         let gate = job.ctx.io_gate.clone();

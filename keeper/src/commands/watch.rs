@@ -72,10 +72,7 @@ fn conclude(end: Event, mode: Mode, job_id: &str) -> Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Event::Error { message } => {
-            let message = message.trim_start_matches('❌').trim_start();
-            Err(JobFailed(message.to_owned()).into())
-        }
+        Event::Error { message } => Err(JobFailed(message).into()),
         Event::Cancelled { message } => {
             Err(JobFailed(format!("job {job_id} was cancelled on the hive: {message}")).into())
         }
