@@ -11,11 +11,12 @@ mod config;
 pub mod download;
 pub mod http;
 pub mod jobs;
+pub mod models;
+mod operations;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use rbee_protocol::{Event, Operation};
 
 pub use config::Args;
 use download::Downloader;
@@ -29,50 +30,6 @@ pub struct Hive {
     pub downloader: Downloader,
     /// Token every request must carry, when set.
     pub token: Option<String>,
-}
-
-impl Hive {
-    /// Starts `op` as a job; returns its id.
-    pub fn submit(self: Arc<Self>, op: Operation) -> String {
-        let description = op.describe();
-        let hive = self.clone();
-        let id = self.registry.spawn(description.clone(), move |ctx| async move {
-            match op {
-                Operation::ModelDownload(d) => hive.downloader.run(ctx, d).await,
-                Operation::ModelList(_) => hive.list_job().await,
-                Operation::ModelRm(r) => hive.remove_job(&r).await,
-            }
-        });
-        eprintln!("rbee-hive: {id} started: {description}");
-        id
-    }
-
-    async fn list_job(&self) -> Event {
-        let cache = self.downloader.cache().to_owned();
-        match smol::unblock(move || cache::list(&cache)).await {
-            Ok(listing) => Event::Done {
-                message: format!("{} repos in the cache", listing.repos.len()),
-                path: Some(listing.cache_dir.clone()),
-                result: serde_json::to_value(listing).ok(),
-            },
-            Err(e) => Event::Error { message: e.to_string() },
-        }
-    }
-
-    async fn remove_job(&self, r: &rbee_protocol::ModelRemove) -> Event {
-        let (cache, repo, file) = (self.downloader.cache().to_owned(), r.model.clone(), r.file.clone());
-        match smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), false)).await {
-            Ok(report) => Event::Done {
-                message: format!(
-                    "removed {} links, {} blobs, {} partials",
-                    report.links, report.blobs, report.partials
-                ),
-                path: None,
-                result: serde_json::to_value(report).ok(),
-            },
-            Err(e) => Event::Error { message: e.to_string() },
-        }
-    }
 }
 
 /// Parses `args`, then serves until killed. Returns the process exit code.

@@ -18,9 +18,10 @@ pub(crate) struct Cli {
 /// Flags every subcommand accepts.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Hive to talk to [default: the local hive at --local-addr, started on demand]
-    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "URL")]
-    pub(crate) hive: Option<String>,
+    /// Hive to talk to, as rbee takes it: an alias (`localhost` = the local hive at --local-addr,
+    /// started on demand; another name = http://<name>:7835), host:port, or a URL
+    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "HIVE", default_value = "localhost")]
+    pub(crate) hive: String,
     /// Address of the local hive, used (and started on demand) when no --hive is given
     #[arg(long, global = true, env = "RBEE_HIVE_ADDR", value_name = "HOST:PORT", default_value = DEFAULT_ADDR)]
     pub(crate) local_addr: String,
@@ -62,7 +63,7 @@ mod tests {
     fn globals_go_anywhere() {
         let cli = Cli::try_parse_from(["rbee", "model", "list", "--json", "--hive", "http://h:1"]).unwrap();
         assert!(cli.global.json);
-        assert_eq!(cli.global.hive.as_deref(), Some("http://h:1"));
+        assert_eq!(cli.global.hive, "http://h:1");
         assert_eq!(cli.global.local_addr, "127.0.0.1:7835");
     }
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use futures_lite::future;
-use rbee_protocol::{ApiError, JobCreated, JobInfo, JobStatus, ModelListing, Operation, RemoveReport};
+use rbee_protocol::{routes, ApiError, JobCreated, JobInfo, JobStatus, Operation, HEALTH_OK};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
-pub(crate) use urls::{addr_of, job_stream, normalize_base, DEFAULT_ADDR};
+pub(crate) use urls::{addr_of, hive_target, job_stream, normalize_base, HiveTarget, DEFAULT_ADDR};
 
 use crate::exit::{Unreachable, UsageError};
 
@@ -31,8 +31,8 @@ pub(crate) struct HiveError {
 #[error("no job {0}")]
 pub(crate) struct NoSuchJob(pub(crate) String);
 
-/// `GET /health`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `GET /health`: this hive's JSON details, or only `ok` from a hive that answers as rbee's does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Health {
     pub(crate) status: String,
     #[serde(default)]
@@ -115,8 +115,16 @@ impl HiveClient {
         body.with_context(|| format!("{what}: the hive's reply is not what rbee expects"))
     }
 
+    /// `GET /health`, asking for JSON; rbee's own hive answers `ok`, which is healthy too.
     pub(crate) async fn health(&self) -> Result<Health> {
-        self.json(self.request(Method::Get, "/health"), "checking the hive's health").await
+        let what = "checking the hive's health";
+        let req = self.request(Method::Get, routes::HEALTH).header("Accept", "application/json");
+        let mut res = self.ok(req).await.context(what)?;
+        let body = res.body_string().await.map_err(|e| anyhow!("{e}")).context(what)?;
+        if body.trim() == HEALTH_OK {
+            return Ok(Health { status: HEALTH_OK.to_owned(), ..Health::default() });
+        }
+        serde_json::from_str(&body).with_context(|| format!("{what}: the reply is neither `ok` nor a hive's JSON"))
     }
 
     /// `Some(health)` when the hive answers within `limit`.
@@ -125,17 +133,19 @@ impl HiveClient {
     }
 
     pub(crate) async fn create_job(&self, op: &Operation) -> Result<JobCreated> {
-        let req = self.request(Method::Post, "/v1/jobs").body_json(op).map_err(|e| anyhow!("{e}"))?;
+        let req = self.request(Method::Post, routes::JOBS).body_json(op).map_err(|e| anyhow!("{e}"))?;
         self.json(req, "creating the job").await
     }
 
     pub(crate) async fn jobs(&self) -> Result<Vec<JobInfo>> {
-        self.json(self.request(Method::Get, "/v1/jobs"), "listing jobs").await
+        self.json(self.request(Method::Get, routes::JOBS), "listing jobs").await
     }
 
+    /// `GET /v1/jobs/{id}` (this hive's extension: rbee's hive has no such route, and its 404
+    /// carries no JSON error, so only a JSON `404` means "no such job").
     pub(crate) async fn job(&self, id: &str) -> Result<JobInfo> {
         let info = self.json(self.request(Method::Get, &urls::job(id)), "reading the job's status").await;
-        info.map_err(|e| if status_of(&e) == Some(404) { NoSuchJob(id.to_owned()).into() } else { e })
+        info.map_err(|e| if is_job_not_found(&e) { NoSuchJob(id.to_owned()).into() } else { e })
     }
 
     pub(crate) async fn cancel(&self, id: &str) -> Result<CancelReply> {
@@ -148,17 +158,8 @@ impl HiveClient {
         }
     }
 
-    pub(crate) async fn models(&self) -> Result<ModelListing> {
-        self.json(self.request(Method::Get, "/v1/models"), "listing models").await
-    }
-
-    pub(crate) async fn remove_model(&self, repo: &str, file: Option<&str>, partial: bool) -> Result<RemoveReport> {
-        let req = self.request(Method::Delete, &urls::model(repo, file, partial));
-        self.json(req, &format!("removing {repo}")).await
-    }
-
     pub(crate) async fn shutdown(&self) -> Result<()> {
-        self.ok(self.request(Method::Post, "/v1/shutdown")).await.context("asking the hive to shut down")?;
+        self.ok(self.request(Method::Post, routes::SHUTDOWN)).await.context("asking the hive to shut down")?;
         Ok(())
     }
 
@@ -170,6 +171,12 @@ impl HiveClient {
         }
         self.ok(req).await.context("opening the job's event stream")
     }
+}
+
+/// Whether `err` is this hive's JSON `404` for an unknown job.
+fn is_job_not_found(err: &anyhow::Error) -> bool {
+    let hive = err.chain().find_map(|c| c.downcast_ref::<HiveError>());
+    hive.is_some_and(|h| h.status == 404 && h.api.as_ref().is_some_and(|a| a.error == "job_not_found"))
 }
 
 /// The HTTP status behind `err`, when the hive answered with an error.

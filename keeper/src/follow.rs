@@ -2,7 +2,9 @@
 //!
 //! When the connection drops (or stalls) before the terminal event, the stream is reopened with
 //! `Last-Event-ID: <last id seen>`; frames at or below that id are skipped, so the user sees no
-//! gap and no duplicate. An error reply from the hive (404, 401, …) ends the watch at once.
+//! gap and no duplicate. A stream that carried no `id:` (rbee's own hive, whose stream can be read
+//! only once) is not reopened: its end without an end marker is an error. An error reply from the
+//! hive (404, 401, …) ends the watch at once.
 
 use std::time::Duration;
 
@@ -74,6 +76,9 @@ pub(crate) async fn follow(client: &HiveClient, job_id: &str, sse_url: &str, r: 
             Err(e) if status_of(&e).is_some() => return Err(e),
             Err(e) => e,
         };
+        if dedup.last().is_none() {
+            return Err(err.context(format!("lost the event stream of job {job_id} (it cannot be resumed)")));
+        }
         failures = if dedup.last() == seen { failures + 1 } else { 1 };
         if failures > MAX_RETRIES {
             return Err(err.context(format!("lost the event stream of job {job_id}")));
@@ -116,7 +121,7 @@ mod tests {
 
     fn log() -> Vec<Event> {
         let mut events: Vec<_> = (0..6).map(|i| Event::narration(format!("line {i}"))).collect();
-        events.push(Event::Done { message: "ok".into(), path: Some("/p".into()), result: None });
+        events.push(Event::Done { message: "ok".into(), path: Some("/p".into()), result: None, lines: vec![] });
         events
     }
 

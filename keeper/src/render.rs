@@ -1,7 +1,7 @@
 //! How job events reach the user: TTY bars, plain lines, NDJSON, or (quiet) nothing.
 
 mod bar;
-pub(crate) mod format;
+pub(crate) use rbee_protocol::text as format;
 mod plain;
 
 use std::io::{IsTerminal, Write};

@@ -2,12 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{markers, text};
+
 /// One event of a job's stream.
 ///
 /// Sequence contract: `narration | progress | heartbeat` any number of times, then exactly one
 /// terminal event ([`Event::Done`], [`Event::Error`] or [`Event::Cancelled`]), and nothing after
-/// it. Just before the terminal event the hive emits a narration line with rbee's textual end
-/// marker (`[DONE]`, `[ERROR]`, `[CANCELLED]`) so rbee-style clients that watch for it keep working.
+/// it. On the wire a terminal event is followed by rbee's textual end marker ([`Event::end_line`]:
+/// `[DONE]`, `[ERROR] <message>`, `[CANCELLED]`), the last line of every stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -48,6 +50,9 @@ pub enum Event {
         /// Structured result, when the operation returns data (e.g. a model listing).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         result: Option<serde_json::Value>,
+        /// The result as human lines (what rbee's text dialect shows before `[DONE]`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<String>,
     },
     /// Terminal: the job failed.
     Error {
@@ -86,14 +91,53 @@ impl Event {
         matches!(self, Self::Done { .. } | Self::Error { .. } | Self::Cancelled { .. })
     }
 
-    /// The rbee end marker narrated before a terminal event.
+    /// A successful end with a summary only.
+    pub fn done(message: impl Into<String>) -> Self {
+        Self::Done { message: message.into(), path: None, result: None, lines: Vec::new() }
+    }
+
+    /// rbee's end marker line for a terminal event: `[DONE]`, `[CANCELLED]` or
+    /// `[ERROR] <message>` (the message on one line, control characters escaped).
     #[must_use]
-    pub fn end_marker(&self) -> Option<&'static str> {
+    pub fn end_line(&self) -> Option<String> {
         match self {
-            Self::Done { .. } => Some("[DONE]"),
-            Self::Error { .. } => Some("[ERROR]"),
-            Self::Cancelled { .. } => Some("[CANCELLED]"),
+            Self::Done { .. } => Some(markers::DONE.to_owned()),
+            Self::Cancelled { .. } => Some(markers::CANCELLED.to_owned()),
+            Self::Error { message } => Some(format!("{} {}", markers::ERROR_PREFIX, text::one_line(message))),
             _ => None,
+        }
+    }
+
+    /// The terminal event an rbee end marker line stands for (`None` for other lines).
+    #[must_use]
+    pub fn from_end_line(line: &str) -> Option<Self> {
+        let line = line.trim();
+        if line == markers::DONE {
+            return Some(Self::done(""));
+        }
+        if line == markers::CANCELLED {
+            return Some(Self::Cancelled { message: "the job was cancelled on the hive".into() });
+        }
+        let message = line.strip_prefix(markers::ERROR_PREFIX)?;
+        Some(Self::Error { message: message.trim_start().to_owned() })
+    }
+
+    /// The SSE `event:` name in the rich dialect: empty (a plain `data:` frame) for narration,
+    /// the `kind` otherwise.
+    #[must_use]
+    pub fn sse_name(&self) -> &'static str {
+        match self {
+            Self::Narration { .. } => "",
+            other => other.name(),
+        }
+    }
+
+    /// The SSE `data:` of the rich dialect: the text for narration, JSON otherwise; one line.
+    #[must_use]
+    pub fn sse_data(&self) -> String {
+        match self {
+            Self::Narration { message } => text::safe_line(message),
+            other => other.to_json(),
         }
     }
 
@@ -114,7 +158,7 @@ mod tests {
             Event::narration("hi"),
             Event::Progress { file: "a".into(), bytes: 5, total: Some(10), rate: 1.5, resumed_from: 2 },
             Event::Heartbeat { message: "still".into(), elapsed_secs: 3 },
-            Event::Done { message: "ok".into(), path: Some("/p".into()), result: None },
+            Event::Done { message: "ok".into(), path: Some("/p".into()), result: None, lines: vec!["l".into()] },
             Event::Error { message: "bad".into() },
             Event::Cancelled { message: "stop".into() },
         ];
@@ -122,7 +166,21 @@ mod tests {
             let json = e.to_json();
             assert!(json.contains(&format!(r#""kind":"{}""#, e.name())), "{json}");
             assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
-            assert_eq!(e.is_terminal(), e.end_marker().is_some());
+            assert_eq!(e.is_terminal(), e.end_line().is_some());
+            if let Some(line) = e.end_line() {
+                assert_eq!(Event::from_end_line(&line).map(|t| t.name()), Some(e.name()));
+            }
         }
+    }
+
+    #[test]
+    fn end_lines_are_rbee_markers() {
+        assert_eq!(Event::done("x").end_line().as_deref(), Some("[DONE]"));
+        let err = Event::Error { message: "file not found\nretry".into() };
+        assert_eq!(err.end_line().as_deref(), Some("[ERROR] file not found\\nretry"));
+        assert_eq!(Event::from_end_line("[ERROR] boom"), Some(Event::Error { message: "boom".into() }));
+        assert_eq!(Event::from_end_line("[DONE] soon"), None);
+        assert_eq!(Event::narration("a\nb").sse_data(), "a\\nb");
+        assert_eq!(Event::narration("a").sse_name(), "");
     }
 }

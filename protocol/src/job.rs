@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A job id as the hive hands it out (`job-<hex>`).
+/// A job id as the hive hands it out (`job-<uuid v4>`).
 pub type JobId = String;
 
 /// Reply to `POST /v1/jobs`.
@@ -18,7 +18,7 @@ impl JobCreated {
     /// The reply for `job_id`.
     #[must_use]
     pub fn new(job_id: JobId) -> Self {
-        let sse_url = format!("/v1/jobs/{job_id}/stream");
+        let sse_url = crate::routes::job_stream(&job_id);
         Self { job_id, sse_url }
     }
 }
@@ -91,12 +91,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error body with `code` and `message`.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { error: code.into(), message: message.into(), status: None }
+    pub fn new(code: crate::ErrorCode, message: impl Into<String>) -> Self {
+        Self { error: code.as_str().to_owned(), message: message.into(), status: None }
     }
 }
 
-/// One cached file of a repo, as listed by `ModelList`.
+/// One cached file of a repo, as listed by `model_list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedFile {
     /// Path inside the repo.
@@ -128,7 +128,7 @@ pub struct CachedRepo {
     pub files: Vec<CachedFile>,
 }
 
-/// Result of `ModelList`.
+/// Result of `model_list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelListing {
     /// Cache directory listed.
@@ -137,7 +137,7 @@ pub struct ModelListing {
     pub repos: Vec<CachedRepo>,
 }
 
-/// Result of `ModelRm`.
+/// Result of `model_delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveReport {
     /// Snapshot links removed.

@@ -1,7 +1,14 @@
-//! The SSE framing of [`Event`]s: `event:<kind>\nid:<seq>\ndata:<json>\n\n`.
+//! SSE framing of [`Event`]s, for both dialects, and an incremental decoder that reads either.
 //!
-//! [`encode`] writes one frame; [`Decoder`] is an incremental parser that accepts arbitrary byte
-//! chunks (split anywhere, CRLF or LF) and yields complete frames.
+//! Rich dialect ([`encode`]): `event:<name>\nid:<seq>\ndata:<data>\n\n`, where a narration has an
+//! empty name (a plain `data:` frame: SSE's default `message` type) and its text as data, and every
+//! other event its `kind` as name and JSON as data. This is exactly what `tide::sse` writes.
+//! Text dialect ([`text_frame`]): `data: <line>\n\n`, nothing else.
+//!
+//! [`Decoder`] accepts arbitrary byte chunks (split anywhere, CRLF or LF) and yields frames: named
+//! frames decode as JSON events; unnamed ones are text — an rbee end marker becomes the terminal
+//! event it stands for ([`Event::from_end_line`]), any other text a narration. So one decoder
+//! reads this hive in either dialect and rbee's own hive.
 
 use crate::Event;
 
@@ -31,19 +38,31 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One frame for `event` with sequence number `id`.
+/// One rich-dialect frame for `event` with sequence number `id`.
 #[must_use]
 pub fn encode(id: u64, event: &Event) -> String {
-    format!("event:{}\nid:{}\ndata:{}\n\n", event.name(), id, event.to_json())
+    format!("event:{}\nid:{}\ndata:{}\n\n", event.sse_name(), id, event.sse_data())
 }
 
-/// Decode a frame's fields (`event:` name is advisory; the JSON `kind` decides).
+/// One text-dialect frame: `data: <line>`.
+#[must_use]
+pub fn text_frame(line: &str) -> String {
+    format!("data: {line}\n\n")
+}
+
+/// Decode a frame's fields.
 ///
 /// # Errors
-/// When `data` is not a JSON [`Event`].
-pub fn decode(id: Option<&str>, data: &str) -> Result<Frame, DecodeError> {
-    let event = serde_json::from_str(data).map_err(|e| DecodeError { data: data.to_owned(), reason: e.to_string() })?;
-    Ok(Frame { id: id.and_then(|s| s.trim().parse().ok()), event })
+/// When a named frame's `data` is not a JSON [`Event`].
+pub fn decode(name: Option<&str>, id: Option<&str>, data: &str) -> Result<Frame, DecodeError> {
+    let id = id.and_then(|s| s.trim().parse().ok());
+    let event = match name.map(str::trim).filter(|n| !n.is_empty() && *n != "message") {
+        None => Event::from_end_line(data).unwrap_or_else(|| Event::narration(data)),
+        Some(_) => {
+            serde_json::from_str(data).map_err(|e| DecodeError { data: data.to_owned(), reason: e.to_string() })?
+        }
+    };
+    Ok(Frame { id, event })
 }
 
 /// Incremental SSE parser.
@@ -51,6 +70,7 @@ pub fn decode(id: Option<&str>, data: &str) -> Result<Frame, DecodeError> {
 pub struct Decoder {
     line: Vec<u8>,
     data: Option<String>,
+    name: Option<String>,
     id: Option<String>,
     /// `id` of the last dispatched frame (what to send as `Last-Event-ID`).
     pub last_id: Option<u64>,
@@ -83,8 +103,10 @@ impl Decoder {
 
     fn line_done(&mut self, line: &str) -> Option<Result<Frame, DecodeError>> {
         if line.is_empty() {
+            let name = self.name.take();
+            let id = self.id.take();
             let data = self.data.take()?;
-            let frame = decode(self.id.as_deref(), &data);
+            let frame = decode(name.as_deref(), id.as_deref(), &data);
             if let Ok(f) = &frame {
                 if f.id.is_some() {
                     self.last_id = f.id;
@@ -105,6 +127,7 @@ impl Decoder {
                 }
                 None => self.data = Some(value.to_owned()),
             },
+            "event" => self.name = Some(value.to_owned()),
             "id" => self.id = Some(value.to_owned()),
             _ => {}
         }
@@ -121,7 +144,12 @@ mod tests {
             Event::narration("start: ünïcode ✓"),
             Event::Progress { file: "m.gguf".into(), bytes: 1 << 40, total: None, rate: 0.0, resumed_from: 0 },
             Event::Heartbeat { message: "still downloading…".into(), elapsed_secs: 9 },
-            Event::Done { message: "ok".into(), path: Some("/c/x".into()), result: Some(serde_json::json!({"a":[1]})) },
+            Event::Done {
+                message: "ok".into(),
+                path: Some("/c/x".into()),
+                result: Some(serde_json::json!({"a":[1]})),
+                lines: vec![],
+            },
         ]
     }
 
@@ -148,8 +176,20 @@ mod tests {
     }
 
     #[test]
+    fn text_frames_are_narration_and_markers_end() {
+        let text = format!("{}{}{}", text_frame("📥 hello"), text_frame("[ERROR] no such file"), "data:[DONE]\n\n");
+        let got: Vec<_> = Decoder::default().feed(text.as_bytes()).into_iter().map(|f| f.event).collect();
+        assert_eq!(
+            got,
+            [Event::narration("📥 hello"), Event::Error { message: "no such file".into() }, Event::done("")]
+        );
+        // rbee's hive sends `event: data` JSON that is not one of our events: skipped, not fatal.
+        assert!(Decoder::default().feed_checked(b"event: data\ndata: {\"x\":1}\n\n")[0].is_err());
+    }
+
+    #[test]
     fn garbage_is_reported() {
-        let got = Decoder::default().feed_checked(b"data: nope\n\n");
+        let got = Decoder::default().feed_checked(b"event: progress\ndata: nope\n\n");
         assert!(got[0].is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Component, Path};
 
 use proptest::prelude::*;
 use rbee_protocol::sse::{encode, Decoder, Frame};
-use rbee_protocol::{validate, Event, ModelDownload, ModelList, ModelRemove, Operation};
+use rbee_protocol::{text, validate, Event, ModelDelete, ModelDownload, ModelGet, ModelList, Operation, Submitted};
 use serde_json::Value;
 
 /// Any text, control characters, newlines and non-ASCII included.
@@ -50,7 +50,7 @@ fn event() -> impl Strategy<Value = Event> {
         // `result: Some(Null)` is sent as `"result":null`, which reads back as `None` (see
         // `a_null_result_reads_back_as_none`): generate only results that are not null.
         (text(), any::<Option<String>>(), prop::option::of(json_value().prop_filter("not null", |v| !v.is_null())))
-            .prop_map(|(message, path, result)| Event::Done { message, path, result }),
+            .prop_map(|(message, path, result)| Event::Done { message, path, result, lines: vec![] }),
         text().prop_map(|message| Event::Error { message }),
         text().prop_map(|message| Event::Cancelled { message }),
     ]
@@ -106,8 +106,13 @@ proptest! {
             text = text.replace('\n', "\r\n");
         }
         prop_assert!(frames.iter().all(|(_, e)| !e.to_json().contains('\n')), "data must stay on one line");
+        // Narration travels as one escaped text line, never one that reads as an end marker.
+        let sent = |e: &Event| match e {
+            Event::Narration { message } => Event::narration(text::safe_line(message)),
+            other => other.clone(),
+        };
         let want: Vec<Result<Frame, String>> =
-            frames.iter().map(|(id, e)| Ok(Frame { id: Some(*id), event: e.clone() })).collect();
+            frames.iter().map(|(id, e)| Ok(Frame { id: Some(*id), event: sent(e) })).collect();
         prop_assert_eq!(&feed_split(text.as_bytes(), &cuts), &want);
         let mut dec = Decoder::default();
         let _ = dec.feed(text.as_bytes());
@@ -121,58 +126,65 @@ proptest! {
         prop_assert_eq!(&back, &e);
         let kind = serde_json::from_str::<Value>(&json).expect("json")["kind"].clone();
         prop_assert_eq!(kind, Value::from(e.name()));
-        prop_assert_eq!(e.is_terminal(), e.end_marker().is_some());
+        prop_assert_eq!(e.is_terminal(), e.end_line().is_some());
     }
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
-    let opt = || prop::option::of(text());
     prop_oneof![
-        (text(), text(), opt(), opt()).prop_map(|(hive_id, model, file, revision)| Operation::ModelDownload(
-            ModelDownload { hive_id, model, file, revision }
-        )),
+        (text(), text(), prop::option::of(text()), any::<bool>()).prop_map(|(hive_id, model, revision, all)| {
+            Operation::ModelDownload(ModelDownload { hive_id, model, revision, all })
+        }),
         text().prop_map(|hive_id| Operation::ModelList(ModelList { hive_id })),
-        (text(), text(), opt()).prop_map(|(hive_id, model, file)| Operation::ModelRm(ModelRemove {
-            hive_id,
-            model,
-            file
-        })),
+        (text(), text()).prop_map(|(hive_id, id)| Operation::ModelGet(ModelGet { hive_id, id })),
+        (text(), text(), any::<bool>(), any::<bool>()).prop_map(|(hive_id, id, partial, force)| {
+            Operation::ModelDelete(ModelDelete { hive_id, id, partial, force })
+        }),
+        text().prop_map(|alias| Operation::HiveCheck { alias }),
     ]
 }
 
-const FIELDS: &[&str] = &["hive_id", "model", "file", "revision"];
+const FIELDS: &[&str] = &["operation", "hive_id", "model", "id", "revision", "all", "partial", "force", "alias"];
+const NAMES: &[&str] = &["model_download", "model_list", "model_get", "model_delete", "hive_check"];
+
+fn parse(json: &Value) -> Result<Submitted, String> {
+    Operation::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())
+}
 
 proptest! {
     #[test]
     fn operation_json_round_trips(op in operation()) {
-        let json = serde_json::to_string(&op).expect("serializes");
-        prop_assert_eq!(serde_json::from_str::<Operation>(&json).expect("parses"), op);
+        let json = serde_json::to_value(&op).expect("serializes");
+        prop_assert_eq!(json["operation"].as_str(), Some(op.name()));
+        prop_assert_eq!(parse(&json), Ok(Submitted::Supported(op)));
     }
 
     #[test]
     fn operation_parsing_never_panics(json in any::<String>(), v in json_value()) {
-        let _ = serde_json::from_str::<Operation>(&json);
-        let _ = serde_json::from_value::<Operation>(v.clone());
-        for variant in ["ModelDownload", "ModelList", "ModelRm"] {
-            let _ = serde_json::from_value::<Operation>(serde_json::json!({ variant: v.clone() }));
+        let _ = Operation::parse(json.as_bytes());
+        let _ = parse(&v);
+        for name in NAMES {
+            let mut body = serde_json::json!({ "operation": name });
+            if let (Some(o), Some(fields)) = (body.as_object_mut(), v.as_object()) {
+                o.extend(fields.clone());
+            }
+            let _ = parse(&body);
         }
     }
 
     #[test]
-    fn unknown_fields_are_refused_by_name(op in operation(), key in "[a-z_]{1,12}", v in json_value()) {
+    fn unknown_fields_are_ignored_as_rbee_does(op in operation(), key in "[a-z_]{1,12}", v in json_value()) {
         prop_assume!(!FIELDS.contains(&key.as_str()));
         let mut json = serde_json::to_value(&op).expect("serializes");
-        let body = json.as_object_mut().and_then(|o| o.values_mut().next()).and_then(Value::as_object_mut).expect("body");
-        body.insert(key.clone(), v);
-        let err = serde_json::from_value::<Operation>(json).expect_err("an unknown field must be refused");
-        prop_assert!(err.to_string().contains(&key), "{} does not name `{}`", err, key);
+        json.as_object_mut().expect("object").insert(key, v);
+        prop_assert_eq!(parse(&json), Ok(Submitted::Supported(op)));
     }
 
     #[test]
-    fn unknown_operations_are_refused_by_name(name in "[A-Za-z]{1,16}", v in json_value()) {
-        prop_assume!(!["ModelDownload", "ModelList", "ModelRm"].contains(&name.as_str()));
-        let err = serde_json::from_value::<Operation>(serde_json::json!({ name.clone(): v })).expect_err("refused");
-        prop_assert!(err.to_string().contains(&name), "{} does not name `{}`", err, name);
+    fn unknown_operations_are_refused_by_name(name in "[a-z_]{1,16}", v in json_value()) {
+        prop_assume!(!NAMES.contains(&name.as_str()) && !rbee_protocol::RBEE_OTHER_OPERATIONS.contains(&name.as_str()));
+        let err = parse(&serde_json::json!({ "operation": name.clone(), "x": v })).expect_err("refused");
+        prop_assert!(err.contains(&name), "{} does not name `{}`", err, name);
     }
 }
 
@@ -270,7 +282,7 @@ proptest! {
 /// result, so `Some(Value::Null)` does not survive the wire. Both mean "no structured result".
 #[test]
 fn a_null_result_reads_back_as_none() {
-    let e = Event::Done { message: String::new(), path: None, result: Some(Value::Null) };
+    let e = Event::Done { message: String::new(), path: None, result: Some(Value::Null), lines: vec![] };
     let back: Event = serde_json::from_str(&e.to_json()).expect("decodes");
-    assert_eq!(back, Event::Done { message: String::new(), path: None, result: None });
+    assert_eq!(back, Event::done(""));
 }

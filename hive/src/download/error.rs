@@ -59,6 +59,14 @@ pub enum DownloadError {
         /// ", after N attempts" or empty.
         retried: String,
     },
+    /// A bare `org/repo` was asked for and the repo has no GGUF file to pick.
+    #[error("`{repo}` has no GGUF file ({files} files in the repo); name a file as `{repo}:<file>`, or download the whole repo with `--all`")]
+    NoGguf {
+        /// Repo id.
+        repo: String,
+        /// How many files it has.
+        files: usize,
+    },
     /// The hub's answer lacked something required.
     #[error("unexpected answer from the hub for `{what}`: {reason}")]
     Protocol {

@@ -16,8 +16,8 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts beating every `interval` into the job's log.
-    pub fn start(ctx: &JobCtx, interval: Duration) -> Self {
+    /// Starts beating `message` every `interval` into the job's log.
+    pub fn start(ctx: &JobCtx, interval: Duration, message: String) -> Self {
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let log = ctx.log.clone();
         let started = ctx.started;
@@ -41,7 +41,7 @@ impl Heartbeat {
                     return;
                 }
                 let elapsed_secs = started.elapsed().as_secs();
-                log.push(Event::Heartbeat { message: "still downloading…".into(), elapsed_secs });
+                log.push(Event::Heartbeat { message: message.clone(), elapsed_secs });
             }
         });
         Self { stop, task }

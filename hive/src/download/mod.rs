@@ -81,34 +81,58 @@ impl Downloader {
 
     /// Runs a download job; its output is the job's terminal event.
     pub async fn run(&self, ctx: JobCtx, req: ModelDownload) -> Event {
-        let heartbeat = Heartbeat::start(&ctx, self.heartbeat);
+        let what = req.model.clone();
+        let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));
+        let heartbeat = Heartbeat::start(&ctx, self.heartbeat, beat);
         let result = self.download(&ctx, &req).await;
         heartbeat.stop().await;
         match result {
             Ok(path) => Event::Done {
-                message: format!("✅ downloaded {} to {}", req.model, path.display()),
+                message: format!("✅ downloaded {what} to {}", path.display()),
                 path: Some(path.display().to_string()),
                 result: None,
+                lines: Vec::new(),
             },
-            Err(e) => Event::Error { message: format!("download of {} failed: {e}", req.model) },
+            Err(e) => Event::Error { message: format!("download of {what} failed: {e}") },
         }
     }
 
     async fn download(&self, ctx: &JobCtx, req: &ModelDownload) -> Result<PathBuf, DownloadError> {
-        validate::repo_id(&req.model)?;
-        validate::revision(req.revision())?;
-        let repo = RepoDir::new(&self.cache, &req.model);
-        if let Some(file) = &req.file {
-            validate::file_name(file)?;
-            ctx.narrate(format!("📥 downloading {}/{file} @ {}", req.model, req.revision()));
-            return self.file(ctx, &repo, &req.model, req.revision(), file).await;
+        let model = req.model_ref()?;
+        let revision = req.revision();
+        validate::revision(revision)?;
+        let repo = RepoDir::new(&self.cache, &model.repo);
+        let file = match (&model.file, req.all) {
+            (Some(file), _) => file.clone(),
+            (None, true) => return self.whole_repo(ctx, &repo, &model.repo, revision).await,
+            (None, false) => self.pick_gguf(ctx, &model.repo, revision).await?,
+        };
+        ctx.narrate(format!("📥 Downloading {}:{file} @ {revision}", model.repo));
+        self.file(ctx, &repo, &model.repo, revision, &file).await
+    }
+
+    /// rbee's pick for a bare `org/repo`: one GGUF, by [`rbee_protocol::GGUF_PREFERENCE`].
+    async fn pick_gguf(&self, ctx: &JobCtx, id: &str, revision: &str) -> Result<String, DownloadError> {
+        let (_, files) = self.list_files(id, revision).await?;
+        let Some(pick) = rbee_protocol::pick_gguf(&files).map(str::to_owned) else {
+            return Err(DownloadError::NoGguf { repo: id.to_owned(), files: files.len() });
+        };
+        let others: Vec<&str> =
+            files.iter().map(String::as_str).filter(|f| f.ends_with(".gguf") && *f != pick).collect();
+        ctx.narrate(format!("🔎 `{id}` names no file: picked `{pick}` (rbee prefers Q4_K_M, Q5_K_M, Q4_0, Q5_0, Q8_0, F16)"));
+        if !others.is_empty() {
+            ctx.narrate(format!("   other GGUF files: {}; name one as `{id}:<file>`", others.join(", ")));
         }
-        let (commit, files) = self.list_files(&req.model, req.revision()).await?;
-        ctx.narrate(format!("📥 downloading {} files of {} @ {}", files.len(), req.model, req.revision()));
-        repo.write_ref(req.revision(), &commit)?;
+        Ok(pick)
+    }
+
+    async fn whole_repo(&self, ctx: &JobCtx, repo: &RepoDir, id: &str, revision: &str) -> Result<PathBuf, DownloadError> {
+        let (commit, files) = self.list_files(id, revision).await?;
+        ctx.narrate(format!("📥 Downloading {} files of {id} @ {revision}", files.len()));
+        repo.write_ref(revision, &commit)?;
         for file in &files {
             validate::file_name(file)?;
-            self.file(ctx, &repo, &req.model, &commit, file).await?;
+            self.file(ctx, repo, id, &commit, file).await?;
         }
         Ok(repo.snapshot(&commit))
     }

@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use tide::{Request, StatusCode};
+use rbee_protocol::ErrorCode;
+use tide::Request;
 
 use super::{error, State};
 
@@ -20,8 +21,7 @@ pub(super) fn require_token<'a>(
             Ok(next.run(req).await)
         } else {
             let mut res = error(
-                StatusCode::Unauthorized,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "missing or wrong `Authorization: Bearer` token; set RBEE_HIVE_TOKEN to the hive's token",
             )?;
             // RFC 9110 §11.6.1: a 401 carries the challenge the client must answer.

@@ -3,11 +3,12 @@
 mod auth;
 mod jobs;
 mod models;
+mod stream;
 
 use std::sync::Arc;
 
 use futures_lite::AsyncReadExt;
-use rbee_protocol::{ApiError, MAX_BODY_BYTES};
+use rbee_protocol::{routes, ApiError, ErrorCode, HEALTH_OK, MAX_BODY_BYTES};
 use tide::{Request, Response, StatusCode};
 
 use crate::Hive;
@@ -21,19 +22,27 @@ pub fn app(state: State) -> tide::Server<State> {
     app.with(read_body_first);
     app.with(auth::require_token);
     app.with(json_fallback);
-    app.at("/health").get(health);
-    app.at("/v1/jobs").post(jobs::create).get(jobs::list);
-    app.at("/v1/jobs/:id").get(jobs::status).delete(jobs::cancel);
-    app.at("/v1/jobs/:id/stream").get(jobs::stream_endpoint());
-    app.at("/v1/models").get(models::list);
-    app.at("/v1/models/:org/:name").delete(models::remove);
-    app.at("/v1/models/:name").delete(models::remove);
-    app.at("/v1/shutdown").post(shutdown);
+    app.at(routes::HEALTH).get(health);
+    app.at(routes::JOBS).post(jobs::create).get(jobs::list);
+    app.at(routes::JOB).get(jobs::status).delete(jobs::cancel);
+    app.at(routes::JOB_STREAM).get(stream::endpoint());
+    app.at(routes::MODELS).get(models::list);
+    app.at(routes::MODEL).delete(models::remove);
+    app.at(routes::MODEL_NO_ORG).delete(models::remove);
+    app.at(routes::SHUTDOWN).post(shutdown);
     app
 }
 
+/// `GET /health`: rbee's `ok`, or JSON details for a client that accepts `application/json`.
 async fn health(req: Request<State>) -> tide::Result {
     let hive = req.state();
+    let wants_json = req.header("Accept").is_some_and(|v| v.iter().any(|a| a.as_str().contains("application/json")));
+    if !wants_json {
+        let mut res = Response::new(StatusCode::Ok);
+        res.set_body(HEALTH_OK);
+        res.set_content_type("text/plain; charset=utf-8");
+        return Ok(res);
+    }
     json(
         StatusCode::Ok,
         &serde_json::json!({
@@ -66,22 +75,23 @@ pub(crate) fn json(status: StatusCode, body: &impl serde::Serialize) -> tide::Re
     Ok(res)
 }
 
-/// A JSON error response `{error, message}`.
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> tide::Result {
+/// A JSON error response `{error, message}` with the code's status.
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> tide::Result {
+    let status = StatusCode::try_from(code.status()).unwrap_or(StatusCode::InternalServerError);
     json(status, &ApiError::new(code, message))
 }
 
 /// The request body, refusing more than [`MAX_BODY_BYTES`].
 pub(crate) async fn body(req: &mut Request<State>) -> Result<Vec<u8>, tide::Result> {
     let too_big =
-        || error(StatusCode::PayloadTooLarge, "body_too_large", format!("request body is over {MAX_BODY_BYTES} bytes"));
+        || error(ErrorCode::BodyTooLarge, format!("request body is over {MAX_BODY_BYTES} bytes"));
     if req.len().is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_big());
     }
     let mut buf = Vec::new();
     let mut reader = req.take_body().take(MAX_BODY_BYTES as u64 + 1);
     if let Err(e) = reader.read_to_end(&mut buf).await {
-        return Err(error(StatusCode::BadRequest, "bad_body", format!("could not read the request body: {e}")));
+        return Err(error(ErrorCode::BadBody, format!("could not read the request body: {e}")));
     }
     if buf.len() > MAX_BODY_BYTES {
         return Err(too_big());
@@ -106,7 +116,7 @@ fn read_body_first<'a>(
         let mut rest = req.take_body();
         let mut head = Vec::new();
         if let Err(e) = (&mut rest).take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut head).await {
-            let mut res = error(StatusCode::BadRequest, "bad_body", format!("could not read the request body: {e}"))?;
+            let mut res = error(ErrorCode::BadBody, format!("could not read the request body: {e}"))?;
             res.insert_header("Connection", "close");
             return Ok(res);
         }
@@ -130,14 +140,14 @@ fn read_body_first<'a>(
 /// The methods each route of [`app`] takes (tide answers `HEAD` for every `GET`), for the `Allow`
 /// header RFC 9110 requires on a 405. Keep in step with [`app`].
 const ROUTE_METHODS: &[(&str, &str)] = &[
-    ("/health", "GET, HEAD"),
-    ("/v1/jobs", "GET, HEAD, POST"),
-    ("/v1/jobs/:id", "GET, HEAD, DELETE"),
-    ("/v1/jobs/:id/stream", "GET, HEAD"),
-    ("/v1/models", "GET, HEAD"),
-    ("/v1/models/:org/:name", "DELETE"),
-    ("/v1/models/:name", "DELETE"),
-    ("/v1/shutdown", "POST"),
+    (routes::HEALTH, "GET, HEAD"),
+    (routes::JOBS, "GET, HEAD, POST"),
+    (routes::JOB, "GET, HEAD, DELETE"),
+    (routes::JOB_STREAM, "GET, HEAD"),
+    (routes::MODELS, "GET, HEAD"),
+    (routes::MODEL, "DELETE"),
+    (routes::MODEL_NO_ORG, "DELETE"),
+    (routes::SHUTDOWN, "POST"),
 ];
 
 /// The `Allow` value for `path`: the route it matches (`:param` = one non-empty segment).
@@ -163,14 +173,10 @@ fn json_fallback<'a>(
         let empty = res.len().is_none_or(|n| n == 0) && res.content_type().is_none();
         match res.status() {
             StatusCode::NotFound if empty => {
-                error(StatusCode::NotFound, "not_found", format!("no route for {method} {path}"))
+                error(ErrorCode::NotFound, format!("no route for {method} {path}"))
             }
             StatusCode::MethodNotAllowed if empty => {
-                let mut res = error(
-                    StatusCode::MethodNotAllowed,
-                    "method_not_allowed",
-                    format!("{method} is not allowed on {path}"),
-                )?;
+                let mut res = error(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {path}"))?;
                 if let Some(methods) = allowed_methods(&path) {
                     res.insert_header("Allow", methods);
                 }

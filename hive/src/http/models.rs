@@ -1,16 +1,16 @@
 //! `/v1/models`: what the cache holds, and removing it.
 
-use rbee_protocol::validate;
+use rbee_protocol::{ErrorCode, ModelRef};
 use tide::{Request, StatusCode};
 
 use super::{error, json, State};
+use crate::models;
 
 /// `GET /v1/models`.
 pub(super) async fn list(req: Request<State>) -> tide::Result {
-    let cache = req.state().downloader.cache().to_owned();
-    match smol::unblock(move || crate::cache::list(&cache)).await {
+    match models::list(req.state().downloader.cache().to_owned()).await {
         Ok(listing) => json(StatusCode::Ok, &listing),
-        Err(e) => error(StatusCode::InternalServerError, "cache_error", e.to_string()),
+        Err(e) => error(e.code(), e.to_string()),
     }
 }
 
@@ -40,28 +40,19 @@ pub(super) async fn remove(req: Request<State>) -> tide::Result {
     let repo = match (req.param("org"), req.param("name")) {
         (Ok(org), Ok(name)) => format!("{org}/{name}"),
         (_, Ok(name)) => name.to_owned(),
-        _ => return error(StatusCode::BadRequest, "invalid_name", "no repo id in the path"),
+        _ => return error(ErrorCode::InvalidName, "no repo id in the path"),
     };
     let (file, partial) = match remove_query(req.url()) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BadRequest, "invalid_query", format!("invalid query: {e}")),
+        Err(e) => return error(ErrorCode::InvalidQuery, format!("invalid query: {e}")),
     };
-    let checked = validate::repo_id(&repo).and_then(|()| file.as_deref().map_or(Ok(()), validate::file_name));
-    if let Err(e) = checked {
-        return error(StatusCode::BadRequest, "invalid_name", e.to_string());
-    }
-    let cache = req.state().downloader.cache().to_owned();
-    if !cache.join(crate::cache::folder_name(&repo)).exists() {
-        return error(StatusCode::NotFound, "model_not_found", format!("`{repo}` is not in the cache"));
-    }
-    let wanted = file.clone();
-    match smol::unblock(move || crate::cache::remove(&cache, &repo, file.as_deref(), partial)).await {
-        Ok(report) if report.links == 0 && report.partials == 0 && report.blobs == 0 && wanted.is_some() => {
-            let file = wanted.unwrap_or_default();
-            error(StatusCode::NotFound, "file_not_found", format!("`{file}` is not in the cache for this repo"))
-        }
+    let model = match ModelRef::new(&repo, file.as_deref()) {
+        Ok(m) => m,
+        Err(e) => return error(ErrorCode::InvalidName, e.to_string()),
+    };
+    match models::delete(req.state().downloader.cache().to_owned(), &model, partial).await {
         Ok(report) => json(StatusCode::Ok, &report),
-        Err(e) => error(StatusCode::InternalServerError, "cache_error", e.to_string()),
+        Err(e) => error(e.code(), e.to_string()),
     }
 }
 

@@ -20,16 +20,15 @@ struct Inner {
 }
 
 impl EventLog {
-    /// Appends `event`; returns `false` (and drops it) when the job already ended.
-    /// A terminal event is preceded by rbee's textual end marker narration.
+    /// Appends `event`; returns `false` (and drops it) when the job already ended. (rbee's end
+    /// marker is not an event: each stream dialect writes it after the terminal event.)
     pub fn push(&self, event: Event) -> bool {
         {
             let mut inner = self.inner.lock().expect("event log poisoned");
             if inner.status.is_some_and(JobStatus::is_final) {
                 return false;
             }
-            if let Some(marker) = event.end_marker() {
-                inner.events.push(Event::narration(marker));
+            if event.is_terminal() {
                 inner.status = Some(final_status(&event));
             } else if inner.status.is_none() {
                 inner.status = Some(JobStatus::Running);
@@ -106,14 +105,13 @@ mod tests {
         assert_eq!(log.status(), JobStatus::Running);
         assert!(log.push(Event::Cancelled { message: "x".into() }));
         assert!(!log.push(Event::Heartbeat { message: "late".into(), elapsed_secs: 1 }));
-        assert!(!log.push(Event::Done { message: "late".into(), path: None, result: None }));
+        assert!(!log.push(Event::done("late")));
         let (events, ended) = log.since(0);
         assert!(ended);
         let kinds: Vec<_> = events.iter().map(|(_, e)| e.name()).collect();
-        assert_eq!(kinds, ["narration", "narration", "cancelled"]);
-        assert_eq!(events[1].1, Event::narration("[CANCELLED]"));
+        assert_eq!(kinds, ["narration", "cancelled"]);
         assert_eq!(log.status(), JobStatus::Cancelled);
-        assert_eq!(log.since(2).0.len(), 1);
+        assert_eq!(log.since(1).0.len(), 1);
         assert_eq!(log.since(99).0.len(), 0);
     }
 

@@ -251,7 +251,7 @@ mod tests {
             let id = reg.spawn("sleep".into(), |ctx| async move {
                 ctx.narrate("working");
                 smol::Timer::after(Duration::from_secs(60)).await;
-                Event::Done { message: "never".into(), path: None, result: None }
+                Event::done("never")
             });
             while reg.log(&id).unwrap().is_empty() {
                 smol::Timer::after(Duration::from_millis(1)).await;
@@ -272,7 +272,7 @@ mod tests {
             let mut ids = Vec::new();
             for _ in 0..5 {
                 let id = reg.spawn("quick".into(), |_| async {
-                    Event::Done { message: "ok".into(), path: None, result: None }
+                    Event::done("ok")
                 });
                 let log = reg.log(&id).unwrap();
                 while !log.next_after(0).await.1 {}

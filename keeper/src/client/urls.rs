@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anyhow::{bail, Result};
 
 /// Where the local hive listens when none is given (the hive's own default `--addr`).
-pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:7835";
+pub(crate) const DEFAULT_ADDR: &str = rbee_protocol::DEFAULT_HIVE_ADDR;
 
 /// `url` without trailing slashes; `http://` is assumed when no scheme is given.
 pub(crate) fn normalize_base(url: &str) -> Result<String> {
@@ -18,6 +18,29 @@ pub(crate) fn normalize_base(url: &str) -> Result<String> {
         bail!("the hive URL `{url}` must start with http:// or https://");
     }
     Ok(url)
+}
+
+/// Where `--hive` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HiveTarget {
+    /// The local hive (alias `localhost`): at `--local-addr`, started on demand.
+    Local,
+    /// A hive at this URL; `alias` is the name the user gave when it was not a URL.
+    Remote { base: String, alias: Option<String> },
+}
+
+/// What rbee's `--hive` takes: an alias (`localhost` = the local hive, another name =
+/// `http://<name>:7835`), a `host:port`, or a URL.
+pub(crate) fn hive_target(hive: &str) -> Result<HiveTarget> {
+    let hive = hive.trim();
+    if hive.is_empty() || hive == rbee_protocol::DEFAULT_HIVE_ID {
+        return Ok(HiveTarget::Local);
+    }
+    if hive.contains("://") || hive.contains(':') || hive.contains('/') {
+        return Ok(HiveTarget::Remote { base: normalize_base(hive)?, alias: None });
+    }
+    let base = normalize_base(&format!("{hive}:{}", rbee_protocol::DEFAULT_HIVE_PORT))?;
+    Ok(HiveTarget::Remote { base, alias: Some(hive.to_owned()) })
 }
 
 /// `host:port` of a base URL (`http://127.0.0.1:7835` → `127.0.0.1:7835`).
@@ -48,28 +71,14 @@ pub(crate) fn encode(value: &str) -> String {
     out
 }
 
-/// `/v1/jobs/{id}`.
+/// `/v1/jobs/{id}`, the id percent-encoded.
 pub(crate) fn job(id: &str) -> String {
-    format!("/v1/jobs/{}", encode(id))
+    rbee_protocol::routes::job(&encode(id))
 }
 
-/// The default stream path of job `id`.
+/// `/v1/jobs/{id}/stream`, the id percent-encoded.
 pub(crate) fn job_stream(id: &str) -> String {
-    format!("{}/stream", job(id))
-}
-
-/// `/v1/models/{org}/{name}[?file=F][&partial=true]`.
-pub(crate) fn model(repo: &str, file: Option<&str>, partial: bool) -> String {
-    let segments: Vec<_> = repo.split('/').map(encode).collect();
-    let mut query = Vec::new();
-    if let Some(file) = file {
-        query.push(format!("file={}", encode(file)));
-    }
-    if partial {
-        query.push("partial=true".to_owned());
-    }
-    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
-    format!("/v1/models/{}{query}", segments.join("/"))
+    rbee_protocol::routes::job_stream(&encode(id))
 }
 
 #[cfg(test)]
@@ -87,21 +96,24 @@ mod tests {
     }
 
     #[test]
+    fn hive_aliases_are_rbees() {
+        assert_eq!(hive_target("localhost").unwrap(), HiveTarget::Local);
+        let remote = |base: &str, alias: Option<&str>| HiveTarget::Remote {
+            base: base.to_owned(),
+            alias: alias.map(str::to_owned),
+        };
+        assert_eq!(hive_target("gpu1").unwrap(), remote("http://gpu1:7835", Some("gpu1")));
+        assert_eq!(hive_target("10.0.0.2:9000").unwrap(), remote("http://10.0.0.2:9000", None));
+        assert_eq!(hive_target("https://h/x/").unwrap(), remote("https://h/x", None));
+        assert!(hive_target("ftp://x").is_err());
+    }
+
+    #[test]
     fn paths_join_once() {
         assert_eq!(join("http://h:1", "/v1/jobs"), "http://h:1/v1/jobs");
         assert_eq!(join("http://h:1", "v1/jobs"), "http://h:1/v1/jobs");
         assert_eq!(join("http://h:1", "http://o:2/s"), "http://o:2/s");
         assert_eq!(job_stream("job-1"), "/v1/jobs/job-1/stream");
         assert_eq!(job("a/../b"), "/v1/jobs/a%2F..%2Fb");
-    }
-
-    #[test]
-    fn model_paths_encode_file_and_flags() {
-        assert_eq!(model("org/name", None, false), "/v1/models/org/name");
-        assert_eq!(model("gpt2", None, true), "/v1/models/gpt2?partial=true");
-        assert_eq!(
-            model("org/name", Some("sub/m Q4.gguf"), true),
-            "/v1/models/org/name?file=sub%2Fm%20Q4.gguf&partial=true"
-        );
     }
 }

@@ -9,7 +9,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, GlobalArgs};
-use crate::client::HiveClient;
+use crate::client::{hive_target, HiveClient, HiveTarget};
+use crate::exit::UsageError;
 use crate::exit::Exit;
 use crate::hive_spawn;
 use crate::render::Mode;
@@ -18,17 +19,24 @@ use crate::render::Mode;
 pub(crate) struct Ctx {
     pub(crate) client: HiveClient,
     pub(crate) mode: Mode,
-    /// Whether the user named a hive (`--hive` / `RBEE_HIVE_URL`); if not, one may be started.
+    /// Whether the user named a hive other than the local one; if not, one may be started.
     pub(crate) explicit_hive: bool,
+    /// The `hive_id` operations carry: the alias given, else `localhost`.
+    pub(crate) hive_id: String,
 }
 
 impl Ctx {
     fn new(global: &GlobalArgs) -> Result<Self> {
-        let base = global.hive.as_deref().filter(|h| !h.trim().is_empty());
+        let target = hive_target(&global.hive).map_err(|e| UsageError(format!("--hive: {e:#}")))?;
+        let (base, alias) = match &target {
+            HiveTarget::Local => (global.local_addr.as_str(), None),
+            HiveTarget::Remote { base, alias } => (base.as_str(), alias.clone()),
+        };
         Ok(Self {
-            client: HiveClient::new(base.unwrap_or(&global.local_addr), global.token.clone())?,
+            client: HiveClient::new(base, global.token.clone())?,
             mode: Mode::detect(global.json, global.quiet),
-            explicit_hive: base.is_some(),
+            explicit_hive: target != HiveTarget::Local,
+            hive_id: alias.unwrap_or_else(|| rbee_protocol::DEFAULT_HIVE_ID.to_owned()),
         })
     }
 

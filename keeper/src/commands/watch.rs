@@ -1,12 +1,13 @@
-//! Watching a job to its end, shared by `model download` and `job attach`: render its events,
-//! turn the terminal event into an exit code, and cancel it on the hive when Ctrl+C is pressed.
+//! Running a job and watching it to its end, shared by every `model` verb and `job attach`:
+//! render its events, turn the terminal event into an exit code and its result into stdout, and
+//! cancel it on the hive when Ctrl+C is pressed.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use rbee_protocol::Event;
+use rbee_protocol::{Event, Operation};
 
-use super::Ctx;
+use super::{print_json, Ctx};
 use crate::cancel::Signals;
 use crate::client::{timeout, CancelReply};
 use crate::exit::{Exit, JobFailed};
@@ -16,14 +17,36 @@ use crate::render::{Mode, Renderer};
 /// How long the hive gets to confirm a cancel.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What a job's success prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Show {
+    /// The local path (downloads): `✅ <path>`; `--json` shows the events.
+    Path,
+    /// The result (listings, removals): its lines; `--json` prints only the result's JSON.
+    Result,
+}
+
+/// Submit `op` (starting the local hive if needed) and watch the job to its end.
+pub(crate) async fn submit(ctx: &Ctx, op: &Operation, show: Show) -> Result<Exit> {
+    ctx.ensure_hive().await?;
+    let signals = Signals::install()?;
+    let Some(created) = signals.race(ctx.client.create_job(op)).await else {
+        return Ok(interrupted());
+    };
+    let created = created?;
+    ctx.note(&format!("📋 job {}: {}", created.job_id, op.name()));
+    watch(ctx, &signals, &created.job_id, &created.sse_url, show).await
+}
+
 /// Stream job `job_id` until it ends or the user presses Ctrl+C.
-pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &str) -> Result<Exit> {
-    let mut renderer = Renderer::new(ctx.mode, job_id);
+pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &str, show: Show) -> Result<Exit> {
+    let mode = if show == Show::Result && ctx.mode == Mode::Json { Mode::Quiet } else { ctx.mode };
+    let mut renderer = Renderer::new(mode, job_id);
     let end = signals.race(follow(&ctx.client, job_id, sse_url, &mut renderer)).await;
     renderer.finish(end.is_none());
     match end {
         None => Ok(cancel(ctx, signals, job_id).await),
-        Some(end) => conclude(end?, ctx.mode, job_id),
+        Some(end) => conclude(end?, ctx.mode, job_id, show),
     }
 }
 
@@ -60,15 +83,27 @@ pub(crate) fn interrupted() -> Exit {
     Exit::Cancelled
 }
 
-/// Report the terminal event: the result path on stdout, or an error.
-fn conclude(end: Event, mode: Mode, job_id: &str) -> Result<Exit> {
+/// Report the terminal event: the path or result on stdout, or an error.
+fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
     match end {
-        Event::Done { message, path, .. } => {
-            let result = path.unwrap_or(message);
-            match mode {
-                Mode::Json => {}
-                Mode::Quiet => println!("{result}"),
-                Mode::Bar | Mode::Plain => println!("✅ {result}"),
+        Event::Done { message, path, result, lines } => {
+            match (show, mode) {
+                (Show::Path, Mode::Json) => {}
+                (Show::Path, _) => {
+                    let result = path.or(Some(message).filter(|m| !m.is_empty())).unwrap_or_else(|| "done".into());
+                    if mode == Mode::Quiet {
+                        println!("{result}");
+                    } else {
+                        println!("✅ {result}");
+                    }
+                }
+                (Show::Result, Mode::Json) => {
+                    print_json(&result.unwrap_or_else(|| serde_json::json!({ "message": message })))?;
+                }
+                (Show::Result, _) => {
+                    let message = Some(message).filter(|m| !m.is_empty());
+                    message.into_iter().chain(lines).for_each(|l| println!("{}", rbee_protocol::text::one_line(&l)));
+                }
             }
             Ok(Exit::Ok)
         }

@@ -1,8 +1,8 @@
 //! Plain-line rendering for logs and pipes: one line per event, progress at most once a second.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rbee_protocol::text::TextStream;
 use rbee_protocol::Event;
 
 use super::format;
@@ -11,21 +11,29 @@ use super::format;
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Decides which events become lines.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Plain {
-    last_progress: HashMap<String, Instant>,
+    throttle: TextStream,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Default for Plain {
+    fn default() -> Self {
+        Self { throttle: TextStream::every(PROGRESS_EVERY), seen: std::collections::HashSet::new() }
+    }
 }
 
 impl Plain {
     /// The line for `event` seen at `now`, if it deserves one.
     pub(crate) fn line(&mut self, event: &Event, now: Instant) -> Option<String> {
         match event {
-            Event::Narration { message } => Some(message.clone()),
+            Event::Narration { message } => Some(format::one_line(message)),
             Event::Heartbeat { message, elapsed_secs } => Some(format::heartbeat_line(message, *elapsed_secs)),
             Event::Progress { file, bytes, total, rate, resumed_from } => {
-                let first = !self.last_progress.contains_key(file);
+                let first = self.seen.insert(file.clone());
                 let finished = total.is_some_and(|t| *bytes >= t);
-                let line = self.due(file, now, finished).then(|| format::progress_line(file, *bytes, *total, *rate))?;
+                let due = self.throttle.due(file, now, finished);
+                let line = due.then(|| format::progress_line(file, *bytes, *total, *rate))?;
                 match format::resumed(*resumed_from).filter(|_| first) {
                     Some(resumed) => Some(format!("{line} ({resumed})")),
                     None => Some(line),
@@ -33,18 +41,6 @@ impl Plain {
             }
             Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => None,
         }
-    }
-
-    /// Whether a progress line of `file` may be printed now (always for the first and the last).
-    fn due(&mut self, file: &str, now: Instant, finished: bool) -> bool {
-        let due = match self.last_progress.get(file) {
-            None => true,
-            Some(last) => finished || now.duration_since(*last) >= PROGRESS_EVERY,
-        };
-        if due {
-            self.last_progress.insert(file.to_owned(), now);
-        }
-        due
     }
 }
 
@@ -87,7 +83,7 @@ mod tests {
         assert_eq!(plain.line(&Event::narration("hi"), now).as_deref(), Some("hi"));
         let beat = Event::Heartbeat { message: "still downloading…".into(), elapsed_secs: 12 };
         assert_eq!(plain.line(&beat, now).as_deref(), Some("⏳ still downloading… (12s)"));
-        let done = Event::Done { message: "ok".into(), path: None, result: None };
+        let done = Event::done("ok");
         assert_eq!(plain.line(&done, now), None);
     }
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::Ctx;
 use crate::cancel::Signals;
 use crate::client::job_stream;
-use crate::commands::watch::{interrupted, watch};
+use crate::commands::watch::{interrupted, watch, Show};
 use crate::exit::Exit;
 
 /// Follow a job's events from the start; Ctrl+C cancels it, as in `model download`.
@@ -23,6 +23,6 @@ impl Args {
         };
         let info = info?;
         ctx.note(&format!("📋 job {} ({})", info.job_id, info.status.as_str()));
-        watch(ctx, &signals, &info.job_id, &job_stream(&info.job_id)).await
+        watch(ctx, &signals, &info.job_id, &job_stream(&info.job_id), Show::Path).await
     }
 }

@@ -1,45 +1,41 @@
-//! `rbee model download <repo> [<file>] [--revision R]`.
+//! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all]`.
 
 use anyhow::Result;
-use rbee_protocol::{ModelDownload, Operation, DEFAULT_HIVE_ID};
+use rbee_protocol::{ModelDownload, Operation};
 
-use super::super::watch::{interrupted, watch};
-use super::{check_names, Ctx};
-use crate::cancel::Signals;
-use crate::exit::Exit;
+use super::super::watch::{submit, Show};
+use super::{checked, Ctx, ModelArg};
+use crate::exit::{Exit, UsageError};
 
-/// Download a model file into the hive's cache and print its local path.
+/// Download a model into the hive's cache and print its local path. Without a file, the hive
+/// picks one GGUF (Q4_K_M first, as rbee does); `--all` downloads every file instead.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Repo id, `org/name`
-    repo: String,
-    /// File inside the repo [default: every file of the revision]
-    file: Option<String>,
+    #[command(flatten)]
+    model: ModelArg,
     /// Branch, tag or commit [default: main]
     #[arg(long, short)]
     revision: Option<String>,
+    /// Every file of the revision (MODEL must be a bare `org/repo`)
+    #[arg(long)]
+    all: bool,
 }
 
 impl Args {
-    fn operation(self) -> Result<Operation> {
-        check_names(&self.repo, self.file.as_deref(), self.revision.as_deref())?;
-        Ok(Operation::ModelDownload(ModelDownload {
-            hive_id: DEFAULT_HIVE_ID.to_owned(),
-            model: self.repo,
-            file: self.file,
-            revision: self.revision,
-        }))
+    fn operation(&self, hive_id: &str) -> Result<Operation, UsageError> {
+        let model = self.model.model_ref()?;
+        if self.all && model.file.is_some() {
+            return Err(UsageError(format!("--all downloads a whole repo: give `{}` without a file", model.repo)));
+        }
+        let mut d = ModelDownload::new(&model);
+        d.hive_id = hive_id.to_owned();
+        d.revision.clone_from(&self.revision);
+        d.all = self.all;
+        checked(Operation::ModelDownload(d))
     }
 
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        let op = self.operation()?;
-        ctx.ensure_hive().await?;
-        let signals = Signals::install()?;
-        let Some(created) = signals.race(ctx.client.create_job(&op)).await else {
-            return Ok(interrupted());
-        };
-        let created = created?;
-        ctx.note(&format!("📋 job {}", created.job_id));
-        watch(ctx, &signals, &created.job_id, &created.sse_url).await
+        let op = self.operation(&ctx.hive_id)?;
+        submit(ctx, &op, Show::Path).await
     }
 }

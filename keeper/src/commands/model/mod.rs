@@ -1,25 +1,33 @@
-//! `rbee model …`: download, list and remove models in the hive's cache.
+//! `rbee model …`, rbee's command line: download, list, get and delete models in a hive's cache.
+//! Each verb is one job on the hive (`model_download`, `model_list`, `model_get`,
+//! `model_delete`), so they work against rbee's own hive too.
 
+mod delete;
 mod download;
+mod get;
 mod list;
-mod rm;
 
 use anyhow::Result;
 use clap::Subcommand;
-use rbee_protocol::validate;
+use rbee_protocol::{ModelRef, Operation, DEFAULT_MODEL};
 
 use super::Ctx;
 use crate::exit::{Exit, UsageError};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModelCommand {
-    /// Download a model file (or every file of a revision) into the hive's cache
+    /// Download a model file (or, with --all, every file of a revision) into the hive's cache
+    #[command(visible_alias = "dl")]
     Download(download::Args),
     /// List cached models, files, sizes and unfinished downloads
     #[command(visible_alias = "ls")]
     List(list::Args),
-    /// Remove cached files of a model
-    Rm(rm::Args),
+    /// Show one cached model or file
+    #[command(visible_alias = "show")]
+    Get(get::Args),
+    /// Remove a cached model or file
+    #[command(visible_alias = "rm", alias = "remove")]
+    Delete(delete::Args),
 }
 
 impl ModelCommand {
@@ -27,30 +35,62 @@ impl ModelCommand {
         match self {
             Self::Download(args) => args.execute(ctx).await,
             Self::List(args) => args.execute(ctx).await,
-            Self::Rm(args) => args.execute(ctx).await,
+            Self::Get(args) => args.execute(ctx).await,
+            Self::Delete(args) => args.execute(ctx).await,
         }
     }
 }
 
-/// Refuse names the hive would refuse, before any request (exit 2) or hive start.
-fn check_names(repo: &str, file: Option<&str>, revision: Option<&str>) -> Result<(), UsageError> {
-    let usage = |e: validate::InvalidName| UsageError(e.to_string());
-    validate::repo_id(repo).map_err(usage)?;
-    file.map(validate::file_name).transpose().map_err(usage)?;
-    revision.map(validate::revision).transpose().map_err(usage)?;
-    Ok(())
+/// A model as the user typed it: `org/repo:file`, `org/repo`, or `org/repo` and a FILE word.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ModelArg {
+    /// `org/repo:file`, or `org/repo` (then FILE, or the hive picks)
+    #[arg(default_value = DEFAULT_MODEL, value_name = "MODEL")]
+    model: String,
+    /// File inside the repo, when MODEL is a bare `org/repo`
+    #[arg(value_name = "FILE")]
+    file: Option<String>,
+}
+
+impl ModelArg {
+    /// The validated model reference (exit 2 for a name the hive would refuse).
+    fn model_ref(&self) -> Result<ModelRef, UsageError> {
+        let usage = |e: rbee_protocol::validate::InvalidName| UsageError(e.to_string());
+        let model = ModelRef::parse(&self.model).map_err(usage)?;
+        match (&model.file, &self.file) {
+            (Some(_), Some(file)) => Err(UsageError(format!(
+                "`{}` already names a file; drop `{file}`, or give `{}` and `{file}`",
+                self.model, model.repo
+            ))),
+            (None, Some(file)) => ModelRef::new(&model.repo, Some(file)).map_err(usage),
+            _ => Ok(model),
+        }
+    }
+}
+
+/// Checks `op` as the hive would, before any request (exit 2) or hive start.
+fn checked(op: Operation) -> Result<Operation, UsageError> {
+    op.check().map_err(|e| UsageError(e.to_string()))?;
+    Ok(op)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn arg(model: &str, file: Option<&str>) -> Result<ModelRef, UsageError> {
+        ModelArg { model: model.into(), file: file.map(Into::into) }.model_ref()
+    }
+
     #[test]
-    fn names_are_checked() {
-        assert!(check_names("org/name", Some("a/b.gguf"), Some("main")).is_ok());
-        let err = check_names("org/../x", None, None).unwrap_err();
+    fn model_words() {
+        assert_eq!(arg("org/m:a.gguf", None).unwrap().to_string(), "org/m:a.gguf");
+        assert_eq!(arg("org/m", Some("a.gguf")).unwrap().to_string(), "org/m:a.gguf");
+        assert_eq!(arg("org/m", None).unwrap().file, None);
+        assert!(arg("org/m:a", Some("b")).unwrap_err().to_string().contains("already names a file"));
+        let err = arg("org/../x", None).unwrap_err();
         assert!(err.to_string().starts_with("invalid model `org/../x`"), "{err}");
-        assert!(check_names("org/name", Some("/etc/passwd"), None).is_err());
-        assert!(check_names("org/name", None, Some("..")).is_err());
+        assert!(arg("org/name", Some("/etc/passwd")).is_err());
+        assert_eq!(arg(DEFAULT_MODEL, None).unwrap().to_string(), DEFAULT_MODEL);
     }
 }

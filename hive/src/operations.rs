@@ -1,0 +1,87 @@
+//! Running each operation of rbee's contract as a job: its work is one future whose output is the
+//! job's terminal event.
+
+use std::sync::Arc;
+
+use rbee_protocol::{text, Event, ModelDelete, ModelGet, ModelRef, Operation, Submitted};
+
+use crate::{models, Hive};
+
+impl Hive {
+    /// Starts what a `POST /v1/jobs` body asked for as a job; returns its id.
+    pub fn submit(self: Arc<Self>, submitted: Submitted) -> String {
+        let (description, op) = match submitted {
+            Submitted::Supported(op) => (op.describe(), Some(op)),
+            Submitted::Unsupported(name) => (name, None),
+        };
+        let hive = self.clone();
+        let name = description.clone();
+        let id = self.registry.spawn(description.clone(), move |ctx| async move {
+            match op {
+                Some(Operation::ModelDownload(d)) => hive.downloader.run(ctx, d).await,
+                Some(Operation::ModelList(_)) => hive.model_list().await,
+                Some(Operation::ModelGet(g)) => hive.model_get(&g).await,
+                Some(Operation::ModelDelete(d)) => hive.model_delete(&d).await,
+                Some(Operation::HiveCheck { alias }) => hive.hive_check(&ctx.log, &alias),
+                None => Event::Error { message: format!("operation `{name}` is not supported by this hive") },
+            }
+        });
+        eprintln!("rbee-hive: {id} started: {description}");
+        id
+    }
+
+    async fn model_list(&self) -> Event {
+        match models::list(self.downloader.cache().to_owned()).await {
+            Ok(listing) => Event::Done {
+                message: format!("📦 {} models in the cache", listing.repos.len()),
+                path: Some(listing.cache_dir.clone()),
+                lines: text::listing_lines(&listing),
+                result: serde_json::to_value(listing).ok(),
+            },
+            Err(e) => Event::Error { message: e.to_string() },
+        }
+    }
+
+    async fn model_get(&self, get: &ModelGet) -> Event {
+        let got = match ModelRef::parse(&get.id) {
+            Ok(model) => models::get(self.downloader.cache().to_owned(), &model).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match got {
+            Ok(repo) => Event::Done {
+                message: format!("📦 {}", get.id),
+                path: None,
+                lines: text::repo_lines(&repo, None).split_off(1),
+                result: serde_json::to_value(repo).ok(),
+            },
+            Err(message) => Event::Error { message },
+        }
+    }
+
+    async fn model_delete(&self, delete: &ModelDelete) -> Event {
+        let removed = match ModelRef::parse(&delete.id) {
+            Ok(model) => {
+                let cache = self.downloader.cache().to_owned();
+                models::delete(cache, &model, delete.partial).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match removed {
+            Ok(report) => Event::Done {
+                message: text::removal_line(&delete.id, &report),
+                path: None,
+                lines: Vec::new(),
+                result: serde_json::to_value(report).ok(),
+            },
+            Err(message) => Event::Error { message },
+        }
+    }
+
+    /// rbee's `hive_check`: narrates what this hive is and that its stream works.
+    fn hive_check(&self, log: &crate::jobs::EventLog, alias: &str) -> Event {
+        log.push(Event::narration(format!("🐝 hive `{alias}`: rbee-smol hive {}", env!("CARGO_PKG_VERSION"))));
+        log.push(Event::narration(format!("📁 cache: {}", self.downloader.cache().display())));
+        log.push(Event::narration(format!("⚙️  jobs running: {}", self.registry.running())));
+        Event::done("✅ hive check passed: jobs run and stream")
+    }
+}

@@ -1,0 +1,323 @@
+//! Human text: sizes, rates, the progress / heartbeat lines, escaping, and rbee's text dialect
+//! ([`TextStream`]: what a client that reads only `data:` lines is shown, ending in exactly one end
+//! marker). Both the hive (rbee dialect) and the keeper (plain output) print through here.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::{markers, CachedFile, CachedRepo, Event, ModelListing, RemoveReport};
+
+const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/// `512 B`, `1.0 KiB`, `12.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `8.1 MiB/s`.
+pub fn rate(bytes_per_sec: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let whole = bytes_per_sec.max(0.0).round() as u64;
+    format!("{}/s", bytes(whole))
+}
+
+/// `4.7%` of `total`, when the total is known and non-zero.
+pub fn percent(done: u64, total: Option<u64>) -> Option<String> {
+    let total = total.filter(|&t| t > 0)?;
+    #[allow(clippy::cast_precision_loss)]
+    let pct = done as f64 * 100.0 / total as f64;
+    Some(format!("{pct:.1}%"))
+}
+
+/// `⏳ model.gguf 45.8 MiB / 256.0 MiB (18%) · 8.0 MiB/s · ETA 27s`.
+pub fn progress_line(file: &str, done: u64, total: Option<u64>, bytes_per_sec: f64) -> String {
+    let mut line = format!("⏳ {} {}", one_line(file), bytes(done));
+    if let Some(t) = total.filter(|&t| t > 0) {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let pct = (done as f64 * 100.0 / t as f64).round() as u64;
+        line.push_str(&format!(" / {} ({pct}%)", bytes(t)));
+    }
+    line.push_str(&format!(" · {}", rate(bytes_per_sec)));
+    if let Some(eta) = total.and_then(|t| eta(t.saturating_sub(done), bytes_per_sec)).filter(|_| total > Some(done)) {
+        line.push_str(&format!(" · ETA {eta}"));
+    }
+    line
+}
+
+/// `⏳ still downloading… (12s)` (once, even when the hive's message brings its own `⏳`).
+pub fn heartbeat_line(message: &str, elapsed_secs: u64) -> String {
+    let message = message.trim_start_matches('⏳').trim_start();
+    format!("⏳ {message} ({elapsed_secs}s)")
+}
+
+/// Time to move `left` bytes at `bytes_per_sec`: `42s`, `3m 05s`, `2h 07m`; nothing at rate 0.
+pub fn eta(left: u64, bytes_per_sec: f64) -> Option<String> {
+    if bytes_per_sec < 1.0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = (left as f64 / bytes_per_sec).ceil() as u64;
+    Some(match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    })
+}
+
+/// `resumed from 12.0 MiB`, or nothing for a fresh download.
+pub fn resumed(from: u64) -> Option<String> {
+    (from > 0).then(|| format!("resumed from {}", bytes(from)))
+}
+
+/// `s` on one line with control and bidi characters escaped (`\\n`, `\\u{202e}`): safe to print and
+/// to send as one SSE `data:` line.
+#[must_use]
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || is_bidi_control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A narration as one safe stream line: trimmed, [`one_line`], and prefixed with `» ` when it
+/// would read as an rbee end marker (only the terminal event may end a stream).
+#[must_use]
+pub fn safe_line(s: &str) -> String {
+    let line = one_line(s.trim());
+    if markers::is_marker(&line) {
+        format!("» {line}")
+    } else {
+        line
+    }
+}
+
+/// Characters that reorder displayed text (Trojan-Source style), escaped by [`one_line`].
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
+}
+
+/// The listing as lines: one per repo, an indented one per file, and the cache directory.
+#[must_use]
+pub fn listing_lines(listing: &ModelListing) -> Vec<String> {
+    if listing.repos.is_empty() {
+        return vec![format!("no models cached in {}", one_line(&listing.cache_dir))];
+    }
+    let width = listing.repos.iter().flat_map(|r| &r.files).map(|f| one_line(&f.file).chars().count()).max();
+    let mut out: Vec<String> = listing.repos.iter().flat_map(|r| repo_lines(r, width)).collect();
+    out.push(format!("cache: {}", one_line(&listing.cache_dir)));
+    out
+}
+
+/// One repo as lines: `📦 org/m  3.0 MiB`, then `   file  size  state` with names padded to `width`
+/// (by default, to the longest of this repo's).
+#[must_use]
+pub fn repo_lines(repo: &CachedRepo, width: Option<usize>) -> Vec<String> {
+    let width = width.unwrap_or_else(|| repo.files.iter().map(|f| one_line(&f.file).chars().count()).max().unwrap_or(0));
+    let mut out = vec![format!("📦 {}  {}", one_line(&repo.repo), bytes(repo.size))];
+    for file in &repo.files {
+        let state = file_state(repo, file);
+        out.push(format!("   {:<width$}  {:>10}  {state}", one_line(&file.file), bytes(file.size)));
+    }
+    out
+}
+
+/// `main (0123abc)` for finished files, `partial 47.0%` for unfinished ones.
+fn file_state(repo: &CachedRepo, file: &CachedFile) -> String {
+    if file.partial {
+        return match file.partial_percent {
+            Some(pct) => format!("partial {pct:.1}%"),
+            None => "partial".to_owned(),
+        };
+    }
+    let label = |commit: &String| {
+        let short: String = commit.chars().take(7).collect();
+        let names: Vec<_> = repo.refs.iter().filter(|(_, c)| *c == commit).map(|(n, _)| n.as_str()).collect();
+        if names.is_empty() {
+            short
+        } else {
+            format!("{} ({short})", one_line(&names.join(", ")))
+        }
+    };
+    file.revisions.iter().map(label).collect::<Vec<_>>().join(", ")
+}
+
+fn plural(n: u64, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `🗑️  removed org/m: 1 link, 1 blob, 0 partials (2.0 MiB freed)`.
+#[must_use]
+pub fn removal_line(what: &str, r: &RemoveReport) -> String {
+    let (links, blobs, partials) = (plural(r.links, "link"), plural(r.blobs, "blob"), plural(r.partials, "partial"));
+    format!("🗑️  removed {}: {links}, {blobs}, {partials} ({} freed)", one_line(what), bytes(r.bytes))
+}
+
+/// Least time between two progress lines of one file in the text dialect.
+pub const TEXT_PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// rbee's text dialect for one subscriber: each event as the human lines it shows (progress at
+/// most every [`TEXT_PROGRESS_EVERY`] per file, plus each file's first and last), a terminal event
+/// as its summary lines and then exactly one end marker. No line is empty, and no line but the
+/// last is an end marker (a narration that looks like one is prefixed).
+#[derive(Debug)]
+pub struct TextStream {
+    every: Duration,
+    last_progress: HashMap<String, Instant>,
+}
+
+impl Default for TextStream {
+    fn default() -> Self {
+        Self::every(TEXT_PROGRESS_EVERY)
+    }
+}
+
+impl TextStream {
+    /// Progress at most every `every` per file.
+    #[must_use]
+    pub fn every(every: Duration) -> Self {
+        Self { every, last_progress: HashMap::new() }
+    }
+
+    /// The lines `event`, seen at `now`, shows.
+    pub fn lines(&mut self, event: &Event, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |line: String| {
+            let line = safe_line(&line);
+            if !line.is_empty() {
+                out.push(line);
+            }
+        };
+        match event {
+            Event::Narration { message } | Event::Heartbeat { message, .. } => push(message.clone()),
+            Event::Progress { file, bytes, total, rate, .. } => {
+                if self.due(file, now, total.is_some_and(|t| *bytes >= t)) {
+                    push(progress_line(file, *bytes, *total, *rate));
+                }
+            }
+            Event::Done { message, lines, .. } => {
+                push(message.clone());
+                lines.iter().for_each(|l| push(l.clone()));
+            }
+            Event::Cancelled { message } => push(message.clone()),
+            Event::Error { .. } => {}
+        }
+        out.extend(event.end_line());
+        out
+    }
+
+    /// Whether a progress line of `file` may be shown now (always the first and the last).
+    pub fn due(&mut self, file: &str, now: Instant, finished: bool) -> bool {
+        let due = match self.last_progress.get(file) {
+            None => true,
+            Some(last) => finished || now.duration_since(*last) >= self.every,
+        };
+        if due {
+            self.last_progress.insert(file.to_owned(), now);
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(12 * 1024 * 1024), "12.0 MiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(rate(8.1 * 1024.0 * 1024.0), "8.1 MiB/s");
+        assert_eq!(rate(-1.0), "0 B/s");
+    }
+
+    #[test]
+    fn lines() {
+        let mib = 1024 * 1024;
+        assert_eq!(
+            progress_line("model.gguf", 45 * mib + 800 * 1024, Some(256 * mib), 8.0 * 1024.0 * 1024.0),
+            "⏳ model.gguf 45.8 MiB / 256.0 MiB (18%) · 8.0 MiB/s · ETA 27s"
+        );
+        assert_eq!(progress_line("a", 10, None, 0.0), "⏳ a 10 B · 0 B/s");
+        assert_eq!(progress_line("a", 0, Some(0), 0.0), "⏳ a 0 B · 0 B/s");
+        assert_eq!(progress_line("a", 10, Some(10), 5.0), "⏳ a 10 B / 10 B (100%) · 5 B/s");
+        assert_eq!(heartbeat_line("still downloading…", 12), "⏳ still downloading… (12s)");
+        assert_eq!(heartbeat_line("⏳ still downloading…", 1), "⏳ still downloading… (1s)");
+        assert_eq!(resumed(0), None);
+        assert_eq!(eta(100, 0.0), None);
+        assert_eq!(eta(100, 10.0).as_deref(), Some("10s"));
+        assert_eq!(eta(185, 1.0).as_deref(), Some("3m 05s"));
+        assert_eq!(eta(7620, 1.0).as_deref(), Some("2h 07m"));
+        assert_eq!(resumed(2048).as_deref(), Some("resumed from 2.0 KiB"));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(one_line("a\nb\u{202e}c\td"), "a\\nb\\u{202e}c\\td");
+        assert_eq!(one_line("plain ünïcode ✓"), "plain ünïcode ✓");
+    }
+
+    #[test]
+    fn text_dialect_ends_with_one_marker() {
+        let mut t = TextStream::default();
+        let now = Instant::now();
+        assert_eq!(t.lines(&Event::narration("📥 hi"), now), ["📥 hi"]);
+        assert_eq!(t.lines(&Event::narration("  "), now), Vec::<String>::new());
+        assert_eq!(t.lines(&Event::narration("[DONE]"), now), ["» [DONE]"]);
+        assert_eq!(t.lines(&Event::narration("[ERROR] x"), now), ["» [ERROR] x"]);
+        let p = |bytes| Event::Progress { file: "f".into(), bytes, total: Some(10), rate: 1.0, resumed_from: 0 };
+        assert_eq!(t.lines(&p(1), now).len(), 1, "first progress line shows");
+        assert!(t.lines(&p(2), now + Duration::from_secs(1)).is_empty(), "throttled");
+        assert_eq!(t.lines(&p(3), now + Duration::from_secs(2)).len(), 1);
+        assert_eq!(t.lines(&p(10), now + Duration::from_secs(2)).len(), 1, "the last always shows");
+        let done = Event::Done { message: "ok".into(), path: None, result: None, lines: vec!["a".into()] };
+        assert_eq!(t.lines(&done, now), ["ok", "a", "[DONE]"]);
+        assert_eq!(t.lines(&Event::Error { message: "boom\nbad".into() }, now), ["[ERROR] boom\\nbad"]);
+        assert_eq!(t.lines(&Event::Cancelled { message: "🛑 stop".into() }, now), ["🛑 stop", "[CANCELLED]"]);
+    }
+
+    fn file(name: &str, size: u64, partial: Option<f64>) -> CachedFile {
+        let revisions = if partial.is_some() { vec![] } else { vec!["0123456789abcdef".into()] };
+        CachedFile { file: name.into(), size, revisions, partial_percent: partial, partial: partial.is_some() }
+    }
+
+    #[test]
+    fn listing_shows_refs_and_partials() {
+        let repo = CachedRepo {
+            repo: "org/m".into(),
+            size: 3 << 20,
+            refs: [("main".to_owned(), "0123456789abcdef".to_owned())].into(),
+            files: vec![file("model.gguf", 2 << 20, None), file("b\u{202e}.gguf", 1 << 20, Some(47.0))],
+        };
+        let listing = ModelListing { cache_dir: "/c".into(), repos: vec![repo] };
+        let lines = listing_lines(&listing);
+        assert_eq!(lines[0], "📦 org/m  3.0 MiB");
+        assert_eq!(lines[1], "   model.gguf         2.0 MiB  main (0123456)");
+        assert_eq!(lines[2], "   b\\u{202e}.gguf     1.0 MiB  partial 47.0%");
+        assert_eq!(lines[3], "cache: /c");
+        assert_eq!(listing_lines(&ModelListing { cache_dir: "/c".into(), repos: vec![] }), ["no models cached in /c"]);
+    }
+
+    #[test]
+    fn removal_counts() {
+        let r = RemoveReport { links: 1, blobs: 2, partials: 0, bytes: 2 << 20 };
+        assert_eq!(removal_line("org/m", &r), "🗑️  removed org/m: 1 link, 2 blobs, 0 partials (2.0 MiB freed)");
+    }
+}
