@@ -127,7 +127,8 @@ pub fn listing_lines(listing: &ModelListing) -> Vec<String> {
 /// (by default, to the longest of this repo's).
 #[must_use]
 pub fn repo_lines(repo: &CachedRepo, width: Option<usize>) -> Vec<String> {
-    let width = width.unwrap_or_else(|| repo.files.iter().map(|f| one_line(&f.file).chars().count()).max().unwrap_or(0));
+    let width =
+        width.unwrap_or_else(|| repo.files.iter().map(|f| one_line(&f.file).chars().count()).max().unwrap_or(0));
     let mut out = vec![format!("📦 {}  {}", one_line(&repo.repo), bytes(repo.size))];
     for file in &repo.files {
         let state = file_state(repo, file);

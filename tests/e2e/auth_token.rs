@@ -49,7 +49,7 @@ fn token_reaches_the_hub_but_never_the_cdn_nor_any_output() {
     assert!(!text.contains(TOKEN), "token in an event: {text}");
     // Through the keeper: the whole repo (listing + LFS + plain files), plain and as NDJSON.
     for json in [false, true] {
-        let mut keeper = Keeper::new().hive(&hive).args(["model", "download", REPO]);
+        let mut keeper = Keeper::new().hive(&hive).args(["model", "download", REPO, "--all"]);
         if json {
             keeper = keeper.arg("--json");
         }
@@ -88,8 +88,9 @@ fn a_refused_token_never_appears_in_the_error() {
         let out = Keeper::new().hive(&hive).args(args).run();
         out.assert_code(1).assert_nowhere(wrong);
     }
-    let (status, body) = hive.post_job(&json!({ "ModelDownload": { "model": REPO } }));
-    assert!(matches!(status, 200 | 201), "{status} {body}");
+    let op = json!({ "operation": "model_download", "hive_id": "localhost", "model": REPO, "all": true });
+    let (status, body) = hive.post_job(&op);
+    assert_eq!(status, 200, "{status} {body}");
     let frames = hive.sse(body["job_id"].as_str().expect("job_id")).until_terminal(3 * TIMEOUT);
     assert!(!frames_text(&frames).contains(wrong));
     assert!(hub.stats().requests.iter().all(|r| r.status == 403), "the hub refused every request");

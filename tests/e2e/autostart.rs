@@ -46,7 +46,8 @@ impl Local {
 
     /// The pid the hive at this address reports, if one answers.
     fn pid(&self) -> Option<u64> {
-        let health = http::request("GET", &format!("{}/health", self.url()), &[], None).ok()?;
+        let health =
+            http::request("GET", &format!("{}/health", self.url()), &[("Accept", "application/json")], None).ok()?;
         health.json()["pid"].as_u64()
     }
 

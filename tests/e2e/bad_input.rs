@@ -85,15 +85,21 @@ fn post(body: impl Into<Vec<u8>>, status: u16, error: &'static str, mentions: &'
     Case { body: Some(body.into()), ..case("POST", "/v1/jobs", status, error, mentions) }
 }
 
+fn model_id(repo: &str, file: Option<&str>) -> String {
+    file.map_or_else(|| repo.to_owned(), |f| format!("{repo}:{f}"))
+}
+
 fn download(model: &str, file: Option<&str>, revision: Option<&str>, mentions: &'static str) -> Case {
-    let mut d = json!({ "model": model });
-    if let Some(f) = file {
-        d["file"] = json!(f);
-    }
+    let mut d = json!({ "operation": "model_download", "hive_id": "localhost", "model": model_id(model, file) });
     if let Some(r) = revision {
         d["revision"] = json!(r);
     }
-    post(json!({ "ModelDownload": d }).to_string(), 400, "invalid_name", mentions)
+    post(d.to_string(), 400, "invalid_name", mentions)
+}
+
+fn delete(repo: &str, file: Option<&str>, mentions: &'static str) -> Case {
+    let d = json!({ "operation": "model_delete", "hive_id": "localhost", "id": model_id(repo, file) });
+    post(d.to_string(), 400, "invalid_name", mentions)
 }
 
 /// Names that must never become a path: each is tried as repo id, file name and revision.
@@ -134,24 +140,30 @@ fn cases() -> Vec<Case> {
         post("null", 400, "invalid_operation", "invalid operation"),
         post("[]", 400, "invalid_operation", "invalid operation"),
         post("{}", 400, "invalid_operation", "invalid operation"),
-        post("\"ModelList\"", 400, "invalid_operation", "invalid operation"),
-        post(r#"{"Nope":{}}"#, 400, "invalid_operation", "Nope"),
-        post(r#"{"ModelList":{},"ModelRm":{"model":"a/b"}}"#, 400, "invalid_operation", "invalid operation"),
-        post(r#"{"ModelList":{"bogus":1}}"#, 400, "invalid_operation", "bogus"),
-        post(r#"{"ModelDownload":{"model":"a/b","sneaky":"x"}}"#, 400, "invalid_operation", "sneaky"),
-        post(r#"{"ModelDownload":{}}"#, 400, "invalid_operation", "model"),
-        post(r#"{"ModelDownload":{"file":"model.gguf"}}"#, 400, "invalid_operation", "model"),
-        post(r#"{"ModelRm":{}}"#, 400, "invalid_operation", "model"),
-        post(r#"{"ModelDownload":{"model":7}}"#, 400, "invalid_operation", "invalid type"),
+        post("\"model_list\"", 400, "invalid_operation", "invalid operation"),
+        post(r#"{"operation":"nope"}"#, 400, "invalid_operation", "nope"),
+        post(r#"{"operation":7}"#, 400, "invalid_operation", "must be a string"),
+        // The old externally tagged form is refused with a hint at rbee's form.
+        post(r#"{"ModelList":{}}"#, 400, "invalid_operation", "`operation` field"),
+        post(r#"{"operation":"model_download"}"#, 400, "invalid_operation", "model"),
+        post(r#"{"operation":"model_download","hive_id":"localhost"}"#, 400, "invalid_operation", "model"),
+        post(r#"{"operation":"model_delete","hive_id":"localhost"}"#, 400, "invalid_operation", "id"),
+        post(r#"{"operation":"model_get","hive_id":"localhost"}"#, 400, "invalid_operation", "id"),
+        post(r#"{"operation":"model_download","model":7}"#, 400, "invalid_operation", "invalid type"),
         post(
-            r#"{"ModelDownload":{"model":"a/b","file":null,"revision":["main"]}}"#,
+            r#"{"operation":"model_download","model":"a/b","revision":["main"]}"#,
             400,
             "invalid_operation",
             "invalid",
         ),
         post(vec![0xff, 0xfe, b'{'], 400, "invalid_operation", "invalid operation"),
         // Over 64 KiB, whatever it holds.
-        post(json!({"ModelList": {"hive_id": "x".repeat(70_000)}}).to_string(), 413, "body_too_large", "65536"),
+        post(
+            json!({"operation": "model_list", "hive_id": "x".repeat(70_000)}).to_string(),
+            413,
+            "body_too_large",
+            "65536",
+        ),
         post(vec![b' '; 64 * 1024 + 1], 413, "body_too_large", "65536"),
         // Repo ids of the wrong shape.
         download("a/b/c", Some("model.gguf"), None, "model"),
@@ -164,9 +176,8 @@ fn cases() -> Vec<Case> {
         cases.push(download(&evil, Some("model.gguf"), None, "model"));
         cases.push(download("rbee-test/tiny-model", Some(&evil), None, "file"));
         cases.push(download("rbee-test/tiny-model", Some("model.gguf"), Some(&evil), "revision"));
-        cases.push(post(json!({"ModelRm": {"model": evil}}).to_string(), 400, "invalid_name", "model"));
-        let rm_file = json!({"ModelRm": {"model": "rbee-test/tiny-model", "file": evil}});
-        cases.push(post(rm_file.to_string(), 400, "invalid_name", "file"));
+        cases.push(delete(&evil, None, "model"));
+        cases.push(delete("rbee-test/tiny-model", Some(&evil), "file"));
     }
     cases.extend(path_cases());
     cases

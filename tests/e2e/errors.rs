@@ -28,15 +28,13 @@ const MODEL: Ask<'static> = Ask { repo: REPO, file: Some("model.gguf"), revision
 /// Runs `ask` as a job over HTTP; returns the error event's message (panics on any other end).
 #[track_caller]
 fn job_error(hive: &Hive, ask: Ask<'_>) -> String {
-    let mut op = json!({ "model": ask.repo });
-    if let Some(f) = ask.file {
-        op["file"] = json!(f);
-    }
+    let model = ask.file.map_or_else(|| ask.repo.to_owned(), |f| format!("{}:{f}", ask.repo));
+    let mut op = json!({ "operation": "model_download", "hive_id": "localhost", "model": model });
     if let Some(r) = ask.revision {
         op["revision"] = json!(r);
     }
-    let (status, body) = hive.post_job(&json!({ "ModelDownload": op }));
-    assert!(matches!(status, 200 | 201), "POST /v1/jobs: {status} {body}\n{}", hive.log());
+    let (status, body) = hive.post_job(&op);
+    assert_eq!(status, 200, "POST /v1/jobs: {status} {body}\n{}", hive.log());
     let id = body["job_id"].as_str().expect("job_id");
     let frames = hive.sse(id).until_terminal(3 * TIMEOUT);
     match &frames.last().expect("terminal frame").event {

@@ -16,9 +16,10 @@ const MIB: u64 = 1024 * 1024;
 const HELP: &[(&str, &[&str])] = &[
     ("", &["model", "job", "hive", "--hive", "RBEE_HIVE_URL", "--json", "--quiet", "--version"]),
     ("model", &["download", "list", "rm"]),
-    ("model download", &["<REPO>", "[FILE]", "--revision"]),
+    ("model download", &["[MODEL]", "[FILE]", "--revision", "--all", "Q4_K_M"]),
     ("model list", &["--json"]),
-    ("model rm", &["<REPO>", "[FILE]", "--partial"]),
+    ("model rm", &["[MODEL]", "[FILE]", "--partial", "--force"]),
+    ("model get", &["[MODEL]", "[FILE]"]),
     ("job", &["list", "status", "cancel", "attach"]),
     ("job list", &["--json"]),
     ("job status", &["<ID>"]),
@@ -49,7 +50,7 @@ fn version() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let cases: &[&[&str]] = &[&[], &["frobnicate"], &["model", "download"], &["job", "status"], &["--bogus", "job"]];
+    let cases: &[&[&str]] = &[&[], &["frobnicate"], &["model"], &["job", "status"], &["--bogus", "job"]];
     for args in cases {
         let out = Keeper::new().args(*args).run();
         out.assert_code(2);
@@ -88,11 +89,11 @@ fn piped_download_prints_plain_throttled_lines() {
     let elapsed = started.elapsed().as_secs();
     out.assert_success();
     assert!(!has_ansi(&out.stdout) && !has_ansi(&out.stderr), "escape codes off a terminal\n{}", out.dump());
-    let progress = out.stderr.lines().filter(|l| l.starts_with("⬇️")).count();
+    let progress = out.stderr.lines().filter(|l| l.starts_with("⏳ model.gguf ") && l.contains("/s")).count();
     assert!(progress >= 2, "too few progress lines\n{}", out.dump());
     let most = usize::try_from(elapsed).unwrap() + 2;
     assert!(progress <= most, "{progress} progress lines in {elapsed} s: not throttled\n{}", out.dump());
-    out.assert_stderr_contains("⏳ still downloading… (");
+    out.assert_stderr_contains("⏳ Still downloading model.gguf from HuggingFace... (");
     for hidden in ["⏳ ⏳", "[DONE]", "[ERROR]"] {
         out.assert_nowhere(hidden);
     }
@@ -138,7 +139,7 @@ fn json_prints_every_event_as_one_line() {
     assert_eq!(last["kind"], "done", "{}", out.dump());
     assert!(last["path"].as_str().unwrap().ends_with("model.gguf"));
     assert!(events.iter().any(|e| e["kind"] == "progress") && events.iter().any(|e| e["kind"] == "heartbeat"));
-    assert!(events.iter().any(|e| e["message"] == "[DONE]"), "end markers stay in JSON\n{}", out.dump());
+    assert!(events.iter().all(|e| e["message"] != "[DONE]"), "end markers are not events\n{}", out.dump());
     assert_eq!(events.iter().filter(|e| e["kind"] == "done").count(), 1);
 }
 
@@ -151,7 +152,7 @@ fn a_failed_job_is_one_error_line_and_exit_1() {
     let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "one error line\n{}", out.dump());
     let line = errors[0];
-    assert!(line.starts_with("rbee: error: download of rbee-test/tiny-model failed: "), "{line}");
+    assert!(line.starts_with("rbee: error: download of rbee-test/tiny-model:nope.gguf failed: "), "{line}");
     assert!(line.contains("`nope.gguf`") && line.contains("check the file name"), "{line}");
     for noise in ["❌", "[ERROR]", "error: rbee"] {
         out.assert_nowhere(noise);

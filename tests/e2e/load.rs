@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::sse::{Decoder, Frame};
 
+use crate::harness::sse::EndMarker;
+
 use crate::harness::{http, FakeHub, Hive, RepoSpec, TIMEOUT};
 use crate::retention::{rss_kib, soak, wait_idle};
 use rbee_tests::hub::HubConfig;
@@ -106,13 +108,15 @@ fn subscribe(url: &str, stop_after: Option<usize>) -> Result<Vec<Frame>, String>
     }
     s.conn.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let (mut decoder, mut frames, mut buf) = (Decoder::default(), Vec::new(), [0u8; 4096]);
+    let mut marker = EndMarker::default();
     loop {
         let n = s.body.read(&mut buf).map_err(|e| format!("read after {} frames: {e}", frames.len()))?;
         if n == 0 {
+            marker.at_end()?;
             return Ok(frames);
         }
         for f in decoder.feed_checked(&buf[..n]) {
-            frames.push(f.map_err(|e| e.to_string())?);
+            frames.extend(marker.check(f.map_err(|e| e.to_string())?)?);
         }
         if stop_after.is_some_and(|k| frames.len() >= k) {
             // Abrupt: no goodbye, the socket just goes away.

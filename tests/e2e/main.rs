@@ -18,6 +18,7 @@ mod jobs_api;
 mod keeper_cli;
 mod load;
 mod models;
+mod rbee_wire;
 mod reconnect;
 mod repo;
 mod resume;

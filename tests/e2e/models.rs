@@ -151,7 +151,7 @@ fn rm_file_removes_its_link_and_only_unreferenced_blobs() {
     let model_blob = blob(&hive, &hub, REPO, "model.gguf");
 
     let out = rbee(&hive, &["model", "rm", REPO, "model.gguf"]);
-    out.assert_success().assert_stdout_contains(&format!("removed {REPO}/model.gguf: 1 link, 0 blobs, 0 partials"));
+    out.assert_success().assert_stdout_contains(&format!("removed {REPO}:model.gguf: 1 link, 0 blobs, 0 partials"));
     assert!(!exists(&link(&hive, &hub, REPO, "model.gguf")), "snapshot link still there");
     assert!(model_blob.is_file(), "a blob another snapshot references was removed");
     assert_eq!(std::fs::read(&shared).expect("shared link still resolves").len(), 1 << 20);

@@ -23,13 +23,13 @@ pub(crate) fn soak() -> bool {
 }
 
 fn model_list() -> Value {
-    json!({ "ModelList": {} })
+    json!({ "operation": "model_list", "hive_id": "localhost" })
 }
 
 #[track_caller]
 fn submit(hive: &Hive, op: &Value) -> String {
     let (status, body) = hive.post_job(op);
-    assert_eq!(status, 201, "POST /v1/jobs {op}: {body}\nhive log:\n{}", hive.log());
+    assert_eq!(status, 200, "POST /v1/jobs {op}: {body}\nhive log:\n{}", hive.log());
     body["job_id"].as_str().expect("job_id").to_owned()
 }
 

@@ -51,7 +51,7 @@ fn a_terminal_gets_a_progress_bar() {
         assert!(text.contains(part), "the bar lacks {part:?}\n{}", out.dump());
     }
     // Heartbeats update the bar instead of printing lines; end markers stay hidden.
-    for hidden in ["still downloading", "[DONE]", "⏳ ⏳"] {
+    for hidden in ["Still downloading", "[DONE]", "⏳ ⏳"] {
         assert!(!text.contains(hidden), "{hidden:?} shown on the terminal\n{}", out.dump());
     }
     let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();

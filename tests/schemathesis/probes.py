@@ -26,7 +26,7 @@ def api_error(response, status, code):
 
 
 def too_large(base):
-    sized = b'{"ModelList":{"hive_id":"' + b"x" * LIMIT + b'"}}'
+    sized = b'{"operation":"model_list","hive_id":"' + b"x" * LIMIT + b'"}'
 
     def chunked():
         for _ in range(LIMIT // 1024 + 1):
@@ -44,7 +44,7 @@ def keep_alive(base, method_path, status, code, rounds=40):
     with requests.Session() as s:
         for i in range(rounds):
             try:
-                r = s.post(f"{base}{method_path}", json={"ModelList": {}}, timeout=5)
+                r = s.post(f"{base}{method_path}", json={"operation": "model_list", "hive_id": "localhost"}, timeout=5)
             except requests.RequestException as e:
                 raise AssertionError(f"request {i} on one keep-alive connection got no answer: {e}") from None
             api_error(r, status, code)

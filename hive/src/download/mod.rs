@@ -119,14 +119,22 @@ impl Downloader {
         };
         let others: Vec<&str> =
             files.iter().map(String::as_str).filter(|f| f.ends_with(".gguf") && *f != pick).collect();
-        ctx.narrate(format!("🔎 `{id}` names no file: picked `{pick}` (rbee prefers Q4_K_M, Q5_K_M, Q4_0, Q5_0, Q8_0, F16)"));
+        ctx.narrate(format!(
+            "🔎 `{id}` names no file: picked `{pick}` (rbee prefers Q4_K_M, Q5_K_M, Q4_0, Q5_0, Q8_0, F16)"
+        ));
         if !others.is_empty() {
             ctx.narrate(format!("   other GGUF files: {}; name one as `{id}:<file>`", others.join(", ")));
         }
         Ok(pick)
     }
 
-    async fn whole_repo(&self, ctx: &JobCtx, repo: &RepoDir, id: &str, revision: &str) -> Result<PathBuf, DownloadError> {
+    async fn whole_repo(
+        &self,
+        ctx: &JobCtx,
+        repo: &RepoDir,
+        id: &str,
+        revision: &str,
+    ) -> Result<PathBuf, DownloadError> {
         let (commit, files) = self.list_files(id, revision).await?;
         ctx.narrate(format!("📥 Downloading {} files of {id} @ {revision}", files.len()));
         repo.write_ref(revision, &commit)?;

@@ -83,8 +83,7 @@ pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> tide::Result
 
 /// The request body, refusing more than [`MAX_BODY_BYTES`].
 pub(crate) async fn body(req: &mut Request<State>) -> Result<Vec<u8>, tide::Result> {
-    let too_big =
-        || error(ErrorCode::BodyTooLarge, format!("request body is over {MAX_BODY_BYTES} bytes"));
+    let too_big = || error(ErrorCode::BodyTooLarge, format!("request body is over {MAX_BODY_BYTES} bytes"));
     if req.len().is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_big());
     }
@@ -172,9 +171,7 @@ fn json_fallback<'a>(
         let res = next.run(req).await;
         let empty = res.len().is_none_or(|n| n == 0) && res.content_type().is_none();
         match res.status() {
-            StatusCode::NotFound if empty => {
-                error(ErrorCode::NotFound, format!("no route for {method} {path}"))
-            }
+            StatusCode::NotFound if empty => error(ErrorCode::NotFound, format!("no route for {method} {path}")),
             StatusCode::MethodNotAllowed if empty => {
                 let mut res = error(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {path}"))?;
                 if let Some(methods) = allowed_methods(&path) {

@@ -87,7 +87,10 @@ fn text(log: Arc<EventLog>) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.set_content_type("text/event-stream");
     res.insert_header("Cache-Control", "no-cache");
-    res.set_body(tide::Body::from_reader(ChannelReader { rx: Box::pin(rx), chunk: Vec::new(), pos: 0, _feeder: task }, None));
+    res.set_body(tide::Body::from_reader(
+        ChannelReader { rx: Box::pin(rx), chunk: Vec::new(), pos: 0, _feeder: task },
+        None,
+    ));
     res
 }
 

@@ -271,9 +271,7 @@ mod tests {
             let reg = registry();
             let mut ids = Vec::new();
             for _ in 0..5 {
-                let id = reg.spawn("quick".into(), |_| async {
-                    Event::done("ok")
-                });
+                let id = reg.spawn("quick".into(), |_| async { Event::done("ok") });
                 let log = reg.log(&id).unwrap();
                 while !log.next_after(0).await.1 {}
                 while reg.info(&id).is_some_and(|_| reg.live_tasks() > 0) {

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::client::{hive_target, HiveClient, HiveTarget};
-use crate::exit::UsageError;
 use crate::exit::Exit;
+use crate::exit::UsageError;
 use crate::hive_spawn;
 use crate::render::Mode;
 

@@ -34,7 +34,7 @@ pub(crate) async fn submit(ctx: &Ctx, op: &Operation, show: Show) -> Result<Exit
         return Ok(interrupted());
     };
     let created = created?;
-    ctx.note(&format!("📋 job {}: {}", created.job_id, op.name()));
+    ctx.note(&format!("📋 job {}", created.job_id));
     watch(ctx, &signals, &created.job_id, &created.sse_url, show).await
 }
 

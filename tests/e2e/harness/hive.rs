@@ -236,7 +236,8 @@ impl Hive {
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let bytes = body.map(Value::to_string);
-        match http::request(method, &url, &[], bytes.as_deref().map(str::as_bytes)) {
+        // JSON details of `/health` (rbee's plain `ok` is for clients that do not ask for JSON).
+        match http::request(method, &url, &[("Accept", "application/json")], bytes.as_deref().map(str::as_bytes)) {
             Ok(r) => (r.status, r.json()),
             Err(e) => panic!("{method} {url}: {e}\nhive log:\n{}", self.log()),
         }
@@ -266,12 +267,14 @@ impl Hive {
         self.post("/v1/jobs", operation)
     }
 
-    /// Start a `ModelDownload` of `repo`/`file` at `main`; returns the job id.
+    /// Start a `model_download` of `repo:file` at `main`; returns the job id.
     #[track_caller]
     pub fn start_download(&self, repo: &str, file: &str) -> String {
-        let op = serde_json::json!({ "ModelDownload": { "model": repo, "file": file, "revision": "main" } });
+        let op = serde_json::json!({
+            "operation": "model_download", "hive_id": "localhost", "model": format!("{repo}:{file}"), "revision": "main"
+        });
         let (status, body) = self.post_job(&op);
-        assert!(matches!(status, 200 | 201), "POST /v1/jobs {op}: {status} {body}\nhive log:\n{}", self.log());
+        assert_eq!(status, 200, "POST /v1/jobs {op}: {status} {body}\nhive log:\n{}", self.log());
         body["job_id"].as_str().unwrap_or_else(|| panic!("no job_id in {body}")).to_owned()
     }
 

@@ -44,8 +44,9 @@ pub fn bin(name: &str) -> PathBuf {
 #[track_caller]
 pub fn download_ok(hive: &Hive, repo: &str, file: Option<&str>, revision: Option<&str>) -> String {
     let mut keeper = Keeper::new().hive(hive).args(["model", "download", repo]);
-    if let Some(f) = file {
-        keeper = keeper.arg(f);
+    match file {
+        Some(f) => keeper = keeper.arg(f),
+        None => keeper = keeper.arg("--all"),
     }
     if let Some(r) = revision {
         keeper = keeper.args(["--revision", r]);

@@ -19,6 +19,51 @@ pub enum SseEnd {
     Closed,
 }
 
+/// The rich dialect's end: after the terminal event (which has an `id:`) comes rbee's end marker
+/// as a plain frame without one, of the same kind, and then the stream closes. [`EndMarker::check`]
+/// swallows that marker (`Ok(None)`) and refuses anything else after the terminal event.
+#[derive(Debug, Default)]
+pub struct EndMarker {
+    terminal: Option<&'static str>,
+    seen: bool,
+}
+
+impl EndMarker {
+    /// `Ok(Some(frame))` to show, `Ok(None)` for the end marker, `Err` for a broken ending.
+    ///
+    /// # Errors
+    /// A frame after the terminal event that is not its marker, or a second marker.
+    pub fn check(&mut self, frame: Frame) -> Result<Option<Frame>, String> {
+        match self.terminal {
+            None => {
+                if frame.event.is_terminal() {
+                    if frame.id.is_none() {
+                        return Err(format!("a terminal event without an id: {frame:?}"));
+                    }
+                    self.terminal = Some(frame.event.name());
+                }
+                Ok(Some(frame))
+            }
+            Some(kind) if !self.seen && frame.id.is_none() && frame.event.name() == kind => {
+                self.seen = true;
+                Ok(None)
+            }
+            Some(kind) => Err(format!("after the terminal `{kind}` event came {frame:?}, not its end marker")),
+        }
+    }
+
+    /// At the end of the stream: the terminal event, if any, had its marker.
+    ///
+    /// # Errors
+    /// When the stream closed between the terminal event and its marker.
+    pub fn at_end(&self) -> Result<(), String> {
+        match self.terminal {
+            Some(kind) if !self.seen => Err(format!("the stream closed after `{kind}` without rbee's end marker")),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A live SSE subscription; frames are read on a background thread.
 #[derive(Debug)]
 pub struct SseStream {
@@ -50,12 +95,20 @@ impl SseStream {
         std::thread::spawn(move || {
             let mut decoder = Decoder::default();
             let mut buf = vec![0u8; 16 << 10];
+            let mut marker = EndMarker::default();
             while let Ok(n @ 1..) = body.read(&mut buf) {
                 for frame in decoder.feed_checked(&buf[..n]) {
-                    if tx.send(frame.map_err(|e| e.to_string())).is_err() {
+                    let frame = frame.map_err(|e| e.to_string()).and_then(|f| marker.check(f));
+                    if let Ok(None) = frame {
+                        continue;
+                    }
+                    if tx.send(frame.map(|f| f.expect("checked"))).is_err() {
                         return;
                     }
                 }
+            }
+            if let Err(e) = marker.at_end() {
+                let _ = tx.send(Err(e));
             }
         });
         Self { status: s.status, content_type, frames, conn: s.conn, hive_log: hive.log_path().display().to_string() }

@@ -117,9 +117,9 @@ impl Hive {
         status_kib(self.pid(), "VmRSS").unwrap_or(0)
     }
 
-    /// POST a `ModelDownload` job; returns its id.
+    /// POST a `model_download` job; returns its id.
     pub(crate) fn submit(&self, repo: &str, file: &str) -> Result<String> {
-        let op = serde_json::json!({"ModelDownload": {"hive_id": "localhost", "model": repo, "file": file}});
+        let op = serde_json::json!({"operation": "model_download", "hive_id": "localhost", "model": format!("{repo}:{file}")});
         let (status, body) = http(&self.addr, "POST", "/v1/jobs", Some(&op.to_string()))?;
         if status != 201 && status != 200 {
             bail!("POST /v1/jobs answered {status}: {body}");

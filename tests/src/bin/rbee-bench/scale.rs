@@ -252,7 +252,7 @@ fn tiny_jobs(ctx: &Ctx) -> Result<String> {
     }
     Ok(format!(
         "### Jobs per second, tiny files\n\n\
-         {n} `ModelDownload` jobs POSTed back to back by one client (one TCP connection each), each for a \
+         {n} `model_download` jobs POSTed back to back by one client (one TCP connection each), each for a \
          distinct 1 KiB LFS file (HEAD on the hub, GET on the CDN, sha256 verify, publish); wall = first POST \
          to the moment `GET /v1/jobs` (polled every 20 ms) shows all of them ended. Then the same {n} \
          requests again, answered from the cache (HEAD only, no GET).\n\n{}",

@@ -1,0 +1,404 @@
+//! rbee's own wire, both ways, written from rbee's contract (jobs-contract, operations-contract,
+//! job-client) and not from this workspace's types:
+//!
+//! - [`RbeeJobClient`] reads a stream exactly as rbee's `job-client` does: no `Accept` header,
+//!   every line trimmed and stripped of `data: ` / `data:`, empty lines skipped, everything else
+//!   handed over as a line of output, and the end at exactly `[DONE]`, `[CANCELLED]` or
+//!   `[ERROR] <message>`. It drives the real hive; every handed line must be human text.
+//! - [`StandIn`] answers as rbee's hive does (data-only narration, `ok` health, no job-status
+//!   route, JSON 200 only where rbee has one); the real `rbee` binary downloads from it, fails on
+//!   it and cancels on it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::download::{assert_published, hub_with_model, live_tasks, wait_for, MODEL, REPO};
+use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
+
+/// How a stream ended for rbee's client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    Done,
+    Cancelled,
+    Error(String),
+    /// The body ended without a marker (rbee's client then returns Ok, which hides failures).
+    NoMarker,
+}
+
+/// rbee's job client, from its contract.
+struct RbeeJobClient {
+    base: String,
+}
+
+impl RbeeJobClient {
+    fn new(hive: &Hive) -> Self {
+        Self { base: hive.url().to_owned() }
+    }
+
+    /// `POST /v1/jobs` with the operation; the body is read as `{job_id, sse_url}` whatever the
+    /// status (rbee's client never looks at it).
+    fn submit(&self, op: &Value) -> String {
+        let body = op.to_string();
+        let res = http::request("POST", &format!("{}/v1/jobs", self.base), &[], Some(body.as_bytes())).expect("POST");
+        let reply = res.json();
+        assert_eq!(
+            reply["sse_url"].as_str(),
+            reply["job_id"].as_str().map(|id| format!("/v1/jobs/{id}/stream")).as_deref(),
+            "POST {op}: {} {}",
+            res.status,
+            res.text()
+        );
+        reply["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    /// Reads the job's stream as rbee's client does; `on_line` sees each handed line.
+    fn stream(&self, job_id: &str, mut on_line: impl FnMut(&str)) -> (Vec<String>, End) {
+        let url = format!("{}/v1/jobs/{job_id}/stream", self.base);
+        let mut res = http::open("GET", &url, &[], None).expect("GET stream");
+        assert_eq!(res.status, 200, "GET {url}");
+        res.conn.set_read_timeout(Some(3 * TIMEOUT)).expect("timeout");
+        let (mut lines, mut buffer, mut chunk) = (Vec::new(), Vec::new(), [0u8; 4096]);
+        loop {
+            let n = res.body.read(&mut chunk).expect("reading the stream (a reset is a failure here)");
+            if n == 0 {
+                return (lines, End::NoMarker);
+            }
+            buffer.extend_from_slice(&chunk[..n]);
+            while let Some(pos) = buffer.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = buffer.drain(..=pos).collect();
+                let Ok(line) = std::str::from_utf8(&raw) else { continue };
+                let line = line.trim();
+                let data = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")).unwrap_or(line);
+                if data.is_empty() {
+                    continue;
+                }
+                lines.push(data.to_owned());
+                on_line(data);
+                let end = match data {
+                    "[DONE]" => End::Done,
+                    "[CANCELLED]" => End::Cancelled,
+                    d if d.starts_with("[ERROR]") => End::Error(d.trim_start_matches("[ERROR]").trim().to_owned()),
+                    _ => continue,
+                };
+                return (lines, end);
+            }
+        }
+    }
+
+    fn run(&self, op: &Value) -> (Vec<String>, End) {
+        let id = self.submit(op);
+        self.stream(&id, |_| {})
+    }
+}
+
+/// Every handed line is human text: no SSE field, no JSON, no marker before the last line.
+#[track_caller]
+fn assert_human(lines: &[String]) {
+    for (i, line) in lines.iter().enumerate() {
+        let field = ["event:", "id:", "retry:", ":"].iter().any(|f| line.starts_with(f));
+        assert!(!field, "an SSE field handed as a line: {line:?}\nall lines: {lines:#?}");
+        assert!(
+            !line.starts_with('{') && serde_json::from_str::<Value>(line).is_err(),
+            "JSON handed as a line: {line:?}"
+        );
+        let marker = line == "[DONE]" || line == "[CANCELLED]" || line.starts_with("[ERROR]");
+        assert!(!marker || i + 1 == lines.len(), "an end marker before the last line: {lines:#?}");
+    }
+}
+
+fn download(model: &str) -> Value {
+    json!({ "operation": "model_download", "hive_id": "localhost", "model": model })
+}
+
+#[test]
+fn rbee_client_downloads_a_verified_file_and_ends_with_done() {
+    let hub = hub_with_model(3 << 20);
+    hub.set_rate(2 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
+    let (lines, end) = RbeeJobClient::new(&hive).run(&download(&format!("{REPO}:{MODEL}")));
+    assert_eq!(end, End::Done, "{lines:#?}");
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"));
+    assert_human(&lines);
+    assert!(lines.iter().any(|l| l.starts_with("📥") && l.contains(MODEL)), "a 📥 line names the file: {lines:#?}");
+    assert!(lines.iter().any(|l| l.contains('%') && l.contains("MiB/s")), "a progress line: {lines:#?}");
+    let beat = format!("⏳ Still downloading {MODEL} from HuggingFace...");
+    assert!(lines.contains(&beat), "rbee's heartbeat wording `{beat}`: {lines:#?}");
+    assert_published(&hive, &hub, MODEL);
+    assert_eq!(live_tasks(&hive), 0, "job and heartbeat tasks are gone after [DONE]");
+}
+
+#[test]
+fn rbee_client_sees_error_for_a_missing_file_and_unsupported_operations() {
+    let hub = hub_with_model(1 << 20);
+    let hive = Hive::spawn(&hub);
+    let client = RbeeJobClient::new(&hive);
+    let (lines, end) = client.run(&download(&format!("{REPO}:nope.gguf")));
+    assert!(matches!(&end, End::Error(m) if m.contains("not found") && m.contains("nope.gguf")), "{end:?} {lines:#?}");
+    assert_human(&lines);
+
+    let (lines, end) = client.run(&json!({ "operation": "worker_spawn", "hive_id": "localhost", "model": "x" }));
+    assert_eq!(end, End::Error("operation `worker_spawn` is not supported by this hive".into()), "{lines:#?}");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+
+    // A body that is not an operation is refused with a JSON error, as before.
+    let res =
+        http::request("POST", &format!("{}/v1/jobs", hive.url()), &[], Some(br#"{"ModelList":{}}"#)).expect("POST");
+    assert_eq!((res.status, res.json()["error"].as_str()), (400, Some("invalid_operation")), "{}", res.text());
+}
+
+#[test]
+fn rbee_client_ctrl_c_cancels_the_job_on_the_hive() {
+    let hub = hub_with_model(32 << 20);
+    hub.set_rate(1 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
+    let client = RbeeJobClient::new(&hive);
+    let id = client.submit(&download(&format!("{REPO}:{MODEL}")));
+    let reader = {
+        let client = RbeeJobClient { base: client.base.clone() };
+        let id = id.clone();
+        std::thread::spawn(move || client.stream(&id, |_| {}))
+    };
+    let conn = hub.wait_for_connection(0, TIMEOUT).expect("a CDN connection");
+    assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "the download is under way");
+    assert!(conn.closed_at.is_none());
+    // rbee's keeper on Ctrl+C: DELETE /v1/jobs/{id} with a 2 s timeout.
+    let sent = Instant::now();
+    let res = http::request("DELETE", &format!("{}/v1/jobs/{id}", hive.url()), &[], None).expect("DELETE");
+    assert!(sent.elapsed() < Duration::from_secs(2), "DELETE answered after rbee's 2 s timeout");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!((res.json()["job_id"].as_str(), res.json()["status"].as_str()), (Some(id.as_str()), Some("cancelled")));
+    assert_eq!(live_tasks(&hive), 0, "the task was dropped before DELETE answered");
+    assert!(hub.wait_closed(0, TIMEOUT).is_some(), "the upstream connection was closed");
+    let (lines, end) = reader.join().expect("reader");
+    assert_eq!(end, End::Cancelled, "{lines:#?}");
+    assert_human(&lines);
+    let unknown = http::request("DELETE", &format!("{}/v1/jobs/job-nope", hive.url()), &[], None).expect("DELETE");
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn a_bare_repo_fetches_the_q4_k_m_gguf_and_says_so() {
+    let hub = FakeHub::start(HubConfig::default());
+    let repo = "rbee-test/tiny-GGUF";
+    hub.add_repo(
+        RepoSpec::new(repo)
+            .lfs("tiny.Q8_0.gguf", 300 << 10)
+            .lfs("tiny.Q4_K_M.gguf", 200 << 10)
+            .lfs("tiny.Q5_K_M.gguf", 250 << 10)
+            .text("README.md", 64),
+    );
+    hub.add_repo(RepoSpec::new("rbee-test/no-gguf").lfs("model.safetensors", 1 << 10));
+    let hive = Hive::spawn(&hub);
+    let client = RbeeJobClient::new(&hive);
+    let (lines, end) = client.run(&download(repo));
+    assert_eq!(end, End::Done, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("picked `tiny.Q4_K_M.gguf`")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("tiny.Q8_0.gguf") && l.contains("tiny.Q5_K_M.gguf")), "{lines:#?}");
+    let snapshot = hive.repo_dir(repo).join("snapshots").join(hub.commit(repo));
+    let got = std::fs::read(snapshot.join("tiny.Q4_K_M.gguf")).expect("the Q4_K_M file");
+    assert_eq!(got, hub.file_bytes(repo, "tiny.Q4_K_M.gguf"));
+    assert!(!snapshot.join("tiny.Q8_0.gguf").exists(), "only the picked file");
+
+    let (lines, end) = client.run(&download("rbee-test/no-gguf"));
+    assert!(matches!(&end, End::Error(m) if m.contains("no GGUF file") && m.contains("--all")), "{end:?} {lines:#?}");
+}
+
+#[test]
+fn model_list_get_delete_and_health_speak_rbees_text() {
+    let hub = hub_with_model(1 << 20);
+    let hive = Hive::spawn(&hub);
+    let client = RbeeJobClient::new(&hive);
+    assert_eq!(client.run(&download(&format!("{REPO}:{MODEL}"))).1, End::Done);
+    let (lines, end) = client.run(&json!({ "operation": "model_list", "hive_id": "localhost" }));
+    assert_eq!(end, End::Done);
+    assert_human(&lines);
+    assert!(lines.iter().any(|l| l.starts_with(&format!("📦 {REPO}"))) && lines.iter().any(|l| l.starts_with(MODEL)));
+    let id = format!("{REPO}:{MODEL}");
+    let (lines, end) = client.run(&json!({ "operation": "model_get", "hive_id": "localhost", "id": id }));
+    assert_eq!(end, End::Done, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with(MODEL)), "{lines:#?}");
+    let (lines, end) = client.run(&json!({ "operation": "model_delete", "hive_id": "localhost", "id": id }));
+    assert_eq!(end, End::Done, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("removed")), "{lines:#?}");
+    let (_, end) = client.run(&json!({ "operation": "model_get", "hive_id": "localhost", "id": id }));
+    assert!(matches!(&end, End::Error(m) if m.contains("not in the cache")), "{end:?}");
+    let (lines, end) = client.run(&json!({ "operation": "hive_check", "alias": "localhost" }));
+    assert_eq!(end, End::Done, "{lines:#?}");
+
+    let health = http::get(&format!("{}/health", hive.url()));
+    assert_eq!((health.status, health.text().as_str()), (200, "ok"));
+    let json = http::request("GET", &format!("{}/health", hive.url()), &[("Accept", "application/json")], None)
+        .expect("health");
+    assert_eq!(json.json()["status"], "ok");
+}
+
+/// What the stand-in for rbee's hive saw.
+#[derive(Debug, Default)]
+struct Seen {
+    posts: Vec<Value>,
+    deletes: Vec<String>,
+    paths: Vec<String>,
+}
+
+/// A stand-in for rbee's hive: data-only narration, `ok` health, no job-status route.
+struct StandIn {
+    url: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl StandIn {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let seen = shared.clone();
+                std::thread::spawn(move || serve(conn, &seen));
+            }
+        });
+        Self { url, seen }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().expect("seen")
+    }
+}
+
+fn serve(conn: TcpStream, seen: &Mutex<Seen>) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut out = conn;
+    let mut head = String::new();
+    if reader.read_line(&mut head).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    let _ = reader.read_exact(&mut body);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+    seen.lock().expect("seen").paths.push(format!("{method} {path}"));
+    let reply = |out: &mut TcpStream, status: &str, ctype: &str, body: &str| {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes()));
+    };
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/health") => reply(&mut out, "200 OK", "text/plain", "ok"),
+        ("POST", "/v1/jobs") => {
+            let op: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let model = op["model"].as_str().or_else(|| op["id"].as_str()).unwrap_or("x");
+            let id = format!("job-{}", model.replace(['/', ':', '.'], "-"));
+            seen.lock().expect("seen").posts.push(op.clone());
+            let sse_url = format!("/v1/jobs/{id}/stream");
+            reply(&mut out, "200 OK", "application/json", &json!({ "job_id": id, "sse_url": sse_url }).to_string());
+        }
+        ("DELETE", p) if p.starts_with("/v1/jobs/") => {
+            let id = p.trim_start_matches("/v1/jobs/").to_owned();
+            seen.lock().expect("seen").deletes.push(id.clone());
+            reply(&mut out, "200 OK", "application/json", &json!({ "job_id": id, "status": "cancelled" }).to_string());
+        }
+        ("GET", p) if p.starts_with("/v1/jobs/") && p.ends_with("/stream") => {
+            let id = p.trim_start_matches("/v1/jobs/").trim_end_matches("/stream").to_owned();
+            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+            stream_job(&mut out, &id, seen);
+        }
+        _ => reply(&mut out, "404 Not Found", "text/plain", ""),
+    }
+}
+
+/// rbee's hive narrates as plain `data:` lines and ends with a marker.
+fn stream_job(out: &mut TcpStream, id: &str, seen: &Mutex<Seen>) {
+    let mut send = |line: &str| out.write_all(format!("data: {line}\n\n").as_bytes()).and_then(|()| out.flush());
+    let _ = send("📥 Downloading model from HuggingFace");
+    if id.contains("fail") {
+        let _ = send("[ERROR] Model not found: no such file in the repo");
+        return;
+    }
+    if id.contains("slow") {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if seen.lock().expect("seen").deletes.iter().any(|d| d == id) {
+                let _ = send("[CANCELLED]");
+                return;
+            }
+            if send("⏳ Still downloading slow.gguf from HuggingFace...").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = send("✅ Model downloaded");
+    let _ = send("[DONE]");
+}
+
+fn keeper_at(stand_in: &StandIn) -> Keeper {
+    Keeper::new().args(["--hive", stand_in.url.as_str()])
+}
+
+#[test]
+fn this_keeper_downloads_fails_and_cancels_on_rbees_hive() {
+    let stand_in = StandIn::start();
+    let out = keeper_at(&stand_in).args(["model", "download", "org/m:ok.gguf"]).run();
+    out.assert_success().assert_stderr_contains("📥 Downloading model from HuggingFace");
+    out.assert_stderr_contains("✅ Model downloaded");
+    assert!(!out.stderr.contains("[DONE]") && !out.stdout.contains("[DONE]"), "markers are not shown\n{}", out.dump());
+    let posted = stand_in.seen().posts.last().cloned().expect("a POST");
+    assert_eq!((posted["operation"].as_str(), posted["hive_id"].as_str()), (Some("model_download"), Some("localhost")));
+    assert_eq!(posted["model"], "org/m:ok.gguf", "rbee's `model` form: {posted}");
+
+    let out = keeper_at(&stand_in).args(["model", "download", "org/m:fail.gguf"]).run();
+    out.assert_code(1).assert_stderr_contains("Model not found: no such file in the repo");
+
+    let keeper = keeper_at(&stand_in).args(["model", "download", "org/m:slow.gguf"]).spawn();
+    keeper.wait_for_stderr(TIMEOUT, |l| l.contains("Still downloading slow.gguf"));
+    keeper.send_sigint();
+    let out = keeper.wait();
+    out.assert_code(130).assert_stderr_contains("🛑 Cancelling operation...");
+    out.assert_stderr_contains("🛑 Operation cancelled by user");
+    assert_eq!(stand_in.seen().deletes, ["job-org-m-slow-gguf"], "the DELETE reached rbee's hive");
+
+    let out = keeper_at(&stand_in).args(["hive", "status"]).run();
+    out.assert_success().assert_stdout_contains("ok");
+    let paths = stand_in.seen().paths.clone();
+    let status = |p: &&String| p.starts_with("GET /v1/jobs/") && !p.ends_with("/stream");
+    assert!(!paths.iter().any(|p| status(&p)), "no job-status request: {paths:#?}");
+}
+
+#[test]
+fn the_seed_manual_test_reads_as_the_seed_says() {
+    // `rbee model download` with no argument fetches rbee's default model, narrates a 📥 line
+    // naming the file and rbee's heartbeats, and Ctrl+C prints both 🛑 lines and exits 130.
+    let hub = FakeHub::start(HubConfig::default());
+    let (repo, file) = rbee_protocol::DEFAULT_MODEL.split_once(':').expect("org/repo:file");
+    hub.add_repo(RepoSpec::new(repo).lfs(file, 64 << 20));
+    hub.set_rate(1 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
+    let keeper = Keeper::new().hive(&hive).args(["model", "download"]).spawn();
+    keeper.wait_for_stderr(TIMEOUT, |l| l.starts_with("📥") && l.contains(file));
+    keeper.wait_for_stderr(TIMEOUT, |l| l.contains(&format!("Still downloading {file} from HuggingFace...")));
+    keeper.send_sigint();
+    let out = keeper.wait();
+    out.assert_code(130);
+    let (a, b) = (out.stderr.find("🛑 Cancelling operation..."), out.stderr.find("🛑 Operation cancelled by user"));
+    assert!(matches!((a, b), (Some(a), Some(b)) if a < b), "both lines in order\n{}", out.dump());
+    wait_for(&hive, TIMEOUT, "no live task", || live_tasks(&hive) == 0);
+}
