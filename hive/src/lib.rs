@@ -29,6 +29,8 @@ pub struct Hive {
     pub downloader: Downloader,
     /// Token every request must carry, when set.
     pub token: Option<String>,
+    /// Who may address the hive (`Host`).
+    pub access: http::Access,
 }
 
 impl Hive {
@@ -112,6 +114,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         registry: Registry::new(config.retention),
         downloader: Downloader::new(config.download.clone())?,
         token: config.token.clone(),
+        access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
     });
     eprintln!(
         "rbee-hive {} listening on http://{} (cache {}, upstream {})",
@@ -120,5 +123,5 @@ fn serve(args: Args) -> anyhow::Result<()> {
         config.download.cache.display(),
         config.download.endpoint
     );
-    smol::block_on(http::app(hive).listen(listener)).context("the HTTP server stopped")
+    smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
 }

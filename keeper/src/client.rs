@@ -158,7 +158,10 @@ impl HiveClient {
     }
 
     pub(crate) async fn shutdown(&self) -> Result<()> {
-        self.ok(self.request(Method::Post, "/v1/shutdown")).await.context("asking the hive to shut down")?;
+        // The hive takes POSTs only as JSON (a browser cannot send that cross-site without a preflight).
+        let req =
+            self.request(Method::Post, "/v1/shutdown").body_json(&serde_json::json!({})).map_err(|e| anyhow!("{e}"))?;
+        self.ok(req).await.context("asking the hive to shut down")?;
         Ok(())
     }
 

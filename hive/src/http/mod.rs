@@ -1,8 +1,13 @@
 //! The HTTP surface (tide): routes are thin — parse, call the domain, map errors to JSON.
 
 mod auth;
+mod guard;
 mod jobs;
 mod models;
+mod serve;
+
+pub use guard::Access;
+pub use serve::{serve, Limits};
 
 use std::sync::Arc;
 
@@ -19,6 +24,7 @@ pub type State = Arc<Hive>;
 pub fn app(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state.clone());
     app.with(read_body_first);
+    app.with(guard::browser_guard);
     app.with(auth::require_token);
     app.with(json_fallback);
     app.at("/health").get(health);
@@ -106,7 +112,11 @@ fn read_body_first<'a>(
         let mut rest = req.take_body();
         let mut head = Vec::new();
         if let Err(e) = (&mut rest).take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut head).await {
-            let mut res = error(StatusCode::BadRequest, "bad_body", format!("could not read the request body: {e}"))?;
+            let mut res = if e.kind() == std::io::ErrorKind::TimedOut {
+                error(StatusCode::RequestTimeout, "request_timeout", format!("the request body stalled: {e}"))?
+            } else {
+                error(StatusCode::BadRequest, "bad_body", format!("could not read the request body: {e}"))?
+            };
             res.insert_header("Connection", "close");
             return Ok(res);
         }
