@@ -45,7 +45,7 @@ impl Hive {
                 Operation::ModelRm(r) => hive.remove_job(&r).await,
             }
         });
-        eprintln!("rbee-hive: {id} started: {description}");
+        eprintln!("rbee-hive: {id} started: {}", rbee_protocol::escape(&description));
         id
     }
 

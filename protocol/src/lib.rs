@@ -30,6 +30,7 @@ pub mod validate;
 pub use event::Event;
 pub use job::{ApiError, CachedFile, CachedRepo, JobCreated, JobId, JobInfo, JobStatus, ModelListing, RemoveReport};
 pub use operation::{ModelDownload, ModelList, ModelRemove, Operation, DEFAULT_HIVE_ID, DEFAULT_REVISION};
+pub use validate::escape;
 
 /// Default address the hive listens on (rbee's hive port).
 pub const DEFAULT_HIVE_ADDR: &str = "127.0.0.1:7835";

@@ -71,7 +71,9 @@ pub struct JobCtx {
 impl JobCtx {
     /// Emits a narration line.
     pub fn narrate(&self, message: impl Into<String>) {
-        self.log.push(Event::narration(message));
+        let message = message.into();
+        // Names in narration come from requests and hubs: nothing in them may hide or reorder text.
+        self.log.push(Event::narration(rbee_protocol::escape(&message).into_owned()));
     }
 }
 

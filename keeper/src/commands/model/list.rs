@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Result;
-use rbee_protocol::{CachedFile, CachedRepo, ModelListing};
+use rbee_protocol::{escape, CachedFile, CachedRepo, ModelListing};
 
 use super::Ctx;
 use crate::commands::print_json;
@@ -31,15 +31,18 @@ pub(crate) fn table(listing: &ModelListing) -> String {
     if listing.repos.is_empty() {
         return format!("no models cached in {}\n", listing.cache_dir);
     }
-    let width = listing.repos.iter().flat_map(|r| &r.files).map(|f| f.file.chars().count()).max().unwrap_or(0);
+    // Names come from the cache, which any tool writes: escape what could hide or reorder text.
+    let width = listing.repos.iter().flat_map(|r| &r.files).map(|f| escape(&f.file).chars().count()).max().unwrap_or(0);
     let mut out = String::new();
     for repo in &listing.repos {
-        writeln!(out, "📦 {}  {}", repo.repo, format::bytes(repo.size)).ok();
+        writeln!(out, "📦 {}  {}", escape(&repo.repo), format::bytes(repo.size)).ok();
         for file in &repo.files {
-            writeln!(out, "   {:<width$}  {:>10}  {}", file.file, format::bytes(file.size), state(repo, file)).ok();
+            let state = state(repo, file);
+            writeln!(out, "   {:<width$}  {:>10}  {}", escape(&file.file), format::bytes(file.size), escape(&state))
+                .ok();
         }
     }
-    writeln!(out, "cache: {}", listing.cache_dir).ok();
+    writeln!(out, "cache: {}", escape(&listing.cache_dir)).ok();
     out
 }
 
