@@ -38,11 +38,20 @@ impl Hive {
     pub fn submit(self: Arc<Self>, op: Operation) -> String {
         let description = op.describe();
         let hive = self.clone();
-        let id = self.registry.spawn(description.clone(), move |ctx| async move {
-            match op {
-                Operation::ModelDownload(d) => hive.downloader.run(ctx, d).await,
-                Operation::ModelList(_) => hive.list_job().await,
-                Operation::ModelRm(r) => hive.remove_job(&r).await,
+        let id = self.registry.spawn(description.clone(), move |ctx| {
+            // Claimed before the task first runs, dropped with it: a removal that follows the
+            // POST at once already sees this download.
+            let busy = match &op {
+                Operation::ModelDownload(d) => Some(hive.downloader.busy().claim(&ctx.id, &d.model, d.file.as_deref())),
+                _ => None,
+            };
+            async move {
+                let _busy = busy;
+                match op {
+                    Operation::ModelDownload(d) => hive.downloader.run(ctx, d).await,
+                    Operation::ModelList(_) => hive.list_job().await,
+                    Operation::ModelRm(r) => hive.remove_job(&r).await,
+                }
             }
         });
         eprintln!("rbee-hive: {id} started: {}", rbee_protocol::escape(&description));
@@ -61,9 +70,35 @@ impl Hive {
         }
     }
 
+    /// Removes `repo` (or only `file` of it; with `partial_only`, only unfinished downloads) from
+    /// the cache: the one way both `DELETE /v1/models/…` and the remove job do it. A download in
+    /// flight of what would be removed refuses the removal, naming its job; with `force` that job
+    /// is cancelled first (and its task dropped) instead.
+    ///
+    /// # Errors
+    /// [`cache::RemoveError`]: in use, a symlinked layout, or the OS refused.
+    pub async fn remove_model(
+        &self,
+        repo: &str,
+        file: Option<&str>,
+        partial_only: bool,
+        force: bool,
+    ) -> Result<rbee_protocol::RemoveReport, cache::RemoveError> {
+        while let Some(job) = self.downloader.busy().holder(repo, file) {
+            if !force {
+                let what = file.map_or_else(|| format!("`{repo}`"), |f| format!("`{repo}/{f}`"));
+                return Err(cache::RemoveError::InUse { what, by: Some(job) });
+            }
+            eprintln!("rbee-hive: cancelling {job} to remove `{}` (force)", rbee_protocol::escape(repo));
+            // Returns once the task is dropped, which drops its claim too.
+            let _ = self.registry.cancel(&job).await;
+        }
+        let (cache, repo, file) = (self.downloader.cache().to_owned(), repo.to_owned(), file.map(str::to_owned));
+        smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), partial_only)).await
+    }
+
     async fn remove_job(&self, r: &rbee_protocol::ModelRemove) -> Event {
-        let (cache, repo, file) = (self.downloader.cache().to_owned(), r.model.clone(), r.file.clone());
-        match smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), false)).await {
+        match self.remove_model(&r.model, r.file.as_deref(), false, false).await {
             Ok(report) => Event::Done {
                 message: format!(
                     "removed {} links, {} blobs, {} partials",

@@ -152,8 +152,18 @@ impl HiveClient {
         self.json(self.request(Method::Get, "/v1/models"), "listing models").await
     }
 
-    pub(crate) async fn remove_model(&self, repo: &str, file: Option<&str>, partial: bool) -> Result<RemoveReport> {
-        let req = self.request(Method::Delete, &urls::model(repo, file, partial));
+    pub(crate) async fn remove_model(
+        &self,
+        repo: &str,
+        file: Option<&str>,
+        partial: bool,
+        force: bool,
+    ) -> Result<RemoveReport> {
+        let mut url = urls::model(repo, file, partial);
+        if force {
+            url.push_str(if url.contains('?') { "&force=true" } else { "?force=true" });
+        }
+        let req = self.request(Method::Delete, &url);
         self.json(req, &format!("removing {repo}")).await
     }
 

@@ -2,6 +2,7 @@
 //! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
 //! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
 
+mod busy;
 mod curl;
 mod error;
 mod fetch;
@@ -9,6 +10,7 @@ mod heartbeat;
 mod partial;
 mod resolve;
 
+pub use busy::{Busy, BusyGuard};
 pub use error::DownloadError;
 pub use heartbeat::Heartbeat;
 
@@ -33,6 +35,7 @@ pub struct Downloader {
     stall: Duration,
     retries: u32,
     backoff_base: Duration,
+    busy: Busy,
 }
 
 /// Download settings (from the hive's flags and env).
@@ -70,6 +73,7 @@ impl Downloader {
             stall: s.stall,
             retries: s.retries,
             backoff_base: s.backoff_base,
+            busy: Busy::default(),
         })
     }
 
@@ -77,6 +81,12 @@ impl Downloader {
     #[must_use]
     pub fn cache(&self) -> &std::path::Path {
         &self.cache
+    }
+
+    /// What downloads are in flight (taken when a download job is spawned, see [`Busy`]).
+    #[must_use]
+    pub fn busy(&self) -> &Busy {
+        &self.busy
     }
 
     /// Runs a download job; its output is the job's terminal event.

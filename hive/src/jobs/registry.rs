@@ -58,6 +58,8 @@ impl Drop for TaskGuard {
 /// What a job's work gets: its log, its start time, and the live-task counter.
 #[derive(Debug, Clone)]
 pub struct JobCtx {
+    /// The job's id.
+    pub id: JobId,
     /// The job's event log.
     pub log: Arc<EventLog>,
     /// When the job started.
@@ -136,8 +138,13 @@ impl Registry {
     {
         self.prune();
         let id = new_job_id();
-        let ctx =
-            JobCtx { log: Arc::default(), started: Instant::now(), live: self.live.clone(), io_gate: Arc::default() };
+        let ctx = JobCtx {
+            id: id.clone(),
+            log: Arc::default(),
+            started: Instant::now(),
+            live: self.live.clone(),
+            io_gate: Arc::default(),
+        };
         let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
         let guard = TaskGuard::new(&self.live);
         let fut = work(ctx.clone());

@@ -18,13 +18,16 @@ pub(crate) struct Args {
     /// Only unfinished (`.incomplete`) downloads
     #[arg(long)]
     partial: bool,
+    /// Cancel a job that is downloading it, instead of refusing
+    #[arg(long)]
+    force: bool,
 }
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         check_names(&self.repo, self.file.as_deref(), None)?;
         ctx.ensure_hive().await?;
-        let report = ctx.client.remove_model(&self.repo, self.file.as_deref(), self.partial).await?;
+        let report = ctx.client.remove_model(&self.repo, self.file.as_deref(), self.partial, self.force).await?;
         if ctx.json() {
             return print_json(&report);
         }
