@@ -224,7 +224,9 @@ fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
     // 2. Rebinding: pages on rebind.test (→ 127.0.0.2) at the hive's and the echo's ports, whose
     //    later requests land on the hive / the echo.
     let mut rebound_doms = Vec::new();
-    for (port, to) in [(&hive_port, format!("127.0.0.1:{hive_port}")), (&echo_port.to_string(), format!("127.0.0.1:{echo_port}"))] {
+    for (port, to) in
+        [(&hive_port, format!("127.0.0.1:{hive_port}")), (&echo_port.to_string(), format!("127.0.0.1:{echo_port}"))]
+    {
         let listener = TcpListener::bind(format!("127.0.0.2:{port}")).expect("bind 127.0.0.2 at the victim's port");
         page_server(listener, rebound_page(), Some(to));
         let profile = tempfile::tempdir().unwrap();
@@ -235,7 +237,8 @@ fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
     std::thread::sleep(Duration::from_millis(500));
     let seen = seen.lock().unwrap().clone();
     let count = |needle: &str| seen.iter().filter(|s| s.contains(needle)).count();
-    let report = format!("echo saw:\n{}\n\ncross-site DOM:\n{dom}\n\nrebound DOMs:\n{rebound_doms:#?}", seen.join("\n"));
+    let report =
+        format!("echo saw:\n{}\n\ncross-site DOM:\n{dom}\n\nrebound DOMs:\n{rebound_doms:#?}", seen.join("\n"));
     assert!(count("POST /v1/jobs") >= 4, "no-cors fetches + text/plain form + rebound JSON POST\n{report}");
     assert!(count("POST /v1/shutdown") >= 2, "no-cors fetch + form\n{report}");
     assert!(count("text/plain") >= 3, "{report}");
@@ -252,8 +255,5 @@ fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
     assert_eq!(blob_count(), blobs_before, "the cache changed");
     assert!(hive.repo_dir(REPO).join("snapshots").exists());
     let _ = TIMEOUT;
-    eprintln!(
-        "browser: the echo saw {} requests from the hostile pages; the hive ran none of them",
-        seen.len()
-    );
+    eprintln!("browser: the echo saw {} requests from the hostile pages; the hive ran none of them", seen.len());
 }

