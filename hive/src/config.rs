@@ -33,6 +33,18 @@ pub struct Args {
     /// Token clients must send as `Authorization: Bearer` (required off loopback).
     #[arg(long, env = "RBEE_HIVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Extra host names this hive answers to in `Host` (comma-separated), beyond loopback names and
+    /// addresses: e.g. a name in /etc/hosts that points at 127.0.0.1. Any other `Host` gets 403, so a
+    /// DNS-rebinding web page cannot reach the hive.
+    #[arg(long, env = "RBEE_HIVE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Seconds a client may take to send a request's head and body (a stalled request is closed);
+    /// also how long an idle keep-alive connection is kept.
+    #[arg(long, default_value_t = 10.0)]
+    pub request_timeout_secs: f64,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Seconds between "still downloading" heartbeats.
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_secs: f64,
@@ -58,6 +70,8 @@ pub struct Args {
 pub struct Config {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub limits: crate::http::Limits,
     pub download: Settings,
     pub retention: Retention,
 }
@@ -83,9 +97,19 @@ impl Args {
         let endpoint = surf::Url::parse(self.endpoint.trim_end_matches('/'))
             .with_context(|| format!("HF_ENDPOINT `{}` is not a URL", self.endpoint))?;
         let cache = self.cache_dir.map_or_else(default_cache, Ok)?;
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        let allowed_hosts =
+            self.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
         Ok(Config {
             addr: self.addr,
             token,
+            allowed_hosts,
+            limits: crate::http::Limits {
+                request_timeout: secs(self.request_timeout_secs, "request-timeout-secs")?,
+                max_connections: self.max_connections,
+            },
             download: Settings {
                 endpoint,
                 token: self.hf_token.filter(|t| !t.is_empty()),

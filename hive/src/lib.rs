@@ -30,6 +30,8 @@ pub struct Hive {
     pub downloader: Downloader,
     /// Token every request must carry, when set.
     pub token: Option<String>,
+    /// Who may address the hive (`Host`).
+    pub access: http::Access,
 }
 
 /// Parses `args`, then serves until killed. Returns the process exit code.
@@ -69,6 +71,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         registry: Registry::new(config.retention),
         downloader: Downloader::new(config.download.clone())?,
         token: config.token.clone(),
+        access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
     });
     eprintln!(
         "rbee-hive {} listening on http://{} (cache {}, upstream {})",
@@ -77,5 +80,5 @@ fn serve(args: Args) -> anyhow::Result<()> {
         config.download.cache.display(),
         config.download.endpoint
     );
-    smol::block_on(http::app(hive).listen(listener)).context("the HTTP server stopped")
+    smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
 }

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use rbee_protocol::{CachedRepo, ErrorCode, ModelListing, ModelRef, RemoveReport};
+use rbee_protocol::{escape, CachedRepo, ErrorCode, ModelListing, ModelRef, RemoveReport};
 
-use crate::cache::{self, CacheError};
+use crate::cache::{self, CacheError, RemoveError};
+use crate::Hive;
 
 /// Why a model operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +22,12 @@ pub enum ModelsError {
         /// File inside it.
         file: String,
     },
-    /// The cache could not be read or changed.
+    /// The cache could not be read.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A removal was refused (in use, a symlinked layout) or failed.
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
 }
 
 impl ModelsError {
@@ -33,7 +37,9 @@ impl ModelsError {
         match self {
             Self::RepoNotCached(_) => ErrorCode::ModelNotFound,
             Self::FileNotCached { .. } => ErrorCode::FileNotFound,
-            Self::Cache(_) => ErrorCode::CacheError,
+            Self::Cache(_) | Self::Remove(RemoveError::Io(_)) => ErrorCode::CacheError,
+            Self::Remove(RemoveError::InUse { .. }) => ErrorCode::ModelInUse,
+            Self::Remove(RemoveError::Symlink { .. }) => ErrorCode::SymlinkRefused,
         }
     }
 }
@@ -67,13 +73,25 @@ pub async fn get(cache: PathBuf, model: &ModelRef) -> Result<CachedRepo, ModelsE
     Ok(repo)
 }
 
-/// Removes the repo (or its file, or with `partial` only its unfinished downloads).
+/// Removes the repo (or its file, or with `partial` only its unfinished downloads). A download
+/// in flight of what would be removed refuses the removal, naming its job; with `force` that job
+/// is cancelled first (its task dropped) instead. `cache::remove` also refuses while another
+/// process holds a blob lock.
 ///
 /// # Errors
-/// When nothing of it is cached, or a file cannot be removed.
-pub async fn delete(cache: PathBuf, model: &ModelRef, partial: bool) -> Result<RemoveReport, ModelsError> {
+/// When nothing of it is cached, it is in use, the layout is symlinked, or a file cannot be removed.
+pub async fn delete(hive: &Hive, model: &ModelRef, partial: bool, force: bool) -> Result<RemoveReport, ModelsError> {
+    let cache = hive.downloader.cache().to_owned();
     if !cache.join(cache::folder_name(&model.repo)).exists() {
         return Err(ModelsError::RepoNotCached(model.repo.clone()));
+    }
+    while let Some(job) = hive.downloader.busy().holder(&model.repo, model.file.as_deref()) {
+        if !force {
+            return Err(RemoveError::InUse { what: format!("`{model}`"), by: Some(job) }.into());
+        }
+        eprintln!("rbee-hive: cancelling {job} to remove `{}` (force)", escape(&model.to_string()));
+        // Returns once the task is dropped, which drops its claim too.
+        let _ = hive.registry.cancel(&job).await;
     }
     let (repo, file) = (model.repo.clone(), model.file.clone());
     let report = smol::unblock(move || cache::remove(&cache, &repo, file.as_deref(), partial)).await?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rbee_protocol::{text, Event, ModelDelete, ModelGet, ModelRef, Operation, Submitted};
+use rbee_protocol::{escape, text, Event, ModelDelete, ModelGet, ModelRef, Operation, Submitted};
 
 use crate::{models, Hive};
 
@@ -16,17 +16,29 @@ impl Hive {
         };
         let hive = self.clone();
         let name = description.clone();
-        let id = self.registry.spawn(description.clone(), move |ctx| async move {
-            match op {
-                Some(Operation::ModelDownload(d)) => hive.downloader.run(ctx, d).await,
-                Some(Operation::ModelList(_)) => hive.model_list().await,
-                Some(Operation::ModelGet(g)) => hive.model_get(&g).await,
-                Some(Operation::ModelDelete(d)) => hive.model_delete(&d).await,
-                Some(Operation::HiveCheck { alias }) => hive.hive_check(&ctx.log, &alias),
-                None => Event::Error { message: format!("operation `{name}` is not supported by this hive") },
+        let id = self.registry.spawn(description.clone(), move |ctx| {
+            // Claimed before the task first runs, dropped with it: a removal that follows the
+            // POST at once already sees this download (a bare `org/repo` claims the whole repo).
+            let busy = match &op {
+                Some(Operation::ModelDownload(d)) => d.model_ref().ok().map(|m| {
+                    let file = m.file.as_deref().filter(|_| !d.all);
+                    hive.downloader.busy().claim(&ctx.id, &m.repo, file)
+                }),
+                _ => None,
+            };
+            async move {
+                let _busy = busy;
+                match op {
+                    Some(Operation::ModelDownload(d)) => hive.downloader.run(ctx, d).await,
+                    Some(Operation::ModelList(_)) => hive.model_list().await,
+                    Some(Operation::ModelGet(g)) => hive.model_get(&g).await,
+                    Some(Operation::ModelDelete(d)) => hive.model_delete(&d).await,
+                    Some(Operation::HiveCheck { alias }) => hive.hive_check(&ctx.log, &alias),
+                    None => Event::Error { message: format!("operation `{name}` is not supported by this hive") },
+                }
             }
         });
-        eprintln!("rbee-hive: {id} started: {description}");
+        eprintln!("rbee-hive: {id} started: {}", escape(&description));
         id
     }
 
@@ -60,10 +72,7 @@ impl Hive {
 
     async fn model_delete(&self, delete: &ModelDelete) -> Event {
         let removed = match ModelRef::parse(&delete.id) {
-            Ok(model) => {
-                let cache = self.downloader.cache().to_owned();
-                models::delete(cache, &model, delete.partial).await.map_err(|e| e.to_string())
-            }
+            Ok(model) => models::delete(self, &model, delete.partial, delete.force).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match removed {

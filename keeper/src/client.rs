@@ -159,7 +159,12 @@ impl HiveClient {
     }
 
     pub(crate) async fn shutdown(&self) -> Result<()> {
-        self.ok(self.request(Method::Post, routes::SHUTDOWN)).await.context("asking the hive to shut down")?;
+        // The hive takes POSTs only as JSON (a browser cannot send that cross-site without a preflight).
+        let req = self
+            .request(Method::Post, routes::SHUTDOWN)
+            .body_json(&serde_json::json!({}))
+            .map_err(|e| anyhow!("{e}"))?;
+        self.ok(req).await.context("asking the hive to shut down")?;
         Ok(())
     }
 

@@ -80,7 +80,7 @@ pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
 
 /// Print `err` once, with its whole cause chain, plus a hint line where one helps.
 pub(crate) fn report(err: &anyhow::Error) {
-    eprintln!("rbee: error: {err:#}");
+    eprintln!("rbee: error: {}", rbee_protocol::escape(&format!("{err:#}")));
     if let Some(hint) = hint(err) {
         eprintln!("rbee: hint: {hint}");
     }

@@ -70,7 +70,7 @@ impl Renderer {
             Self::Bar(bars) => bars.event(event),
             Self::Plain(plain) => {
                 if let Some(line) = plain.line(event, Instant::now()) {
-                    eprintln!("{line}");
+                    eprintln!("{}", rbee_protocol::escape(&line));
                 }
             }
             Self::Quiet => {}

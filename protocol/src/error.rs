@@ -29,6 +29,24 @@ pub enum ErrorCode {
     JobEnded,
     /// The cache could not be read or changed (500).
     CacheError,
+    /// The request could not be parsed as HTTP (400).
+    BadRequest,
+    /// Several `Authorization` headers (400).
+    AmbiguousAuthorization,
+    /// A `Host` this hive does not answer to (DNS rebinding) (403).
+    HostNotAllowed,
+    /// A foreign `Origin` or `Sec-Fetch-Site: cross-site` (403).
+    CrossOrigin,
+    /// The request's head or body stalled past the limit (408).
+    RequestTimeout,
+    /// What would be removed is being downloaded (409).
+    ModelInUse,
+    /// A cache directory is a symlink; nothing is scanned or removed through it (409).
+    SymlinkRefused,
+    /// A POST body that is not `application/json` (415).
+    UnsupportedMediaType,
+    /// An HTTP method this server does not know (501).
+    MethodNotImplemented,
 }
 
 impl ErrorCode {
@@ -49,6 +67,15 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::JobEnded => "job_ended",
             Self::CacheError => "cache_error",
+            Self::BadRequest => "bad_request",
+            Self::AmbiguousAuthorization => "ambiguous_authorization",
+            Self::HostNotAllowed => "host_not_allowed",
+            Self::CrossOrigin => "cross_origin",
+            Self::RequestTimeout => "request_timeout",
+            Self::ModelInUse => "model_in_use",
+            Self::SymlinkRefused => "symlink_refused",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotImplemented => "method_not_implemented",
         }
     }
 
@@ -56,7 +83,17 @@ impl ErrorCode {
     #[must_use]
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidOperation | Self::InvalidName | Self::InvalidQuery | Self::BadBody => 400,
+            Self::InvalidOperation
+            | Self::InvalidName
+            | Self::InvalidQuery
+            | Self::BadBody
+            | Self::BadRequest
+            | Self::AmbiguousAuthorization => 400,
+            Self::HostNotAllowed | Self::CrossOrigin => 403,
+            Self::RequestTimeout => 408,
+            Self::ModelInUse | Self::SymlinkRefused => 409,
+            Self::UnsupportedMediaType => 415,
+            Self::MethodNotImplemented => 501,
             Self::Unauthorized => 401,
             Self::NotFound | Self::JobNotFound | Self::ModelNotFound | Self::FileNotFound => 404,
             Self::MethodNotAllowed => 405,

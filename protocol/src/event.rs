@@ -177,10 +177,10 @@ mod tests {
     fn end_lines_are_rbee_markers() {
         assert_eq!(Event::done("x").end_line().as_deref(), Some("[DONE]"));
         let err = Event::Error { message: "file not found\nretry".into() };
-        assert_eq!(err.end_line().as_deref(), Some("[ERROR] file not found\\nretry"));
+        assert_eq!(err.end_line().as_deref(), Some("[ERROR] file not found\\u{a}retry"));
         assert_eq!(Event::from_end_line("[ERROR] boom"), Some(Event::Error { message: "boom".into() }));
         assert_eq!(Event::from_end_line("[DONE] soon"), None);
-        assert_eq!(Event::narration("a\nb").sse_data(), "a\\nb");
+        assert_eq!(Event::narration(" a\nb ").sse_data(), "a\\u{a}b");
         assert_eq!(Event::narration("a").sse_name(), "");
     }
 }

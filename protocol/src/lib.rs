@@ -48,6 +48,7 @@ pub use operation::{
     pick_gguf, InvalidOperation, ModelDelete, ModelDownload, ModelGet, ModelList, ModelRef, Operation, Submitted,
     DEFAULT_HIVE_ID, DEFAULT_MODEL, DEFAULT_REVISION, GGUF_PREFERENCE, RBEE_OTHER_OPERATIONS,
 };
+pub use validate::escape;
 
 /// Port of rbee's hive.
 pub const DEFAULT_HIVE_PORT: u16 = 7835;

@@ -79,19 +79,11 @@ pub fn resumed(from: u64) -> Option<String> {
     (from > 0).then(|| format!("resumed from {}", bytes(from)))
 }
 
-/// `s` on one line with control and bidi characters escaped (`\\n`, `\\u{202e}`): safe to print and
-/// to send as one SSE `data:` line.
+/// `s` on one line with control and bidi characters escaped ([`crate::validate::escape`]: `\\u{a}`,
+/// `\\u{202e}`): safe to print and to send as one SSE `data:` line.
 #[must_use]
 pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || is_bidi_control(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::validate::escape(s).into_owned()
 }
 
 /// A narration as one safe stream line: trimmed, [`one_line`], and prefixed with `» ` when it
@@ -104,11 +96,6 @@ pub fn safe_line(s: &str) -> String {
     } else {
         line
     }
-}
-
-/// Characters that reorder displayed text (Trojan-Source style), escaped by [`one_line`].
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
 }
 
 /// The listing as lines: one per repo, an indented one per file, and the cache directory.
@@ -271,7 +258,7 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(one_line("a\nb\u{202e}c\td"), "a\\nb\\u{202e}c\\td");
+        assert_eq!(one_line("a\nb\u{202e}c\td"), "a\\u{a}b\\u{202e}c\\u{9}d");
         assert_eq!(one_line("plain ünïcode ✓"), "plain ünïcode ✓");
     }
 
@@ -290,7 +277,7 @@ mod tests {
         assert_eq!(t.lines(&p(10), now + Duration::from_secs(2)).len(), 1, "the last always shows");
         let done = Event::Done { message: "ok".into(), path: None, result: None, lines: vec!["a".into()] };
         assert_eq!(t.lines(&done, now), ["ok", "a", "[DONE]"]);
-        assert_eq!(t.lines(&Event::Error { message: "boom\nbad".into() }, now), ["[ERROR] boom\\nbad"]);
+        assert_eq!(t.lines(&Event::Error { message: "boom\nbad".into() }, now), ["[ERROR] boom\\u{a}bad"]);
         assert_eq!(t.lines(&Event::Cancelled { message: "🛑 stop".into() }, now), ["🛑 stop", "[CANCELLED]"]);
     }
 

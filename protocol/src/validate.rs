@@ -100,6 +100,29 @@ pub fn file_name(value: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// Whether `c` would hide or reorder text on a terminal: control characters (C0, DEL, C1) and
+/// the Unicode bidirectional controls (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069).
+#[must_use]
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `value` with every [`is_deceptive`] character written as `\u{…}`, for printing names that came
+/// from a cache or a hub: `a\u{202e}txt.exe` cannot pass for `aexe.txt` on a terminal.
+///
+/// ```
+/// assert_eq!(rbee_protocol::validate::escape("a\u{202e}b\n"), "a\\u{202e}b\\u{a}");
+/// assert_eq!(rbee_protocol::validate::escape("plain ✅ name"), "plain ✅ name");
+/// ```
+#[must_use]
+pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.chars().any(is_deceptive) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    value.chars().map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 /// Whether `value` looks like a full 40-hex commit id.
 #[must_use]
 pub fn is_commit(value: &str) -> bool {

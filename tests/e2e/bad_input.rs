@@ -328,7 +328,9 @@ fn keep_alive_survives_refusals() {
         ("GET", "/v1/jobs/job-x", "", 404),
         ("GET", "/health", "", 200),
     ] {
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n", body.len());
+        // POSTs are JSON (the hive refuses anything else with 415, see hostile.rs).
+        let json = if method == "POST" { "Content-Type: application/json\r\n" } else { "" };
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{json}Content-Length: {}\r\n\r\n", body.len());
         conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes())).expect("write");
         let mut line = String::new();
         reader.read_line(&mut line).expect("status line");

@@ -4,6 +4,7 @@
 mod auth_token;
 mod autostart;
 mod bad_input;
+mod browser;
 mod cancel;
 mod chaos;
 mod dedupe;
@@ -12,6 +13,7 @@ mod errors;
 mod harness;
 mod heartbeat;
 mod hive_auth;
+mod hostile;
 mod hub_selftest;
 mod interop;
 mod jobs_api;

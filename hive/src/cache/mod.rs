@@ -13,7 +13,7 @@ mod lock;
 mod scan;
 
 pub use lock::BlobLock;
-pub use scan::{list, remove, PartialMeta};
+pub use scan::{list, remove, PartialMeta, RemoveError};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -92,11 +92,17 @@ impl RepoDir {
         Some(text.trim().to_owned()).filter(|s| !s.is_empty())
     }
 
-    /// Records `refs/{revision}` = `commit` (skipped when the revision is the commit itself).
+    /// Creates `snapshots/{commit}/`, then records `refs/{revision}` = `commit` (skipped when the
+    /// revision is the commit itself).
     ///
     /// # Errors
     /// When the ref cannot be written.
     pub fn write_ref(&self, revision: &str, commit: &str) -> Result<(), CacheError> {
+        // huggingface_hub's `scan_cache_dir` calls a repo corrupt when it has no `snapshots/`, or a
+        // ref to a commit without `snapshots/<commit>/`: the directory comes first, so a download
+        // interrupted at any moment leaves a cache it reads cleanly.
+        let snapshot = self.snapshot(commit);
+        std::fs::create_dir_all(&snapshot).map_err(at(&snapshot))?;
         if revision == commit {
             return Ok(());
         }

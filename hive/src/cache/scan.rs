@@ -8,6 +8,78 @@ use rbee_protocol::{CachedFile, CachedRepo, ModelListing, RemoveReport};
 
 use super::{at, folder_name, CacheError, RepoDir};
 
+/// Why a removal was refused or failed. Nothing is deleted when it is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// A download is writing what would be removed.
+    #[error("{what} is being downloaded{}; wait for it, cancel it{}, or remove with `force`", by.as_ref().map(|j| format!(" by job `{j}`")).unwrap_or_else(|| " by another process (its lock is held)".to_owned()), by.as_ref().map(|j| format!(" (`rbee job cancel {j}`)")).unwrap_or_default())]
+    InUse {
+        /// The repo or file.
+        what: String,
+        /// The job of this hive doing it, if it is ours.
+        by: Option<String>,
+    },
+    /// A directory of the repo is a symlink: scanning or removing through it could reach
+    /// files outside the cache.
+    #[error("`{}` is a symlink (to `{}`): refusing to scan or remove through it; remove the link by hand if it is meant", path.display(), target.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// The OS refused.
+    #[error(transparent)]
+    Io(#[from] CacheError),
+}
+
+impl RepoDir {
+    /// Refuses a repo whose directory, `blobs/`, `snapshots/` or `refs/` (or its lock directory)
+    /// is a symlink (`lstat`, never followed).
+    ///
+    /// # Errors
+    /// [`RemoveError::Symlink`] naming the link.
+    pub fn check_no_symlinks(&self) -> Result<(), RemoveError> {
+        let paths = [
+            self.root().to_owned(),
+            self.root().join("blobs"),
+            self.root().join("snapshots"),
+            self.root().join("refs"),
+            self.locks.clone(),
+        ];
+        for path in paths {
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                let target = fs::read_link(&path).unwrap_or_default();
+                return Err(RemoveError::Symlink { path, target });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether another open of `{etag}.lock` holds it (a download in this or another process).
+    fn lock_held(path: &Path) -> bool {
+        let Ok(file) = fs::File::open(path) else { return false };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                false
+            }
+            Err(fs::TryLockError::WouldBlock) => true,
+            Err(fs::TryLockError::Error(_)) => false,
+        }
+    }
+
+    /// The etags whose lock is held right now.
+    fn held_locks(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.locks) else { return Vec::new() };
+        rd.filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".lock").map(str::to_owned))
+            .filter(|etag| Self::lock_held(&self.lock_path(etag)))
+            .collect()
+    }
+}
+
 /// What a partial download is of, recorded beside its lock as `{etag}.meta`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartialMeta {
@@ -59,9 +131,14 @@ fn listing(cache: &Path, repos: Vec<CachedRepo>) -> ModelListing {
 }
 
 fn scan_repo(dir: &RepoDir, repo: String) -> CachedRepo {
+    if let Err(e) = dir.check_no_symlinks() {
+        eprintln!("rbee-hive: not listing `{}`: {e}", rbee_protocol::escape(&repo));
+        return CachedRepo { repo, size: 0, refs: BTreeMap::new(), files: Vec::new() };
+    }
     let mut files: BTreeMap<String, CachedFile> = BTreeMap::new();
     for (commit, file, blob) in links(dir) {
-        let size = fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+        // Only blobs of this repo count: a link pointing out of the cache is never followed.
+        let size = fs::symlink_metadata(&blob).map(|m| m.len()).unwrap_or(0);
         let entry = files.entry(file.clone()).or_insert_with(|| CachedFile {
             file,
             size,
@@ -105,15 +182,27 @@ fn links(dir: &RepoDir) -> Vec<(String, String, PathBuf)> {
     let Ok(commits) = fs::read_dir(&snaps) else { return Vec::new() };
     let mut out = Vec::new();
     for commit in commits.filter_map(Result::ok) {
+        if !commit.file_type().is_ok_and(|t| t.is_dir()) {
+            continue; // a symlinked `snapshots/<commit>` is never followed
+        }
         let base = commit.path();
         let name = commit.file_name().to_string_lossy().into_owned();
         for link in walk(&base) {
             let file = link.strip_prefix(&base).unwrap_or(&link).to_string_lossy().into_owned();
-            let blob = fs::canonicalize(&link).unwrap_or(link);
+            let blob = blob_of(dir, &link).unwrap_or(link);
             out.push((name.clone(), file, blob));
         }
     }
     out
+}
+
+/// `blobs/<etag>` of this repo that a snapshot link points at (read, never followed), if any.
+fn blob_of(dir: &RepoDir, link: &Path) -> Option<PathBuf> {
+    let target = fs::read_link(link).ok()?;
+    let etag = target.file_name()?.to_str()?;
+    let blob = dir.blob(etag);
+    let inside = target.parent().and_then(Path::file_name).is_some_and(|d| d == "blobs") && !target.is_absolute();
+    inside.then_some(blob)
 }
 
 fn blobs(dir: &RepoDir) -> Vec<(String, u64)> {
@@ -130,6 +219,7 @@ fn partials(dir: &RepoDir) -> Vec<(String, u64)> {
 fn blob_entries(dir: &RepoDir) -> Vec<(String, u64)> {
     let Ok(rd) = fs::read_dir(dir.root().join("blobs")) else { return Vec::new() };
     rd.filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| Some((e.file_name().into_string().ok()?, e.metadata().ok()?.len())))
         .collect()
 }
@@ -155,10 +245,21 @@ fn walk(base: &Path) -> Vec<PathBuf> {
 /// Removes snapshot links of `file` (or of the whole repo), blobs no link references any more,
 /// and partial downloads. With `partial_only`, removes only `.incomplete` files.
 ///
+/// Refuses, deleting nothing, when a directory of the repo is a symlink or a download holds the
+/// lock of a partial it would delete (see [`RemoveError`]).
+///
 /// # Errors
-/// When a file cannot be removed.
-pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) -> Result<RemoveReport, CacheError> {
+/// When refused, or when a file cannot be removed.
+pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) -> Result<RemoveReport, RemoveError> {
     let dir = RepoDir::new(cache, repo);
+    dir.check_no_symlinks()?;
+    let held = dir.held_locks();
+    let busy =
+        held.iter().find(|etag| file.is_none() || dir.read_meta(etag).is_some_and(|m| Some(m.file.as_str()) == file));
+    if busy.is_some() {
+        let what = file.map_or_else(|| format!("`{repo}`"), |f| format!("`{repo}/{f}`"));
+        return Err(RemoveError::InUse { what, by: None });
+    }
     let mut report = RemoveReport { links: 0, blobs: 0, partials: 0, bytes: 0 };
     if !partial_only {
         for (_, f, link) in links(&dir).into_iter().map(|(c, f, _)| (c.clone(), f.clone(), dir.pointer(&c, &f))) {
@@ -170,8 +271,7 @@ pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) 
         let referenced: HashSet<PathBuf> = links(&dir).into_iter().map(|(_, _, b)| b).collect();
         for (etag, size) in blobs(&dir) {
             let blob = dir.blob(&etag);
-            let canon = fs::canonicalize(&blob).unwrap_or_else(|_| blob.clone());
-            if !referenced.contains(&canon) {
+            if !referenced.contains(&blob) {
                 fs::remove_file(&blob).map_err(at(&blob))?;
                 report.blobs += 1;
                 report.bytes += size;

@@ -85,9 +85,19 @@ pub enum DownloadError {
         /// Actual size.
         actual: u64,
     },
-    /// sha256 check failed.
-    #[error("sha256 mismatch for `{file}`: expected {expected}, got {actual}; the partial file was deleted, retry the download")]
+    /// The server sent more than the size it declared (a CDN that would fill the disk).
+    #[error("the server sent more than the declared {declared} bytes of `{file}`: stopped reading there and deleted the partial file; the upstream is misbehaving, try again later or another endpoint")]
+    Oversized {
+        /// File.
+        file: String,
+        /// The declared size.
+        declared: u64,
+    },
+    /// sha256 (LFS) or git blob sha1 (other files) check failed.
+    #[error("{algorithm} mismatch for `{file}`: expected {expected}, got {actual}; the partial file was deleted, retry the download")]
     HashMismatch {
+        /// `sha256` or `git blob sha1`.
+        algorithm: &'static str,
         /// File.
         file: String,
         /// Expected digest.

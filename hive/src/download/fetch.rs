@@ -134,6 +134,8 @@ impl Downloader {
                 return Err(if e.retryable() { Interrupted::Retry(e) } else { Interrupted::Fatal(e) });
             }
         }
+        // Never more than declared: the resolve's size, else what this response says the file is.
+        let limit = res.size.or_else(|| declared_total(&response, partial.len()));
         // Read the body's own chunks in place (no extra buffer, no extra copy).
         let mut body = response.take_body();
         loop {
@@ -169,6 +171,15 @@ impl Downloader {
             };
             // Buffered already: this returns at once with the same bytes.
             let chunk = body.fill_buf().await.map_err(|e| Interrupted::Retry(network(&what, e)))?;
+            if let Some(limit) = limit.filter(|l| partial.len() + n as u64 > *l) {
+                // Keep what fits, read no further: the caller deletes the partial.
+                let room = usize::try_from(limit.saturating_sub(partial.len())).unwrap_or(0);
+                partial.append(&chunk[..room]).await?;
+                return Err(Interrupted::Fatal(DownloadError::Oversized {
+                    file: meter.file.to_owned(),
+                    declared: limit,
+                }));
+            }
             partial.append(&chunk[..n]).await?;
             body.consume(n);
             meter.tick(partial.len(), false);
@@ -189,6 +200,14 @@ impl Downloader {
             surf::RequestBuilder::new(method, url.clone())
         }
     }
+}
+
+/// The file's whole size as a response declares it: the total of `Content-Range`, else
+/// `Content-Length` plus where the response starts.
+fn declared_total(res: &surf::Response, offset: u64) -> Option<u64> {
+    let range = header(res, "Content-Range");
+    let total = range.as_deref().and_then(|r| r.rsplit_once('/')).and_then(|(_, t)| t.trim().parse().ok());
+    total.or_else(|| Some(offset + header(res, "Content-Length")?.trim().parse::<u64>().ok()?))
 }
 
 fn check_content_range(res: &surf::Response, offset: u64, what: &str) -> Result<(), Interrupted> {

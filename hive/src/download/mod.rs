@@ -2,6 +2,7 @@
 //! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
 //! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
 
+mod busy;
 mod curl;
 mod error;
 mod fetch;
@@ -9,6 +10,7 @@ mod heartbeat;
 mod partial;
 mod resolve;
 
+pub use busy::{Busy, BusyGuard};
 pub use error::DownloadError;
 pub use heartbeat::Heartbeat;
 
@@ -21,7 +23,7 @@ use surf::Url;
 use crate::cache::{BlobLock, RepoDir};
 use crate::jobs::JobCtx;
 use partial::Partial;
-use resolve::Resolved;
+use resolve::{Digest, Resolved};
 
 /// Everything a download needs; shared by all jobs.
 pub struct Downloader {
@@ -33,6 +35,7 @@ pub struct Downloader {
     stall: Duration,
     retries: u32,
     backoff_base: Duration,
+    busy: Busy,
 }
 
 /// Download settings (from the hive's flags and env).
@@ -70,6 +73,7 @@ impl Downloader {
             stall: s.stall,
             retries: s.retries,
             backoff_base: s.backoff_base,
+            busy: Busy::default(),
         })
     }
 
@@ -77,6 +81,12 @@ impl Downloader {
     #[must_use]
     pub fn cache(&self) -> &std::path::Path {
         &self.cache
+    }
+
+    /// What downloads are in flight (taken when a download job is spawned, see [`Busy`]).
+    #[must_use]
+    pub fn busy(&self) -> &Busy {
+        &self.busy
     }
 
     /// Runs a download job; its output is the job's terminal event.
@@ -204,25 +214,49 @@ impl Downloader {
     async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
         let path = repo.incomplete(&res.etag);
         let mut partial = Partial::open(&path, res.size, ctx.io_gate.clone()).await?;
-        self.fetch(ctx, file, res, &mut partial).await?;
+        if let Err(e) = self.fetch(ctx, file, res, &mut partial).await {
+            if matches!(e, DownloadError::Oversized { .. }) {
+                let _ = partial.flush().await;
+                drop(partial);
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(e);
+        }
         let (size, sha) = partial.finish().await?;
         let mismatch = if res.size.is_some_and(|s| s != size) {
             Some(DownloadError::SizeMismatch { file: file.into(), expected: res.size.unwrap_or(0), actual: size })
         } else {
-            res.sha256().filter(|want| *want != sha).map(|want| DownloadError::HashMismatch {
-                file: file.into(),
-                expected: want.to_owned(),
-                actual: sha.clone(),
-            })
+            let wrong = |algorithm, expected: &str, actual: String| {
+                (expected != actual).then(|| DownloadError::HashMismatch {
+                    algorithm,
+                    file: file.into(),
+                    expected: expected.to_owned(),
+                    actual,
+                })
+            };
+            match res.digest() {
+                Digest::Sha256(want) => wrong("sha256", want, sha),
+                Digest::GitSha1(want) => {
+                    let p = path.clone();
+                    let actual =
+                        smol::unblock(move || resolve::git_blob_sha1(&p)).await.map_err(crate::cache::at(&path))?;
+                    wrong("git blob sha1", want, actual)
+                }
+                Digest::Unverifiable => None,
+            }
         };
         if let Some(e) = mismatch {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        ctx.narrate(format!(
-            "🔒 verified `{file}`: {size} bytes{}",
-            if res.sha256().is_some() { ", sha256 ok" } else { "" }
-        ));
+        ctx.narrate(match res.digest() {
+            Digest::Sha256(_) => format!("🔒 verified `{file}`: {size} bytes, sha256 ok"),
+            Digest::GitSha1(_) => format!("🔒 verified `{file}`: {size} bytes, git blob sha1 ok"),
+            Digest::Unverifiable => format!(
+                "⚠️  `{file}`: {size} bytes, content not verifiable: its ETag `{}` is neither a sha256 nor a git sha1",
+                rbee_protocol::escape(&res.etag)
+            ),
+        });
         repo.finish_blob(&res.etag)?;
         Ok(())
     }

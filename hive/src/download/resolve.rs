@@ -23,13 +23,51 @@ pub struct Resolved {
     pub url: Url,
 }
 
+/// What a file's ETag lets us check its content against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest<'a> {
+    /// An LFS file: its ETag is the sha256 of its content.
+    Sha256(&'a str),
+    /// A file stored in git itself: its ETag is git's blob id, `sha1("blob <len>\0" + content)`.
+    GitSha1(&'a str),
+    /// Neither: only the size can be checked, and the job says so.
+    Unverifiable,
+}
+
 impl Resolved {
-    /// The sha256 to verify, when the etag is one (LFS files).
+    /// The digest the ETag promises.
     #[must_use]
-    pub fn sha256(&self) -> Option<&str> {
+    pub fn digest(&self) -> Digest<'_> {
         let e = self.etag.as_str();
-        (e.len() == 64 && e.bytes().all(|b| b.is_ascii_hexdigit())).then_some(e)
+        let hex = e.bytes().all(|b| b.is_ascii_hexdigit());
+        match e.len() {
+            64 if hex => Digest::Sha256(e),
+            40 if hex => Digest::GitSha1(e),
+            _ => Digest::Unverifiable,
+        }
     }
+}
+
+/// Git's blob id of the file at `path`: `sha1("blob <len>\0" + content)`.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn git_blob_sha1(path: &std::path::Path) -> std::io::Result<String> {
+    use sha1::Digest as _;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);

@@ -15,9 +15,18 @@ pub(super) fn require_token<'a>(
 ) -> Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>> {
     Box::pin(async move {
         let Some(token) = req.state().token.clone() else { return Ok(next.run(req).await) };
-        let given = req.header("Authorization").map(|v| v.last().as_str().to_owned()).unwrap_or_default();
-        let given = given.strip_prefix("Bearer ").unwrap_or("");
-        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        let given: Vec<String> =
+            req.header("Authorization").map(|v| v.iter().map(|h| h.as_str().to_owned()).collect()).unwrap_or_default();
+        if given.len() > 1 {
+            let mut res = error(
+                ErrorCode::AmbiguousAuthorization,
+                format!("{} `Authorization` headers were sent; send exactly one", given.len()),
+            )?;
+            res.insert_header("Connection", "close");
+            return Ok(res);
+        }
+        let presented = given.first().and_then(|v| bearer(v)).unwrap_or("");
+        if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
             Ok(next.run(req).await)
         } else {
             let mut res = error(
@@ -26,9 +35,17 @@ pub(super) fn require_token<'a>(
             )?;
             // RFC 9110 §11.6.1: a 401 carries the challenge the client must answer.
             res.insert_header("WWW-Authenticate", "Bearer");
+            // Whoever lacks the token gets no keep-alive connection to hold on to.
+            res.insert_header("Connection", "close");
             Ok(res)
         }
     })
+}
+
+/// The credentials of a `Bearer` value; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -49,5 +66,15 @@ mod tests {
         assert!(!eq(b"secreT", b"secret"));
         assert!(!eq(b"secret1", b"secret"));
         assert!(!eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        use super::bearer;
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 }

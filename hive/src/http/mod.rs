@@ -1,9 +1,14 @@
 //! The HTTP surface (tide): routes are thin — parse, call the domain, map errors to JSON.
 
 mod auth;
+mod guard;
 mod jobs;
 mod models;
+mod serve;
 mod stream;
+
+pub use guard::Access;
+pub use serve::{serve, Limits};
 
 use std::sync::Arc;
 
@@ -21,6 +26,7 @@ pub fn app(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state.clone());
     app.with(read_body_first);
     app.with(auth::require_token);
+    app.with(guard::browser_guard);
     app.with(json_fallback);
     app.at(routes::HEALTH).get(health);
     app.at(routes::JOBS).post(jobs::create).get(jobs::list);
@@ -115,7 +121,11 @@ fn read_body_first<'a>(
         let mut rest = req.take_body();
         let mut head = Vec::new();
         if let Err(e) = (&mut rest).take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut head).await {
-            let mut res = error(ErrorCode::BadBody, format!("could not read the request body: {e}"))?;
+            let mut res = if e.kind() == std::io::ErrorKind::TimedOut {
+                error(ErrorCode::RequestTimeout, format!("the request body stalled: {e}"))?
+            } else {
+                error(ErrorCode::BadBody, format!("could not read the request body: {e}"))?
+            };
             res.insert_header("Connection", "close");
             return Ok(res);
         }

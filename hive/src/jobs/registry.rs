@@ -26,6 +26,17 @@ pub enum CancelError {
     },
 }
 
+/// `job-<uuid v4>` from the OS's random source: a job id cannot be guessed (a cancel or a stream
+/// needs it), unlike ids from a seeded PRNG.
+fn new_job_id() -> JobId {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).expect("the OS random source failed");
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let h = hex::encode(b);
+    format!("job-{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
 /// Counts live tasks (jobs and heartbeats); decremented when the future is dropped.
 #[derive(Debug)]
 pub struct TaskGuard(Arc<AtomicUsize>);
@@ -47,6 +58,8 @@ impl Drop for TaskGuard {
 /// What a job's work gets: its log, its start time, and the live-task counter.
 #[derive(Debug, Clone)]
 pub struct JobCtx {
+    /// The job's id.
+    pub id: JobId,
     /// The job's event log.
     pub log: Arc<EventLog>,
     /// When the job started.
@@ -60,7 +73,9 @@ pub struct JobCtx {
 impl JobCtx {
     /// Emits a narration line.
     pub fn narrate(&self, message: impl Into<String>) {
-        self.log.push(Event::narration(message));
+        let message = message.into();
+        // Names in narration come from requests and hubs: nothing in them may hide or reorder text.
+        self.log.push(Event::narration(rbee_protocol::escape(&message).into_owned()));
     }
 }
 
@@ -122,9 +137,14 @@ impl Registry {
         Fut: Future<Output = Event> + Send + 'static,
     {
         self.prune();
-        let id = format!("job-{:016x}", fastrand::u64(..));
-        let ctx =
-            JobCtx { log: Arc::default(), started: Instant::now(), live: self.live.clone(), io_gate: Arc::default() };
+        let id = new_job_id();
+        let ctx = JobCtx {
+            id: id.clone(),
+            log: Arc::default(),
+            started: Instant::now(),
+            live: self.live.clone(),
+            io_gate: Arc::default(),
+        };
         let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
         let guard = TaskGuard::new(&self.live);
         let fut = work(ctx.clone());

@@ -61,6 +61,7 @@ impl Bars {
 
     /// A line above the bars (a plain line while none is drawn).
     pub(crate) fn println(&self, line: &str) {
+        let line = &*rbee_protocol::escape(line);
         let drawing = self.waiting.is_some() || !self.files.is_empty();
         if !drawing || self.multi.println(line).is_err() {
             eprintln!("{line}");

@@ -163,7 +163,9 @@ async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Hea
         }
         Span::Full => 200,
     };
-    headers.push(("Content-Length", (end - start).to_string()));
+    if fault != Some(Fault::Endless) {
+        headers.push(("Content-Length", (end - start).to_string()));
+    }
     headers.push(("Content-Type", "application/octet-stream".into()));
     if let Some(reason) = write_head(stream, id, shared, status, &headers).await {
         return reason;
@@ -213,6 +215,7 @@ async fn send_body(
     fault: Option<Fault>,
 ) -> CloseReason {
     let cut = fault.and_then(Fault::cut).map(|(n, how)| (start + n, how));
+    let end = if fault == Some(Fault::Endless) { u64::MAX } else { end };
     let mut buf = vec![0u8; CHUNK];
     let mut pacer = Pacer::new();
     let mut pos = start;
@@ -225,11 +228,18 @@ async fn send_body(
             _ => {}
         }
         let limit = cut.map_or(end, |(at, _)| at.min(end));
-        let n = (Pacer::chunk_len(&shared.rate) as u64).min(limit - pos) as usize;
+        let mut n = (Pacer::chunk_len(&shared.rate) as u64).min(limit - pos) as usize;
+        if pos < file.size {
+            n = n.min(usize::try_from(file.size - pos).unwrap_or(usize::MAX));
+        }
         if let Some(due) = pacer.reserve(&shared.rate, n) {
             Timer::at(due).await;
         }
-        file.fill(pos, &mut buf[..n]);
+        if pos < file.size {
+            file.fill(pos, &mut buf[..n]);
+        } else {
+            buf[..n].fill(b'!'); // past the declared end (Fault::Endless)
+        }
         if fault == Some(Fault::WrongBytes) {
             buf[0] ^= 0xFF;
         }

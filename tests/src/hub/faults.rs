@@ -27,6 +27,9 @@ pub enum Fault {
     Status(u16),
     /// Answer `200` with the whole body even when a `Range` was asked.
     IgnoreRange,
+    /// Declare the file's size everywhere but the body: send no `Content-Length`, then the file
+    /// and filler bytes after it, without end, until the client goes away (a disk-filling CDN).
+    Endless,
 }
 
 impl Fault {
@@ -150,5 +153,7 @@ mod tests {
         assert_eq!(f, Fault::StallAfter(7));
         let f: Fault = serde_json::from_str(r#"{"kind":"ignore_range"}"#).expect("json");
         assert_eq!(f, Fault::IgnoreRange);
+        let f: Fault = serde_json::from_str(r#"{"kind":"endless"}"#).expect("json");
+        assert_eq!(f, Fault::Endless);
     }
 }
