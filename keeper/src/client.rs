@@ -138,14 +138,36 @@ impl HiveClient {
     }
 
     pub(crate) async fn jobs(&self) -> Result<Vec<JobInfo>> {
-        self.json(self.request(Method::Get, routes::JOBS), "listing jobs").await
+        self.json(self.request(Method::Get, routes::JOBS), "listing jobs")
+            .await
+            .map_err(|e| self.extension(e, "GET /v1/jobs"))
     }
 
     /// `GET /v1/jobs/{id}` (this hive's extension: rbee's hive has no such route, and its 404
     /// carries no JSON error, so only a JSON `404` means "no such job").
     pub(crate) async fn job(&self, id: &str) -> Result<JobInfo> {
         let info = self.json(self.request(Method::Get, &urls::job(id)), "reading the job's status").await;
-        info.map_err(|e| if is_job_not_found(&e) { NoSuchJob(id.to_owned()).into() } else { e })
+        info.map_err(|e| {
+            if is_job_not_found(&e) {
+                NoSuchJob(id.to_owned()).into()
+            } else {
+                self.extension(e, "GET /v1/jobs/{id}")
+            }
+        })
+    }
+
+    /// A route of ours that the hive lacks (a `404`/`405` without our JSON error: rbee's own hive
+    /// has only submit, stream and cancel) says so instead of "not found".
+    fn extension(&self, err: anyhow::Error, route: &str) -> anyhow::Error {
+        let hive = err.chain().find_map(|c| c.downcast_ref::<HiveError>());
+        if !hive.is_some_and(|h| matches!(h.status, 404 | 405) && h.api.is_none()) {
+            return err;
+        }
+        err.context(format!(
+            "the hive at {} has no `{route}`: this command needs rbee-smol's hive extensions (rbee's own hive \
+             offers jobs, their streams and cancel only)",
+            self.base
+        ))
     }
 
     pub(crate) async fn cancel(&self, id: &str) -> Result<CancelReply> {
@@ -181,7 +203,8 @@ impl HiveClient {
 /// Whether `err` is this hive's JSON `404` for an unknown job.
 fn is_job_not_found(err: &anyhow::Error) -> bool {
     let hive = err.chain().find_map(|c| c.downcast_ref::<HiveError>());
-    hive.is_some_and(|h| h.status == 404 && h.api.as_ref().is_some_and(|a| a.error == "job_not_found"))
+    let code = rbee_protocol::ErrorCode::JobNotFound;
+    hive.is_some_and(|h| h.status == 404 && h.api.as_ref().is_some_and(|a| a.error == code.as_str()))
 }
 
 /// The HTTP status behind `err`, when the hive answered with an error.

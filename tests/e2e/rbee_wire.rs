@@ -377,7 +377,10 @@ fn this_keeper_downloads_fails_and_cancels_on_rbees_hive() {
     assert_eq!(stand_in.seen().deletes, ["job-org-m-slow-gguf"], "the DELETE reached rbee's hive");
 
     let out = keeper_at(&stand_in).args(["hive", "status"]).run();
-    out.assert_success().assert_stdout_contains("ok");
+    out.assert_success().assert_stdout_contains("ok (it answers as rbee's hive does");
+    // A command that needs this hive's own routes says so instead of "not found".
+    let out = keeper_at(&stand_in).args(["job", "list"]).run();
+    out.assert_code(1).assert_stderr_contains("needs rbee-smol's hive extensions");
     let paths = stand_in.seen().paths.clone();
     let status = |p: &&String| p.starts_with("GET /v1/jobs/") && !p.ends_with("/stream");
     assert!(!paths.iter().any(|p| status(&p)), "no job-status request: {paths:#?}");

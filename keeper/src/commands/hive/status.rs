@@ -26,6 +26,9 @@ impl Args {
 
 /// `🐝 hive at URL: ok (version 0.1.0, pid 42, 1 running jobs, 3 live tasks)`.
 pub(crate) fn line(base: &str, h: &Health) -> String {
+    if h.version.is_empty() {
+        return format!("🐝 hive at {base}: {} (it answers as rbee's hive does, without details)", h.status);
+    }
     let pid = h.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
     format!(
         "🐝 hive at {base}: {} (version {}, pid {pid}, {} running jobs, {} live tasks)",
