@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
+use crate::harness::{disk_state, FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
 use crate::retention::{soak, wait_idle};
 use rbee_tests::hub::{FileInfo, HubConfig};
 
@@ -239,6 +239,108 @@ fn random_point_cancels_leave_a_clean_cache() {
     eprintln!(
         "chaos: {n} downloads, {cancelled} cancelled (200), {} ended first (409), in {chaos_secs:.2} s; cache clean",
         n - cancelled
+    );
+}
+
+/// Write batch for [`no_byte_after_delete`] (the hive's hidden `--test-write-batch`): with 512-byte
+/// batches a disk write is in flight at almost every moment of a download.
+const TINY_BATCH: &str = "512";
+
+/// What one cancel of [`no_byte_after_delete`] saw.
+struct SyncCancel {
+    file: &'static str,
+    delay: Duration,
+    status: u16,
+    /// Bytes in the `.incomplete` when `DELETE` returned.
+    partial: u64,
+    problem: Option<String>,
+}
+
+/// One cancel: start `file`, wait `delay`, `DELETE`; at the instant it returns, snapshot every
+/// file of the repo's cache (length, mtime) and `/health`; 300 ms later the snapshot must be
+/// the same and `live_tasks` must have been 0.
+fn sync_cancel(hive: &Hive, file: &'static str, delay: Duration) -> SyncCancel {
+    let dir = hive.repo_dir(REPO);
+    let job = hive.start_download(REPO, file);
+    std::thread::sleep(delay);
+    let (status, body) = hive.delete(&format!("/v1/jobs/{job}"));
+    let at_delete = disk_state(&dir);
+    let (_, health) = hive.get("/health");
+    std::thread::sleep(Duration::from_millis(300));
+    let later = disk_state(&dir);
+    let partial =
+        at_delete.iter().find(|(p, _)| p.extension().is_some_and(|e| e == "incomplete")).map_or(0, |(_, s)| s.0);
+    let mut problems = Vec::new();
+    if !matches!(status, 200 | 409) {
+        problems.push(format!("DELETE answered {status} {body}"));
+    }
+    if health["live_tasks"] != 0 {
+        problems.push(format!("tasks alive when DELETE returned: {health}"));
+    }
+    let changed: Vec<String> = at_delete
+        .iter()
+        .filter(|(p, s)| later.get(*p) != Some(s))
+        .map(|(p, s)| format!("{} {s:?} → {:?}", p.display(), later.get(p)))
+        .chain(later.keys().filter(|p| !at_delete.contains_key(*p)).map(|p| format!("{} appeared", p.display())))
+        .collect();
+    if !changed.is_empty() {
+        problems.push(format!("written after DELETE answered {status}: {}", changed.join("; ")));
+    }
+    let problem =
+        (!problems.is_empty()).then(|| format!("{job} ({file}, DELETE after {delay:?}): {}", problems.join("; ")));
+    SyncCancel { file, delay, status, partial, problem }
+}
+
+/// `DELETE` answers only when no byte of the job can follow: over many random-point cancels,
+/// with a write in flight at almost every moment (tiny batches, unthrottled upstream), nothing in
+/// the job's cache changes after the answer and no task of it is alive. Several hives run side by
+/// side, each one job at a time, so `live_tasks` speaks for the cancelled job alone.
+#[test]
+fn no_byte_after_delete() {
+    let (hives, per_hive) = if soak() { (4, 60) } else { (4, 26) };
+    let seed = seed();
+    eprintln!("chaos: {} synchronous cancels, seed {seed} (replay with RBEE_CHAOS_SEED={seed})", hives * per_hive);
+    let hub = FakeHub::start(HubConfig::default());
+    hub.add_repo(RepoSpec::new(REPO).lfs("big.bin", 32 << 20).lfs("small.bin", 96 << 10));
+    let runs: Vec<SyncCancel> = std::thread::scope(|s| {
+        let hub = &hub;
+        let threads: Vec<_> = (0..hives)
+            .map(|t| {
+                s.spawn(move || {
+                    let hive =
+                        Hive::builder().hub(hub).heartbeat_secs(1).arg("--test-write-batch").arg(TINY_BATCH).spawn();
+                    let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    let mut runs = Vec::new();
+                    for _ in 0..per_hive {
+                        let file = if rng.below(4) == 0 { "small.bin" } else { "big.bin" };
+                        let run = sync_cancel(&hive, file, delay(&mut rng));
+                        if run.problem.is_some() {
+                            eprintln!("hive log:\n{}", hive.log());
+                        }
+                        runs.push(run);
+                        // Start the next one from nothing (no job runs: it was cancelled or ended).
+                        std::fs::remove_dir_all(hive.repo_dir(REPO)).ok();
+                    }
+                    runs
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().expect("cancel thread")).collect()
+    });
+    let problems: Vec<&str> = runs.iter().filter_map(|r| r.problem.as_deref()).collect();
+    assert!(problems.is_empty(), "seed {seed}: {} of {} cancels:\n{}", problems.len(), runs.len(), problems.join("\n"));
+    let mid_body = runs.iter().filter(|r| r.status == 200 && r.partial > 0).count();
+    let cancelled = runs.iter().filter(|r| r.status == 200).count();
+    let latest = runs.iter().filter(|r| r.status == 200).map(|r| (r.delay, r.file)).max();
+    eprintln!(
+        "chaos: {} synchronous cancels ({cancelled} cancelled, {mid_body} with bytes on disk, latest {latest:?}): \
+         nothing written and no task alive after DELETE answered",
+        runs.len()
+    );
+    assert!(
+        mid_body >= runs.len() / 4,
+        "seed {seed}: only {mid_body} of {} cancels hit a download with bytes on disk",
+        runs.len()
     );
 }
 

@@ -33,6 +33,7 @@ pub struct Downloader {
     stall: Duration,
     retries: u32,
     backoff_base: Duration,
+    write_batch: Option<usize>,
 }
 
 /// Download settings (from the hive's flags and env).
@@ -52,6 +53,8 @@ pub struct Settings {
     pub retries: u32,
     /// First retry delay (doubles each time, at most 10 s).
     pub backoff_base: Duration,
+    /// Tests only: a fixed disk write batch size in bytes (`None`: adaptive).
+    pub write_batch: Option<usize>,
 }
 
 impl Downloader {
@@ -70,6 +73,7 @@ impl Downloader {
             stall: s.stall,
             retries: s.retries,
             backoff_base: s.backoff_base,
+            write_batch: s.write_batch,
         })
     }
 
@@ -171,7 +175,7 @@ impl Downloader {
 
     async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
         let path = repo.incomplete(&res.etag);
-        let mut partial = Partial::open(&path, res.size, ctx.io_gate.clone()).await?;
+        let mut partial = Partial::open(&path, res.size, ctx.outstanding.clone(), self.write_batch).await?;
         self.fetch(ctx, file, res, &mut partial).await?;
         let (size, sha) = partial.finish().await?;
         let mismatch = if res.size.is_some_and(|s| s != size) {

@@ -55,6 +55,24 @@ pub fn download_ok(hive: &Hive, repo: &str, file: Option<&str>, revision: Option
     out.stdout
 }
 
+/// Every file, directory and symlink under `dir` (not following links) with its length and mtime:
+/// two equal snapshots mean nothing under `dir` was written, created, removed or truncated.
+pub fn disk_state(dir: &std::path::Path) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut state = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            let mtime = meta.modified().expect("mtime");
+            state.insert(entry.path(), (meta.len(), mtime));
+        }
+    }
+    state
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
