@@ -29,18 +29,18 @@ use rbee_tests::hub::{FileInfo, HubConfig};
 
 const REPO: &str = "rbee-test/chaos";
 
-/// (name, size, LFS): a spread from one byte to throttled 16 MiB ones. The first [`LARGE`] are
+/// (name, size, LFS): a spread from one byte to throttled 20 MiB ones. The first [`LARGE`] are
 /// the large files, one per thread (each thread mostly cancels its own, so most cancels land
 /// mid-body instead of waiting for another job's blob lock); the rest are shared.
 const FILES: &[(&str, u64, bool)] = &[
-    ("large-0.gguf", 16 << 20, true),
-    ("large-1.gguf", 16 << 20, true),
-    ("large-2.gguf", 16 << 20, true),
-    ("large-3.gguf", 16 << 20, true),
-    ("large-4.gguf", 16 << 20, true),
-    ("large-5.gguf", 16 << 20, true),
-    ("large-6.gguf", 16 << 20, true),
-    ("large-7.gguf", 16 << 20, true),
+    ("large-0.gguf", 20 << 20, true),
+    ("large-1.gguf", 20 << 20, true),
+    ("large-2.gguf", 20 << 20, true),
+    ("large-3.gguf", 20 << 20, true),
+    ("large-4.gguf", 20 << 20, true),
+    ("large-5.gguf", 20 << 20, true),
+    ("large-6.gguf", 20 << 20, true),
+    ("large-7.gguf", 20 << 20, true),
     ("one-byte.bin", 1, true),
     ("tiny.bin", 700, true),
     ("small.bin", 48 << 10, true),
@@ -90,15 +90,16 @@ fn pick(rng: &mut Rng, t: usize) -> (&'static str, u64) {
 }
 
 /// A delay for a `size`-byte file at [`RATE`], mostly mid-body: 0 (before the first byte),
-/// a few ms (resolve, first chunks), past the body (verify/publish, after the end), or — 22 in
-/// 25 — between 20 and 420 ms into the body (less for shorter bodies).
+/// a few ms (resolve, first chunks), past the body (verify/publish, after the end; a large file
+/// is never waited out, or its thread would cancel nothing but cache hits after), or — 22 in 25 —
+/// between 20 and 320 ms into the body (less for shorter bodies).
 fn chaos_delay(rng: &mut Rng, size: u64) -> Duration {
     let body_ms = size * 1000 / RATE;
     let ms = match rng.below(25) {
         0 => 0,
         1 => rng.below(8),
-        2 => body_ms + rng.below(200),
-        _ => 20 + rng.below(body_ms.clamp(1, 400)),
+        2 => body_ms.min(320) + rng.below(200),
+        _ => 20 + rng.below(body_ms.clamp(1, 300)),
     };
     Duration::from_millis(ms)
 }
