@@ -45,12 +45,16 @@ lint:
     cargo fmt --all -- --check
     RUSTFLAGS="-D warnings" cargo clippy --workspace --all-targets -- -D warnings
 
-# Python peers (huggingface_hub) in a local venv, used by interop tests and benchmarks.
+# The huggingface_hub the interop tests and benchmarks run against (what pip resolved when it was
+# pinned; BENCHMARKS.md records the version each run used). Bump it deliberately.
+hf_hub_version := "2.4.0"
+
+# Python peers (huggingface_hub, pinned) in a local venv, used by interop tests and benchmarks.
 py:
     #!/usr/bin/env bash
     set -euo pipefail
     if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-    .venv/bin/pip install -q --disable-pip-version-check huggingface_hub
+    .venv/bin/pip install -q --disable-pip-version-check "huggingface_hub=={{hf_hub_version}}"
 
 # Run a fake HF hub and a hive so you can try `rbee model download` and Ctrl+C offline.
 demo: build
@@ -75,7 +79,7 @@ hive *ARGS:
     cargo run --release --bin rbee-hive -- {{ARGS}}
 
 # Benchmarks: rewrites BENCHMARKS.md.
-bench:
+bench: py
     cargo build --release --workspace --bins
     bash bench/run.sh
 

@@ -179,7 +179,8 @@ fn keeper_sends_rbee_hive_token() {
     let job_id = created.expect("post").json()["job_id"].as_str().expect("job_id").to_owned();
     let with = Keeper::new().args(["--hive", &hive.url, "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
     with.assert_success().assert_stdout_contains(&job_id).assert_nowhere(TOKEN);
-    let with_json = Keeper::new().args(["--hive", &hive.url, "--json", "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
+    let with_json =
+        Keeper::new().args(["--hive", &hive.url, "--json", "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
     with_json.assert_success().assert_nowhere(TOKEN);
     let listed: serde_json::Value = serde_json::from_str(with_json.stdout.trim()).expect("--json job list is JSON");
     let ids: Vec<_> = listed.as_array().expect("a JSON array").iter().map(|j| j["job_id"].clone()).collect();
