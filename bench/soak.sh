@@ -12,6 +12,14 @@ started=$(date +%s)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 RBEE_SOAK=1 cargo test --release -p rbee-tests --test e2e -- --nocapture --test-threads 1 \
     --skip download:: chaos:: load:: retention::memory 2>&1 | tee "$log"
+# The random-point cancels must mostly land mid-body (the CDN connection closed by the hive with
+# bytes sent): the test asserts it too; checked here again so a renamed or skipped test fails.
+mid_body=$(grep -oE 'chaos: 200 downloads, .* ([0-9]+) mid-body cancels' "$log" | grep -oE '[0-9]+ mid-body' | grep -oE '^[0-9]+' || true)
+if [ -z "$mid_body" ] || [ "$mid_body" -lt 100 ]; then
+    echo "soak: expected >= 100 of 200 random-point cancels mid-body, got '${mid_body:-none}'" >&2
+    exit 1
+fi
+echo "soak: $mid_body of 200 random-point cancels were mid-body" >&2
 t0=$(date +%s)
 PROPTEST_CASES=20000 cargo test --release -p rbee-protocol --test prop 2>&1 | tee -a "$log"
 prop_secs=$(( $(date +%s) - t0 ))

@@ -63,6 +63,11 @@ pub struct Args {
     /// Seconds a finished job is kept.
     #[arg(long, default_value_t = 3600)]
     pub finished_ttl_secs: u64,
+    /// Tests only (hidden): write downloads to disk in fixed batches of this many bytes instead of
+    /// adaptive 32 KiB–1 MiB ones. Tiny batches keep a write in flight at almost every moment,
+    /// which widens any window between a write and a cancel (`tests/e2e/chaos.rs`).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub test_write_batch: Option<u32>,
 }
 
 /// Resolved configuration.
@@ -118,6 +123,7 @@ impl Args {
                 stall: secs(self.stall_secs, "stall-secs")?,
                 retries: self.retries,
                 backoff_base: Duration::from_millis(self.retry_backoff_ms),
+                write_batch: self.test_write_batch.map(|n| n as usize),
             },
             retention: Retention {
                 max_finished: self.max_finished_jobs,

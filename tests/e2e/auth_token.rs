@@ -70,6 +70,7 @@ fn token_reaches_the_hub_but_never_the_cdn_nor_any_output() {
     assert!(!stats.connections.is_empty(), "the LFS file came from the CDN");
     for c in &stats.connections {
         assert_eq!(c.authorization, None, "CDN connection {} got an Authorization header", c.id);
+        assert!(!c.mentions(TOKEN), "the token reached the CDN (request line, query or a header): {c:?}");
     }
     assert_hive_keeps_the_secret(&hive, TOKEN);
 }

@@ -11,8 +11,10 @@ use crate::download::{
 };
 use crate::harness::{Hive, SseStream, TIMEOUT};
 
-/// The close of the CDN connection may lag the SIGINT by at most this much.
-const CLOSE_WITHIN: Duration = Duration::from_millis(500);
+/// The close of the CDN connection may lag the SIGINT (or the DELETE) by at most this much: the
+/// keeper's own DELETE timeout, generous for a loaded 2-core machine, and still far below what the
+/// rest of the throttled (or stalled) body would take.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
 #[test]
 fn sigint_mid_download_stops_the_job_on_the_hive() {
@@ -45,6 +47,11 @@ fn sigint_mid_download_stops_the_job_on_the_hive() {
     let closed = hub.wait_closed(0, TIMEOUT).expect("the CDN connection was never closed");
     let lag = closed.saturating_duration_since(sigint);
     assert!(lag <= CLOSE_WITHIN, "CDN connection closed {lag:?} after SIGINT (limit {CLOSE_WITHIN:?})");
+    let conn = &hub.connections()[0];
+    assert!(
+        conn.cancelled_mid_body() && conn.bytes_sent < size,
+        "the hive must close the connection while the body is open, not let it finish: {conn:?}"
+    );
     assert_eq!(job(&hive, &id)["status"], "cancelled");
 
     let len = file_len(&part);
@@ -92,4 +99,6 @@ fn a_stalled_upstream_connection_closes_on_cancel() {
     let closed = hub.wait_closed(0, TIMEOUT).expect("the stalled upstream connection outlived the cancel");
     let lag = closed.saturating_duration_since(cancelled);
     assert!(lag <= CLOSE_WITHIN, "closed {lag:?} after the cancel");
+    let conn = &hub.connections()[0];
+    assert!(conn.cancelled_mid_body(), "closed by the hive while open: {conn:?}");
 }

@@ -1,6 +1,7 @@
 //! Cancels at random moments: N downloads (tiny, small, throttled large; LFS and not; several
 //! at once on the same file) are each cancelled after a random delay — before the first byte,
-//! mid-body, during verify/publish, or after the end. Afterwards:
+//! mid-body (most of them: at least a quarter must close a CDN connection mid-body, half in the
+//! soak), during verify/publish, or after the end. Afterwards:
 //!
 //! * nothing corrupt or unverified is in the cache: every finished blob's content matches its
 //!   name (sha256 for LFS, the hub's content otherwise), every snapshot link points at such a
@@ -11,6 +12,9 @@
 //! * then every file still downloads to a verified result.
 //!
 //! 50 cancels in `just test`; `RBEE_SOAK=1` runs 200. `RBEE_CHAOS_SEED=n` replays a run.
+//!
+//! [`no_byte_after_delete`] then checks the other half of a cancel over 100+ more: at the instant
+//! `DELETE` answers, nothing of the job is alive and nothing in the cache changes afterwards.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,24 +23,36 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
+use crate::harness::{disk_state, FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
 use crate::retention::{soak, wait_idle};
 use rbee_tests::hub::{FileInfo, HubConfig};
 
 const REPO: &str = "rbee-test/chaos";
 
-/// (name, size, LFS): a spread from one byte to a throttled 3 MiB.
+/// (name, size, LFS): a spread from one byte to throttled 20 MiB ones. The first [`LARGE`] are
+/// the large files, one per thread (each thread mostly cancels its own, so most cancels land
+/// mid-body instead of waiting for another job's blob lock); the rest are shared.
 const FILES: &[(&str, u64, bool)] = &[
+    ("large-0.gguf", 20 << 20, true),
+    ("large-1.gguf", 20 << 20, true),
+    ("large-2.gguf", 20 << 20, true),
+    ("large-3.gguf", 20 << 20, true),
+    ("large-4.gguf", 20 << 20, true),
+    ("large-5.gguf", 20 << 20, true),
+    ("large-6.gguf", 20 << 20, true),
+    ("large-7.gguf", 20 << 20, true),
     ("one-byte.bin", 1, true),
     ("tiny.bin", 700, true),
     ("small.bin", 48 << 10, true),
     ("medium.bin", 512 << 10, true),
-    ("large.gguf", 3 << 20, true),
     ("README.md", 300, false),
     ("tokenizer.json", 40 << 10, false),
 ];
+/// How many of [`FILES`] are large (the most threads a run uses).
+const LARGE: usize = 8;
 
-/// Per-connection CDN rate: the large file takes about a second, the small ones a few ms.
+/// Per-connection CDN rate: a large file takes seconds (a cancel takes a few hundred ms of it, so
+/// it survives dozens), medium ones ~170 ms, the small ones a few ms.
 const RATE: u64 = 3 << 20;
 
 /// A tiny deterministic PRNG (xorshift64*), seeded per run and printed, so a failure replays.
@@ -62,8 +78,34 @@ fn seed() -> u64 {
     })
 }
 
+/// Thread `t`'s next file: mostly its own large file, sometimes any large one (shared with
+/// another thread), sometimes a small shared one.
+fn pick(rng: &mut Rng, t: usize) -> (&'static str, u64) {
+    let i = match rng.below(20) {
+        0..=14 => t,
+        15 => rng.below(LARGE as u64) as usize,
+        _ => LARGE + rng.below((FILES.len() - LARGE) as u64) as usize,
+    };
+    (FILES[i].0, FILES[i].1)
+}
+
+/// A delay for a `size`-byte file at [`RATE`], mostly mid-body: 0 (before the first byte),
+/// a few ms (resolve, first chunks), past the body (verify/publish, after the end; a large file
+/// is never waited out, or its thread would cancel nothing but cache hits after), or — 22 in 25 —
+/// between 20 and 320 ms into the body (less for shorter bodies).
+fn chaos_delay(rng: &mut Rng, size: u64) -> Duration {
+    let body_ms = size * 1000 / RATE;
+    let ms = match rng.below(25) {
+        0 => 0,
+        1 => rng.below(8),
+        2 => body_ms.min(320) + rng.below(200),
+        _ => 20 + rng.below(body_ms.clamp(1, 300)),
+    };
+    Duration::from_millis(ms)
+}
+
 /// A delay that lands in every phase: often 0 (before the first byte), short (resolve, first
-/// chunks, tiny files' verify/publish), long (mid-body of the throttled file, after small ends).
+/// chunks, tiny files' verify/publish), long (mid-body, or after small files end).
 fn delay(rng: &mut Rng) -> Duration {
     let ms = match rng.below(10) {
         0 | 1 => 0,
@@ -182,8 +224,8 @@ fn random_point_cancels_leave_a_clean_cache() {
             s.spawn(move || {
                 let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 for _ in 0..n / threads {
-                    let (file, ..) = FILES[rng.below(FILES.len() as u64) as usize];
-                    let delay = delay(&mut rng);
+                    let (file, size) = pick(&mut rng, t);
+                    let delay = chaos_delay(&mut rng, size);
                     let job = hive.start_download(REPO, file);
                     std::thread::sleep(delay);
                     let (status, body) = hive.delete(&format!("/v1/jobs/{job}"));
@@ -213,6 +255,14 @@ fn random_point_cancels_leave_a_clean_cache() {
     let bad: Vec<String> = outcomes.iter().filter_map(|o| check_replay(&hive, o)).collect();
     assert!(bad.is_empty(), "seed {seed}: bad event logs:\n{}", bad.join("\n"));
     let cancelled = outcomes.iter().filter(|o| o.status == 200).count();
+    // Cancels that closed a CDN connection mid-body (the client closed it, bytes had gone out).
+    assert!(hub.wait_all_closed(TIMEOUT), "CDN connections still open after every DELETE");
+    let mid_body = hub.stats().mid_body_cancels();
+    let floor = if soak() { n / 2 } else { n / 4 };
+    assert!(
+        mid_body >= floor,
+        "seed {seed}: only {mid_body} of {n} cancels closed a connection mid-body (floor {floor})"
+    );
 
     // Everything still downloads (resuming what the cancels left) to a verified result.
     hub.set_rate(0);
@@ -237,8 +287,111 @@ fn random_point_cancels_leave_a_clean_cache() {
         .count();
     assert_eq!(partials, 0, "partials left after every file completed");
     eprintln!(
-        "chaos: {n} downloads, {cancelled} cancelled (200), {} ended first (409), in {chaos_secs:.2} s; cache clean",
+        "chaos: {n} downloads, {cancelled} cancelled (200), {} ended first (409), {mid_body} mid-body cancels \
+         (CDN connection closed by the hive, bytes sent > 0), in {chaos_secs:.2} s; cache clean",
         n - cancelled
+    );
+}
+
+/// Write batch for [`no_byte_after_delete`] (the hive's hidden `--test-write-batch`): with 512-byte
+/// batches a disk write is in flight at almost every moment of a download.
+const TINY_BATCH: &str = "512";
+
+/// What one cancel of [`no_byte_after_delete`] saw.
+struct SyncCancel {
+    file: &'static str,
+    delay: Duration,
+    status: u16,
+    /// Bytes in the `.incomplete` when `DELETE` returned.
+    partial: u64,
+    problem: Option<String>,
+}
+
+/// One cancel: start `file`, wait `delay`, `DELETE`; at the instant it returns, snapshot every
+/// file of the repo's cache (length, mtime) and `/health`; 300 ms later the snapshot must be
+/// the same and `live_tasks` must have been 0.
+fn sync_cancel(hive: &Hive, file: &'static str, delay: Duration) -> SyncCancel {
+    let dir = hive.repo_dir(REPO);
+    let job = hive.start_download(REPO, file);
+    std::thread::sleep(delay);
+    let (status, body) = hive.delete(&format!("/v1/jobs/{job}"));
+    let at_delete = disk_state(&dir);
+    let (_, health) = hive.get("/health");
+    std::thread::sleep(Duration::from_millis(300));
+    let later = disk_state(&dir);
+    let partial =
+        at_delete.iter().find(|(p, _)| p.extension().is_some_and(|e| e == "incomplete")).map_or(0, |(_, s)| s.0);
+    let mut problems = Vec::new();
+    if !matches!(status, 200 | 409) {
+        problems.push(format!("DELETE answered {status} {body}"));
+    }
+    if health["live_tasks"] != 0 {
+        problems.push(format!("tasks alive when DELETE returned: {health}"));
+    }
+    let changed: Vec<String> = at_delete
+        .iter()
+        .filter(|(p, s)| later.get(*p) != Some(s))
+        .map(|(p, s)| format!("{} {s:?} → {:?}", p.display(), later.get(p)))
+        .chain(later.keys().filter(|p| !at_delete.contains_key(*p)).map(|p| format!("{} appeared", p.display())))
+        .collect();
+    if !changed.is_empty() {
+        problems.push(format!("written after DELETE answered {status}: {}", changed.join("; ")));
+    }
+    let problem =
+        (!problems.is_empty()).then(|| format!("{job} ({file}, DELETE after {delay:?}): {}", problems.join("; ")));
+    SyncCancel { file, delay, status, partial, problem }
+}
+
+/// `DELETE` answers only when no byte of the job can follow: over many random-point cancels,
+/// with a write in flight at almost every moment (tiny batches, unthrottled upstream), nothing in
+/// the job's cache changes after the answer and no task of it is alive. Several hives run side by
+/// side, each one job at a time, so `live_tasks` speaks for the cancelled job alone.
+#[test]
+fn no_byte_after_delete() {
+    let (hives, per_hive) = if soak() { (4, 60) } else { (4, 26) };
+    let seed = seed();
+    eprintln!("chaos: {} synchronous cancels, seed {seed} (replay with RBEE_CHAOS_SEED={seed})", hives * per_hive);
+    let hub = FakeHub::start(HubConfig::default());
+    hub.add_repo(RepoSpec::new(REPO).lfs("big.bin", 32 << 20).lfs("small.bin", 96 << 10));
+    let runs: Vec<SyncCancel> = std::thread::scope(|s| {
+        let hub = &hub;
+        let threads: Vec<_> = (0..hives)
+            .map(|t| {
+                s.spawn(move || {
+                    let hive =
+                        Hive::builder().hub(hub).heartbeat_secs(1).arg("--test-write-batch").arg(TINY_BATCH).spawn();
+                    let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    let mut runs = Vec::new();
+                    for _ in 0..per_hive {
+                        let file = if rng.below(4) == 0 { "small.bin" } else { "big.bin" };
+                        let run = sync_cancel(&hive, file, delay(&mut rng));
+                        if run.problem.is_some() && runs.iter().all(|r: &SyncCancel| r.problem.is_none()) {
+                            eprintln!("hive log:\n{}", hive.log());
+                        }
+                        runs.push(run);
+                        // Start the next one from nothing (no job runs: it was cancelled or ended).
+                        std::fs::remove_dir_all(hive.repo_dir(REPO)).ok();
+                    }
+                    runs
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().expect("cancel thread")).collect()
+    });
+    let problems: Vec<&str> = runs.iter().filter_map(|r| r.problem.as_deref()).collect();
+    assert!(problems.is_empty(), "seed {seed}: {} of {} cancels:\n{}", problems.len(), runs.len(), problems.join("\n"));
+    let mid_body = runs.iter().filter(|r| r.status == 200 && r.partial > 0).count();
+    let cancelled = runs.iter().filter(|r| r.status == 200).count();
+    let latest = runs.iter().filter(|r| r.status == 200).map(|r| (r.delay, r.file)).max();
+    eprintln!(
+        "chaos: {} synchronous cancels ({cancelled} cancelled, {mid_body} with bytes on disk, latest {latest:?}): \
+         nothing written and no task alive after DELETE answered",
+        runs.len()
+    );
+    assert!(
+        mid_body >= runs.len() / 4,
+        "seed {seed}: only {mid_body} of {} cancels hit a download with bytes on disk",
+        runs.len()
     );
 }
 

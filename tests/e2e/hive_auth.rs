@@ -46,6 +46,8 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!status.success(), "rbee-hive {args:?} exited 0; stderr: {stderr}");
+    let touched: Vec<_> = std::fs::read_dir(cache.path()).expect("cache dir").flatten().map(|e| e.path()).collect();
+    assert!(touched.is_empty(), "a refused hive wrote to its cache: {touched:?}");
     stderr
 }
 
@@ -62,6 +64,8 @@ fn non_loopback_without_token_is_refused_at_start() {
             for needle in ["--token", "RBEE_HIVE_TOKEN", "refusing"] {
                 assert!(stderr.contains(needle), "{args:?} {env:?}: stderr lacks {needle:?}: {stderr}");
             }
+            // Nothing listens on the port afterwards (no detached child kept serving).
+            assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port"))).is_err());
         }
     }
     // The address comes from the environment just as well.
@@ -167,12 +171,27 @@ fn keeper_sends_rbee_hive_token() {
     let hive = TokenHive::spawn(true);
     let with = Keeper::new().args(["--hive", &hive.url, "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
     with.assert_success().assert_stdout_contains("no jobs").assert_nowhere(TOKEN);
-    let with_json = Keeper::new().args(["--hive", &hive.url, "--json", "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN);
-    with_json.run().assert_success();
 
+    // A job the hive really holds: the keeper with the token sees it, plain and as JSON.
+    let auth = format!("Bearer {TOKEN}");
+    let op = json!({"operation": "model_list", "hive_id": "localhost"}).to_string();
+    let created = http::request("POST", &hive.url("/v1/jobs"), &[("Authorization", &auth)], Some(op.as_bytes()));
+    let job_id = created.expect("post").json()["job_id"].as_str().expect("job_id").to_owned();
+    let with = Keeper::new().args(["--hive", &hive.url, "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
+    with.assert_success().assert_stdout_contains(&job_id).assert_nowhere(TOKEN);
+    let with_json =
+        Keeper::new().args(["--hive", &hive.url, "--json", "job", "list"]).env("RBEE_HIVE_TOKEN", TOKEN).run();
+    with_json.assert_success().assert_nowhere(TOKEN);
+    let listed: serde_json::Value = serde_json::from_str(with_json.stdout.trim()).expect("--json job list is JSON");
+    let ids: Vec<_> = listed.as_array().expect("a JSON array").iter().map(|j| j["job_id"].clone()).collect();
+    assert_eq!(ids, [json!(job_id)], "{listed}");
+
+    // Without the token (or with a wrong one) the hive refuses: the keeper fails (2), names the
+    // variable, and shows none of the hive's data.
     let without = Keeper::new().args(["--hive", &hive.url, "job", "list"]).run();
-    // 401 means "the hive answered and refused": a failure (1), with a hint naming the variable.
     without.assert_code(2).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_stderr_contains("401");
+    assert!(!without.stdout.contains(&job_id) && !without.stderr.contains(&job_id), "{}", without.dump());
     let wrong = Keeper::new().args(["--hive", &hive.url, "job", "list"]).env("RBEE_HIVE_TOKEN", "nope").run();
     wrong.assert_code(2).assert_stderr_contains("RBEE_HIVE_TOKEN").assert_nowhere(TOKEN);
+    assert!(!wrong.stdout.contains(&job_id), "{}", wrong.dump());
 }

@@ -36,6 +36,7 @@ pub struct Downloader {
     retries: u32,
     backoff_base: Duration,
     busy: Busy,
+    write_batch: Option<usize>,
 }
 
 /// Download settings (from the hive's flags and env).
@@ -55,6 +56,8 @@ pub struct Settings {
     pub retries: u32,
     /// First retry delay (doubles each time, at most 10 s).
     pub backoff_base: Duration,
+    /// Tests only: a fixed disk write batch size in bytes (`None`: adaptive).
+    pub write_batch: Option<usize>,
 }
 
 impl Downloader {
@@ -74,6 +77,7 @@ impl Downloader {
             retries: s.retries,
             backoff_base: s.backoff_base,
             busy: Busy::default(),
+            write_batch: s.write_batch,
         })
     }
 
@@ -213,7 +217,7 @@ impl Downloader {
 
     async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
         let path = repo.incomplete(&res.etag);
-        let mut partial = Partial::open(&path, res.size, ctx.io_gate.clone()).await?;
+        let mut partial = Partial::open(&path, res.size, ctx.outstanding.clone(), self.write_batch).await?;
         if let Err(e) = self.fetch(ctx, file, res, &mut partial).await {
             if matches!(e, DownloadError::Oversized { .. }) {
                 let _ = partial.flush().await;

@@ -6,15 +6,18 @@
 //! A batch also goes out early when the network is idle ([`Partial::idle`]), which keeps slow
 //! downloads from sitting on a full batch each: memory stays at what arrived since the last write.
 //! The two batch buffers are recycled, so their pages are faulted in once per download.
+//!
+//! Every disk write (the open's create / truncate, each batch, a restart's truncate) runs through
+//! the job's [`Outstanding`] count, taken here on the executor before the write is handed to a
+//! blocking thread: a cancel waits for it, so no byte lands after `DELETE` answered.
 
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use sha2::{Digest, Sha256};
 
 use crate::cache::{at, create_parent, CacheError};
+use crate::jobs::Outstanding;
 
 /// First batch size: what a slow download buffers before a write.
 const MIN_BATCH: usize = 32 << 10;
@@ -41,41 +44,50 @@ pub struct Partial {
     in_flight: Option<InFlight>,
     /// Bytes handed to the disk (written or being written).
     queued: u64,
-    gate: Arc<Mutex<()>>,
-    /// Current batch size (adapts between [`MIN_BATCH`] and [`MAX_BATCH`]).
+    gate: Outstanding,
+    /// Current batch size (adapts between `min_batch` and `max_batch`).
     batch: usize,
+    /// Largest batch ([`MAX_BATCH`] unless fixed for tests).
+    max_batch: usize,
     /// When the current batch started filling.
     batch_started: std::time::Instant,
 }
 
 impl Partial {
     /// Opens (or creates) `path`, hashing the bytes already there. Anything beyond `max_len`
-    /// is treated as garbage and the file restarts from zero.
-    pub async fn open(path: &Path, max_len: Option<u64>, gate: Arc<Mutex<()>>) -> Result<Self, CacheError> {
+    /// is treated as garbage and the file restarts from zero. `fixed_batch` pins the write batch
+    /// size (the hive's hidden test flag); `None` adapts it.
+    pub async fn open(
+        path: &Path,
+        max_len: Option<u64>,
+        gate: Outstanding,
+        fixed_batch: Option<usize>,
+    ) -> Result<Self, CacheError> {
         create_parent(path)?;
         let p = path.to_owned();
-        let (disk, written) = smol::unblock(move || -> Result<(Disk, u64), CacheError> {
-            let mut file = File::options().create(true).read(true).append(true).open(&p).map_err(at(&p))?;
-            let mut len = file.metadata().map_err(at(&p))?.len();
-            if max_len.is_some_and(|m| len > m) {
-                file.set_len(0).map_err(at(&p))?;
-                len = 0;
-            }
-            let mut hasher = Sha256::new();
-            file.rewind().map_err(at(&p))?;
-            let mut chunk = vec![0; MAX_BATCH.min(usize::try_from(len).unwrap_or(MAX_BATCH))];
-            let mut left = len;
-            while left > 0 {
-                let n = file.read(&mut chunk).map_err(at(&p))?;
-                if n == 0 {
-                    break;
+        let (disk, written) = gate
+            .unblock(move || -> Result<(Disk, u64), CacheError> {
+                let mut file = File::options().create(true).read(true).append(true).open(&p).map_err(at(&p))?;
+                let mut len = file.metadata().map_err(at(&p))?.len();
+                if max_len.is_some_and(|m| len > m) {
+                    file.set_len(0).map_err(at(&p))?;
+                    len = 0;
                 }
-                hasher.update(&chunk[..n]);
-                left -= n as u64;
-            }
-            Ok((Disk { file, hasher }, len))
-        })
-        .await?;
+                let mut hasher = Sha256::new();
+                file.rewind().map_err(at(&p))?;
+                let mut chunk = vec![0; MAX_BATCH.min(usize::try_from(len).unwrap_or(MAX_BATCH))];
+                let mut left = len;
+                while left > 0 {
+                    let n = file.read(&mut chunk).map_err(at(&p))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&chunk[..n]);
+                    left -= n as u64;
+                }
+                Ok((Disk { file, hasher }, len))
+            })
+            .await?;
         Ok(Self {
             path: path.to_owned(),
             disk: Some(disk),
@@ -84,7 +96,8 @@ impl Partial {
             in_flight: None,
             queued: written,
             gate,
-            batch: MIN_BATCH,
+            batch: fixed_batch.unwrap_or(MIN_BATCH).max(1),
+            max_batch: fixed_batch.unwrap_or(MAX_BATCH).max(1),
             batch_started: std::time::Instant::now(),
         })
     }
@@ -105,7 +118,7 @@ impl Partial {
             data = rest;
             if self.buf.len() >= self.batch {
                 if self.batch_started.elapsed() < GROW_IF_FILLED_WITHIN {
-                    self.batch = (self.batch * 2).min(MAX_BATCH);
+                    self.batch = (self.batch * 2).min(self.max_batch);
                 }
                 self.settle().await?;
                 self.start_write();
@@ -137,14 +150,15 @@ impl Partial {
         self.settle().await?;
         self.buf.clear();
         let mut disk = self.disk.take().expect("partial already finished");
-        let (gate, path) = (self.gate.clone(), self.path.clone());
-        let (disk, res) = smol::unblock(move || {
-            let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            disk.hasher = Sha256::new();
-            let res = disk.file.set_len(0).map_err(at(&path));
-            (disk, res)
-        })
-        .await;
+        let path = self.path.clone();
+        let (disk, res) = self
+            .gate
+            .unblock(move || {
+                disk.hasher = Sha256::new();
+                let res = disk.file.set_len(0).map_err(at(&path));
+                (disk, res)
+            })
+            .await;
         self.disk = Some(disk);
         res?;
         self.queued = 0;
@@ -168,17 +182,16 @@ impl Partial {
         res
     }
 
-    /// Hands the buffered bytes to a blocking thread, which hashes and appends them while
-    /// holding the job's I/O gate (so a cancel can wait until no write is in flight).
+    /// Hands the buffered bytes to a blocking thread, which hashes and appends them; the write is
+    /// counted as the job's outstanding work from here (so a cancel waits for it).
     fn start_write(&mut self) {
         let mut disk = self.disk.take().expect("no write may be in flight here");
         let next = std::mem::take(&mut self.spare);
         let buf = std::mem::replace(&mut self.buf, next);
         self.queued += buf.len() as u64;
         self.batch_started = std::time::Instant::now();
-        let (gate, path) = (self.gate.clone(), self.path.clone());
-        self.in_flight = Some(smol::unblock(move || {
-            let _held = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.path.clone();
+        self.in_flight = Some(self.gate.unblock(move || {
             disk.hasher.update(&buf);
             let res = disk.file.write_all(&buf).map_err(at(&path));
             (disk, buf, res)

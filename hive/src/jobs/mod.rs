@@ -4,7 +4,9 @@
 //! the drop takes effect within one chunk.
 
 mod log;
+mod outstanding;
 mod registry;
 
 pub use log::EventLog;
+pub use outstanding::{Outstanding, Ticket};
 pub use registry::{CancelError, JobCtx, Registry, Retention, TaskGuard};

@@ -1,4 +1,15 @@
 //! The job table. Each job's work runs as a `smol::Task` kept here; cancel = drop that task.
+//!
+//! # Invariant: nothing of a job happens after its `DELETE` answered
+//! [`Registry::cancel`] returns only when (1) the job's task has been dropped — so none of its
+//! code runs again, and any synchronous cache write it made inside a poll (refs, publish rename
+//! and snapshot link) is complete — and (2) its [`Outstanding`] count is zero — so no disk write
+//! handed to a blocking thread is pending or running, and no helper task (heartbeat) is alive.
+//! (2) holds without a window because every blocking write takes its ticket on the executor,
+//! inside the job's poll, *before* it is handed to the pool ([`Outstanding::unblock`]); after (1)
+//! no new ticket can be taken. The same holds for a job that ends on its own: its terminal event
+//! is logged (and its task uncounted) only once its outstanding work has drained.
+//! Pinned by `chaos::no_byte_after_delete` (e2e) and `outstanding`'s unit test.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::{Event, JobId, JobInfo, JobStatus};
 
-use super::EventLog;
+use super::{EventLog, Outstanding};
 
 /// Why a cancel did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +77,8 @@ pub struct JobCtx {
     pub started: Instant,
     /// Live task counter, for helper tasks (heartbeat) the job spawns.
     pub live: Arc<AtomicUsize>,
-    /// Held by every disk write of the job; cancel waits for it so no byte lands after a cancel.
-    pub io_gate: Arc<Mutex<()>>,
+    /// The job's disk writes in flight and helper tasks; cancel waits until none is left.
+    pub outstanding: Outstanding,
 }
 
 impl JobCtx {
@@ -143,15 +154,18 @@ impl Registry {
             log: Arc::default(),
             started: Instant::now(),
             live: self.live.clone(),
-            io_gate: Arc::default(),
+            outstanding: Outstanding::default(),
         };
         let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
         let guard = TaskGuard::new(&self.live);
         let fut = work(ctx.clone());
         let task_job = job.clone();
         let task = smol::spawn(async move {
-            let _guard = guard;
             let terminal = fut.await;
+            // A write the job dropped mid-way (an error path) still runs on its pool thread.
+            task_job.ctx.outstanding.drained().await;
+            // Uncounted before `done` is visible: a client seeing it then finds `live_tasks` 0.
+            drop(guard);
             task_job.ctx.log.push(terminal);
             *task_job.ended_at.lock().expect("poisoned") = Some(Instant::now());
         });
@@ -180,8 +194,10 @@ impl Registry {
         self.table().get(id).map(|j| j.ctx.log.clone())
     }
 
-    /// Cancels a job: drops its task (waiting until it is really gone and no disk write is in
-    /// flight), then records the `cancelled` event.
+    /// Cancels a job: drops its task (waiting until it is really gone), waits until its
+    /// outstanding work (blocking disk writes, heartbeat) has drained, then records the
+    /// `cancelled` event. When this returns, no byte of the job reaches the disk any more and none
+    /// of its tasks is alive (see the module docs for why there is no window).
     ///
     /// # Errors
     /// [`CancelError::NotFound`] for an unknown id, [`CancelError::Ended`] when it had ended.
@@ -207,8 +223,7 @@ impl Registry {
         if !matches!(status, JobStatus::Queued | JobStatus::Running) {
             return Err(CancelError::Ended { id: id.to_owned(), status });
         }
-        let gate = job.ctx.io_gate.clone();
-        smol::unblock(move || drop(gate.lock())).await;
+        job.ctx.outstanding.drained().await;
         job.ctx.log.push(Event::Cancelled { message: "🛑 Operation cancelled: download task dropped".into() });
         *job.ended_at.lock().expect("poisoned") = Some(Instant::now());
         Ok(job.info(id))
@@ -282,6 +297,33 @@ mod tests {
             assert_eq!(reg.live_tasks(), 0);
             assert!(matches!(reg.cancel(&id).await, Err(CancelError::Ended { status: JobStatus::Cancelled, .. })));
             assert!(matches!(reg.cancel("nope").await, Err(CancelError::NotFound(_))));
+        });
+    }
+
+    #[test]
+    fn cancel_returns_only_after_a_blocking_write_the_job_started() {
+        smol::block_on(async {
+            let reg = registry();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let id = reg.spawn("write".into(), |ctx| async move {
+                // Counted before it reaches the pool; the pool thread is slow to start it.
+                let _write = ctx.outstanding.unblock(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let _ = tx.send(Instant::now());
+                });
+                ctx.narrate("writing");
+                futures_lite::future::pending::<Event>().await
+            });
+            while reg.log(&id).unwrap().is_empty() {
+                smol::Timer::after(Duration::from_millis(1)).await;
+            }
+            reg.cancel(&id).await.unwrap();
+            let answered = Instant::now();
+            // The write ran before cancel returned, or was dropped unrun: never after.
+            if let Ok(wrote) = rx.recv() {
+                assert!(wrote <= answered, "a write landed {:?} after cancel returned", wrote - answered);
+            }
+            assert_eq!(reg.live_tasks(), 0);
         });
     }
 

@@ -37,7 +37,34 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = exe.parent().and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) });
     let path = dir.expect("test binary directory").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.is_file(), "binary `{name}` missing at {}: run `just test` (it builds --bins first)", path.display());
+    refuse_stale(name, &path);
     path
+}
+
+/// Panics when `binary` is older than a source it is built from: a plain `cargo test` rebuilds
+/// the test binary but not the other packages' binaries, and would test yesterday's hive.
+/// (Manifests are not compared: cargo does not relink on a `Cargo.toml` touch, so a refusal could
+/// never be cleared.)
+fn refuse_stale(name: &str, binary: &std::path::Path) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+    let crates: &[&str] = match name {
+        "rbee-hive" => &["protocol/src", "hive/src"],
+        "rbee" => &["protocol/src", "keeper/src"],
+        _ => &["protocol/src", "tests/src"],
+    };
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).expect("binary mtime");
+    let newer: Vec<PathBuf> = crates
+        .iter()
+        .flat_map(|dir| disk_state(&root.join(dir)))
+        .filter(|(p, (_, mtime))| p.extension().is_some_and(|e| e == "rs") && *mtime > built)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        newer.is_empty(),
+        "binary `{name}` at {} is older than its sources ({}): run `just test` (it builds --bins first)",
+        binary.display(),
+        newer.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
 }
 
 /// `rbee --hive URL model download <repo> [<file>] [--revision R]`, which must succeed; its stdout.
@@ -54,6 +81,24 @@ pub fn download_ok(hive: &Hive, repo: &str, file: Option<&str>, revision: Option
     let out = keeper.run();
     out.assert_success();
     out.stdout
+}
+
+/// Every file, directory and symlink under `dir` (not following links) with its length and mtime:
+/// two equal snapshots mean nothing under `dir` was written, created, removed or truncated.
+pub fn disk_state(dir: &std::path::Path) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut state = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            let mtime = meta.modified().expect("mtime");
+            state.insert(entry.path(), (meta.len(), mtime));
+        }
+    }
+    state
 }
 
 /// A loopback port that was free a moment ago.

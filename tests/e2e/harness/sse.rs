@@ -15,8 +15,19 @@ use super::{http, Hive};
 pub enum SseEnd {
     /// Nothing arrived in time.
     Timeout,
-    /// The server ended the stream (or the connection broke).
+    /// The server ended the stream cleanly (the last chunk of the body arrived).
     Closed,
+    /// The connection broke: reset, or closed before the body's end. Never a clean end.
+    Reset,
+}
+
+/// What the reader thread hands over.
+enum Got {
+    Frame(Frame),
+    /// A frame that does not decode.
+    Undecodable(String),
+    /// Reading the body failed.
+    Broken(String),
 }
 
 /// The rich dialect's end: after the terminal event (which has an `id:`) comes rbee's end marker
@@ -71,7 +82,7 @@ pub struct SseStream {
     pub status: u16,
     /// `Content-Type` answered.
     pub content_type: Option<String>,
-    frames: Receiver<Result<Frame, String>>,
+    frames: Receiver<Got>,
     conn: TcpStream,
     hive_log: String,
 }
@@ -83,12 +94,21 @@ impl SseStream {
     /// When the hive cannot be reached.
     pub fn connect(hive: &Hive, job_id: &str, last_event_id: Option<u64>) -> Self {
         let url = format!("{}/v1/jobs/{job_id}/stream", hive.url());
+        Self::open(&url, last_event_id, hive.log_path().display().to_string())
+    }
+
+    /// Subscribe to any SSE `url`; `hive_log` names the log failures point at.
+    ///
+    /// # Panics
+    /// When `url` cannot be reached.
+    fn open(url: &str, last_event_id: Option<u64>, hive_log: String) -> Self {
         let last = last_event_id.map(|id| id.to_string());
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(id) = &last {
             headers.push(("Last-Event-ID", id));
         }
-        let s = http::open("GET", &url, &headers, None).unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", hive.log()));
+        let s =
+            http::open("GET", url, &headers, None).unwrap_or_else(|e| panic!("GET {url}: {e}\nhive log: {hive_log}"));
         let content_type = s.header("content-type").map(str::to_owned);
         let (tx, frames) = mpsc::channel();
         let mut body = s.body;
@@ -96,33 +116,47 @@ impl SseStream {
             let mut decoder = Decoder::default();
             let mut buf = vec![0u8; 16 << 10];
             let mut marker = EndMarker::default();
-            while let Ok(n @ 1..) = body.read(&mut buf) {
-                for frame in decoder.feed_checked(&buf[..n]) {
-                    let frame = frame.map_err(|e| e.to_string()).and_then(|f| marker.check(f));
-                    if let Ok(None) = frame {
-                        continue;
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Got::Broken(e.to_string()));
+                        return;
                     }
-                    if tx.send(frame.map(|f| f.expect("checked"))).is_err() {
+                };
+                for frame in decoder.feed_checked(&buf[..n]) {
+                    let read = match frame.map_err(|e| e.to_string()).and_then(|f| marker.check(f)) {
+                        Ok(None) => continue,
+                        Ok(Some(frame)) => Got::Frame(frame),
+                        Err(e) => Got::Undecodable(e),
+                    };
+                    if tx.send(read).is_err() {
                         return;
                     }
                 }
             }
             if let Err(e) = marker.at_end() {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Got::Undecodable(e));
             }
         });
-        Self { status: s.status, content_type, frames, conn: s.conn, hive_log: hive.log_path().display().to_string() }
+        Self { status: s.status, content_type, frames, conn: s.conn, hive_log }
     }
 
-    /// The next frame within `timeout`.
+    /// The next frame within `timeout`; [`SseEnd::Reset`] (once, then `Closed`) when the
+    /// connection broke.
     ///
     /// # Panics
     /// On an undecodable frame.
     #[track_caller]
     pub fn next_frame(&mut self, timeout: Duration) -> Result<Frame, SseEnd> {
         match self.frames.recv_timeout(timeout) {
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(e)) => panic!("{e}\nhive log: {}", self.hive_log),
+            Ok(Got::Frame(frame)) => Ok(frame),
+            Ok(Got::Undecodable(e)) => panic!("{e}\nhive log: {}", self.hive_log),
+            Ok(Got::Broken(e)) => {
+                eprintln!("SSE connection broke: {e}");
+                Err(SseEnd::Reset)
+            }
             Err(RecvTimeoutError::Timeout) => Err(SseEnd::Timeout),
             Err(RecvTimeoutError::Disconnected) => Err(SseEnd::Closed),
         }
@@ -179,13 +213,20 @@ impl SseStream {
     }
 
     /// Every frame arriving within `window` (stops early when the stream ends).
+    ///
+    /// # Panics
+    /// When the connection breaks instead of ending cleanly.
+    #[track_caller]
     pub fn collect_for(&mut self, window: Duration) -> Vec<Frame> {
         let deadline = Instant::now() + window;
         let mut frames = Vec::new();
-        while let Ok(f) = self.next_frame(deadline.saturating_duration_since(Instant::now())) {
-            frames.push(f);
+        loop {
+            match self.next_frame(deadline.saturating_duration_since(Instant::now())) {
+                Ok(f) => frames.push(f),
+                Err(SseEnd::Reset) => panic!("the stream broke after {frames:#?}\nhive log: {}", self.hive_log),
+                Err(_) => return frames,
+            }
         }
-        frames
     }
 
     /// Drop the connection now (mid-stream).
@@ -197,5 +238,49 @@ impl SseStream {
 impl Drop for SseStream {
     fn drop(&mut self) {
         let _ = self.conn.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use rbee_protocol::{sse, Event};
+
+    use super::*;
+    use crate::harness::TIMEOUT;
+
+    /// Serves one chunked SSE response with one frame; `clean` ends the body, else the
+    /// connection just closes mid-body (what a reset looks like to the chunked reader).
+    fn serve_once(clean: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/stream", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut head = BufReader::new(s.try_clone().expect("clone"));
+            let mut line = String::new();
+            while head.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let frame = sse::encode(1, &Event::narration("hello"));
+            let mut out =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned();
+            out.push_str(&format!("{:x}\r\n{frame}\r\n", frame.len()));
+            if clean {
+                out.push_str("0\r\n\r\n");
+            }
+            s.write_all(out.as_bytes()).expect("write");
+        });
+        url
+    }
+
+    #[test]
+    fn a_broken_connection_is_a_reset_not_a_clean_end() {
+        for (clean, end) in [(true, SseEnd::Closed), (false, SseEnd::Reset)] {
+            let mut sse = SseStream::open(&serve_once(clean), None, "(no hive)".into());
+            assert_eq!(sse.next_frame(TIMEOUT).map(|f| f.event), Ok(Event::narration("hello")));
+            assert_eq!(sse.next_frame(TIMEOUT).map(|f| f.event), Err(end), "clean end: {clean}");
+        }
     }
 }

@@ -14,6 +14,9 @@ use crate::harness::{FakeHub, HubConfig, RepoSpec};
 const REPO: &str = "rbee-test/tiny-model";
 /// Size of its `model.gguf`.
 const SIZE: u64 = 4 << 20;
+/// How soon the hub must see a client's close: far below what a throttled or stalled body would
+/// take, so only a close seen on the socket passes; generous for a loaded 2-core machine.
+const CLOSE_SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn hub() -> FakeHub {
     let hub = FakeHub::start(HubConfig::default());

@@ -60,6 +60,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>, ex: std:
 
 /// A parsed request head.
 struct Head {
+    line: String,
     method: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -79,6 +80,8 @@ async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>) {
             rec.update(id, |c| {
                 c.method.clone_from(&head.method);
                 c.path.clone_from(&head.path);
+                c.request_line.clone_from(&head.line);
+                c.headers.clone_from(&head.headers);
                 c.range = head.header("range").map(str::to_owned);
                 c.authorization = head.header("authorization").map(str::to_owned);
             });
@@ -106,13 +109,14 @@ async fn read_head(stream: &Async<TcpStream>) -> Option<Head> {
     };
     let text = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
+    let line = lines.next()?;
+    let mut first = line.split(' ');
     let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Some(Head { method, path, headers })
+    Some(Head { line: line.to_owned(), method, path, headers })
 }
 
 /// Resolves when the client closes or resets its side.

@@ -8,14 +8,17 @@ use serde_json::{json, Value};
 
 use super::faults::Fault;
 
-/// How a CDN connection ended.
+/// Why a CDN connection ended: the client went away ([`ClientClosed`](Self::ClientClosed),
+/// [`ClientError`](Self::ClientError)) while the response was still open, the server finished it
+/// ([`Finished`](Self::Finished)), or a fault ended it ([`Reset`](Self::Reset),
+/// [`Truncated`](Self::Truncated)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The server wrote the whole response and closed.
     Finished,
     /// The client closed its side (read returned 0) before the response was done.
     ClientClosed,
-    /// Reading or writing failed (the client reset the connection).
+    /// Reading or writing failed (the client reset the connection) before the response was done.
     ClientError,
     /// A `ResetAfter` fault reset it.
     Reset,
@@ -30,8 +33,12 @@ pub struct Connection {
     pub id: u64,
     /// Request method (empty when no request head arrived).
     pub method: String,
-    /// Request path.
+    /// Request path, query included.
     pub path: String,
+    /// The whole request line as received (`GET /blobs/…?… HTTP/1.1`).
+    pub request_line: String,
+    /// Every request header as received (names lowercase).
+    pub headers: Vec<(String, String)>,
     /// The repo file served, when the path named one.
     pub file: Option<String>,
     /// The `Range` header received.
@@ -46,12 +53,31 @@ pub struct Connection {
     pub opened_at: Instant,
     /// First body byte written at.
     pub first_byte_at: Option<Instant>,
-    /// When the server saw the client go away, or finished writing (see `close`).
+    /// When the connection ended: the server saw the client go away, or finished writing, or a
+    /// fault cut it — `close` says which.
     pub closed_at: Option<Instant>,
-    /// Why it closed.
+    /// Why it ended.
     pub close: Option<CloseReason>,
     /// Body bytes written.
     pub bytes_sent: u64,
+}
+
+impl Connection {
+    /// Whether `needle` occurs anywhere in what the client sent: request line (path, query) or any
+    /// header name or value. A token must never be found here.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.request_line.contains(needle) || self.headers.iter().any(|(k, v)| k.contains(needle) || v.contains(needle))
+    }
+
+    /// The client closed (or reset) it while the response was still open: what a cancel does.
+    pub fn closed_by_client(&self) -> bool {
+        matches!(self.close, Some(CloseReason::ClientClosed | CloseReason::ClientError))
+    }
+
+    /// A cancel mid-body: closed by the client after at least one body byte went out.
+    pub fn cancelled_mid_body(&self) -> bool {
+        self.closed_by_client() && self.bytes_sent > 0
+    }
 }
 
 /// One request the hub (not the CDN) answered.
@@ -94,6 +120,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// CDN connections the client closed mid-body ([`Connection::cancelled_mid_body`]).
+    pub fn mid_body_cancels(&self) -> usize {
+        self.connections.iter().filter(|c| c.cancelled_mid_body()).count()
+    }
+
     /// CDN + hub body bytes.
     pub fn total_bytes(&self) -> u64 {
         self.cdn_bytes + self.hub_bytes
@@ -164,6 +195,8 @@ impl Recorder {
                 id,
                 method: String::new(),
                 path: String::new(),
+                request_line: String::new(),
+                headers: vec![],
                 file: None,
                 range: None,
                 authorization: None,
