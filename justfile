@@ -10,8 +10,8 @@ default: test
 build:
     cargo build --workspace --bins
 
-# Everything CI checks: no tokio, formatting, lints, all tests.
-test: no-tokio lint build py
+# Everything CI checks: no tokio, formatting, lints, docs, unused dependencies, all tests.
+test: no-tokio lint doc unused-deps build py
     cargo test --workspace --all-targets --no-fail-fast -- --test-threads 4
     cargo test --workspace --doc
     bash tests/schemathesis/run.sh
@@ -44,6 +44,17 @@ no-tokio:
 lint:
     cargo fmt --all -- --check
     RUSTFLAGS="-D warnings" cargo clippy --workspace --all-targets -- -D warnings
+
+# The docs build without a warning (broken links, missing docs).
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
+# No crate declares a dependency it does not use (cargo-machete, installed on first use).
+unused-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v cargo-machete >/dev/null 2>&1; then cargo install --quiet --locked cargo-machete --version 0.9.2; fi
+    cargo machete
 
 # The huggingface_hub the interop tests and benchmarks run against (what pip resolved when it was
 # pinned; BENCHMARKS.md records the version each run used). Bump it deliberately.

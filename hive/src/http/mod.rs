@@ -57,7 +57,7 @@ async fn health(req: Request<State>) -> tide::Result {
             "pid": std::process::id(),
             "running_jobs": hive.registry.running(),
             "live_tasks": hive.registry.live_tasks(),
-            "jobs": hive.registry.len(),
+            "jobs": hive.registry.count(),
             "cache_dir": hive.downloader.cache().display().to_string(),
         }),
     )

@@ -131,14 +131,9 @@ impl Registry {
     }
 
     /// Jobs in the table (running and retained finished ones).
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.prune();
         self.table().len()
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Starts a job running `work`, whose output is the job's terminal event.
@@ -343,7 +338,7 @@ mod tests {
             }
             let err = reg.cancel(&ids[4]).await.unwrap_err();
             assert!(matches!(err, CancelError::Ended { status: JobStatus::Completed, .. }));
-            assert!(reg.len() <= 3, "retention keeps at most 2 finished + the newest: {}", reg.len());
+            assert!(reg.count() <= 3, "retention keeps at most 2 finished + the newest: {}", reg.count());
         });
     }
 }
