@@ -14,6 +14,14 @@
 //! 130 cancelled by Ctrl+C.
 #![forbid(unsafe_code)]
 
+/// `println!` for command results: a closed stdout (`rbee … | head`) becomes
+/// [`exit::StdoutClosed`] (exit 141, like any tool whose pipe closed) instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::render::stdout_line(&format!($($arg)*))?
+    };
+}
+
 mod cancel;
 mod cli;
 mod client;
@@ -22,6 +30,7 @@ mod exit;
 mod follow;
 mod hive_spawn;
 mod render;
+mod settings;
 
 use std::process::ExitCode;
 
