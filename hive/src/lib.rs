@@ -19,9 +19,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use config::Args;
-use std::io::Write;
 use download::Downloader;
 use jobs::Registry;
+use std::io::Write;
 
 /// The hive: its jobs and what they need.
 pub struct Hive {

@@ -116,7 +116,8 @@ mod tests {
 
     #[test]
     fn codes() {
-        let codes: Vec<_> = [Exit::Ok, Exit::Failed, Exit::Usage, Exit::Cancelled, Exit::PipeClosed].map(Exit::code).into();
+        let codes: Vec<_> =
+            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::Cancelled, Exit::PipeClosed].map(Exit::code).into();
         assert_eq!(codes, [0, 1, 2, 130, 141]);
     }
 

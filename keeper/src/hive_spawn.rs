@@ -100,7 +100,8 @@ async fn lock(path: &Path) -> Result<File> {
                 smol::Timer::after(POLL).await;
             }
             Err(fs::TryLockError::WouldBlock) => {
-                let what = format!("another rbee has held `{}` for {:?} while starting a hive", tilde(path), STARTUP * 2);
+                let what =
+                    format!("another rbee has held `{}` for {:?} while starting a hive", tilde(path), STARTUP * 2);
                 return Err(StartFailed(format!("{what}; if none is running, delete the file")).into());
             }
             Err(fs::TryLockError::Error(e)) => {

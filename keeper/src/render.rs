@@ -51,7 +51,10 @@ pub(crate) enum Renderer {
     Bar(bar::Bars),
     Plain(plain::Plain),
     /// NDJSON lines carrying this job id; `closed` once stdout refused a line.
-    Json { job_id: String, closed: bool },
+    Json {
+        job_id: String,
+        closed: bool,
+    },
     Quiet,
 }
 

@@ -73,7 +73,8 @@ pub(crate) fn warning(base: &str, pid: Option<u32>, diffs: &[String]) -> Vec<Str
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_owned());
+    let canon =
+        |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_owned());
     canon(a) == canon(b)
 }
 

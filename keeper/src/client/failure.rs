@@ -32,7 +32,9 @@ impl std::fmt::Display for Cause {
         match self {
             Self::Refused(os) => write!(f, "{os}"),
             Self::Tls(detail) => write!(f, "the TLS handshake failed ({detail}); rbee hives speak plain HTTP"),
-            Self::Timeout => write!(f, "no connection within {}s (host down or packets dropped)", CONNECT_TIMEOUT.as_secs()),
+            Self::Timeout => {
+                write!(f, "no connection within {}s (host down or packets dropped)", CONNECT_TIMEOUT.as_secs())
+            }
             Self::Resolve => write!(f, "the host name does not resolve"),
             Self::Other(reason) => write!(f, "{reason}"),
             Self::Connected => write!(f, "the connection failed (a new one works: retry)"),
@@ -114,7 +116,10 @@ mod tests {
 
     #[test]
     fn causes_read_well() {
-        assert_eq!(Cause::Refused("connection refused (os error 111)".into()).to_string(), "connection refused (os error 111)");
+        assert_eq!(
+            Cause::Refused("connection refused (os error 111)".into()).to_string(),
+            "connection refused (os error 111)"
+        );
         assert!(Cause::Tls("x".into()).to_string().contains("plain HTTP"));
         assert!(Cause::Timeout.to_string().contains("5s"));
         assert_eq!(lowercase_first("Connection refused"), "connection refused");

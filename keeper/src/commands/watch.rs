@@ -56,7 +56,9 @@ pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &
 fn left_running(ctx: &Ctx, job_id: &str) -> Exit {
     let hive = hive_flag(ctx);
     eprintln!("rbee: stdout was closed; job {job_id} keeps running on the hive");
-    eprintln!("rbee: follow it with `rbee job attach {job_id}{hive}`, or cancel it with `rbee job cancel {job_id}{hive}`");
+    eprintln!(
+        "rbee: follow it with `rbee job attach {job_id}{hive}`, or cancel it with `rbee job cancel {job_id}{hive}`"
+    );
     Exit::PipeClosed
 }
 
