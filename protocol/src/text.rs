@@ -232,7 +232,7 @@ pub fn retry_state(narration: &str) -> Option<String> {
     let (ms, after_ms) = after_in.split_once(" ms")?;
     let ms: u64 = ms.trim().parse().ok()?;
     let reason = after_ms.split_once(": ").map_or("", |(_, r)| r.trim());
-    let wait = if ms % 1000 == 0 {
+    let wait = if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
