@@ -262,3 +262,23 @@ fn a_closed_stdout_ends_the_keeper_and_leaves_the_job_running() {
     let (_, info) = hive.get(&format!("/v1/jobs/{id}"));
     assert_eq!(info["status"], "running", "the job goes on: {info}");
 }
+
+/// The README's transcript is `just demo`'s: the same commands, in the same order.
+#[test]
+fn the_readme_transcript_is_just_demos() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let justfile = std::fs::read_to_string(root.join("justfile")).unwrap();
+    let start = readme.find("fake hub: HF_ENDPOINT").expect("the README shows the demo's output");
+    let block = &readme[start..readme[start..].find("```").map_or(readme.len(), |end| start + end)];
+    let shown: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("$ ")).collect();
+    let recipe = &justfile[justfile.find("\ndemo:").expect("a demo recipe")..];
+    let recipe = &recipe[..recipe[1..].find("\n# ").unwrap_or(recipe.len())];
+    let said: Vec<String> = recipe
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("say "))
+        .map(|c| c.trim_matches('\'').to_owned())
+        .collect();
+    assert_eq!(shown, said, "README transcript vs `just demo`");
+    assert!(block.contains("^C\n🛑 Cancelling operation...") && block.contains("↩️  resuming"), "{block}");
+}
