@@ -10,8 +10,8 @@
 //! rbee job list --json
 //! ```
 //!
-//! Exit codes: 0 ok, 1 the job (or request) failed, 2 usage error or hive unreachable,
-//! 130 cancelled by Ctrl+C.
+//! Exit codes: 0 ok, 1 the job (or request) failed, 2 usage error, hive unreachable or not a hive,
+//! 130 cancelled by Ctrl+C, 141 stdout closed (the job goes on on the hive).
 #![forbid(unsafe_code)]
 
 /// `println!` for command results: a closed stdout (`rbee … | head`) becomes

@@ -274,11 +274,8 @@ fn the_readme_transcript_is_just_demos() {
     let shown: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("$ ")).collect();
     let recipe = &justfile[justfile.find("\ndemo:").expect("a demo recipe")..];
     let recipe = &recipe[..recipe[1..].find("\n# ").unwrap_or(recipe.len())];
-    let said: Vec<String> = recipe
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("say "))
-        .map(|c| c.trim_matches('\'').to_owned())
-        .collect();
+    let said: Vec<String> =
+        recipe.lines().filter_map(|l| l.trim().strip_prefix("say ")).map(|c| c.trim_matches('\'').to_owned()).collect();
     assert_eq!(shown, said, "README transcript vs `just demo`");
     assert!(block.contains("^C\n🛑 Cancelling operation...") && block.contains("↩️  resuming"), "{block}");
 }
