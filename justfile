@@ -67,23 +67,37 @@ py:
     if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
     .venv/bin/pip install -q --disable-pip-version-check "huggingface_hub=={{hf_hub_version}}"
 
-# Run a fake HF hub and a hive so you can try `rbee model download` and Ctrl+C offline.
+# Offline demo, the README's transcript: a fake hub, a local hive, a download cut by Ctrl+C (SIGINT),
+# the job list, the resumed download, `rbee hive stop`. Keeper output is plain lines (not a TTY).
 demo: build
     #!/usr/bin/env bash
     set -euo pipefail
-    cache=$(mktemp -d)
-    ./target/debug/fake-hub --port 18080 --cdn-port 18081 &
+    work=$(mktemp -d)
+    export PATH="$PWD/target/debug:$PATH" XDG_CACHE_HOME="$work/state" HF_HUB_CACHE="$work/cache"
+    export HF_ENDPOINT=http://127.0.0.1:18080 RBEE_HIVE_ADDR=127.0.0.1:17835
+    unset HF_TOKEN HF_HOME RBEE_HIVE_URL RBEE_HIVE_TOKEN
+    fake-hub --port 18080 --cdn-port 18081 --rate $((4 << 20)) --file model.gguf:32MiB 2>/dev/null &
     hub=$!
-    trap 'kill $hub $hive 2>/dev/null; rm -rf "$cache"' EXIT
-    sleep 0.5
-    HF_ENDPOINT=http://127.0.0.1:18080 HF_HUB_CACHE="$cache" ./target/debug/rbee-hive --addr 127.0.0.1:7835 --heartbeat-secs 3 &
-    hive=$!
-    sleep 0.5
-    echo
-    echo "Try (in another terminal), then press Ctrl+C mid-download:"
-    echo "  ./target/debug/rbee model download rbee-demo/tiny-model model.gguf"
-    echo "Cache: $cache   (Ctrl+C here stops the demo)"
-    wait $hive
+    trap 'rbee hive stop >/dev/null 2>&1 || true; kill $hub 2>/dev/null || true; rm -rf "$work"' EXIT
+    until (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do sleep 0.1; done
+    say() { printf '$ %s\n' "$*"; }
+    say rbee hive start
+    rbee hive start
+    say rbee model download rbee-demo/tiny-model model.gguf
+    rbee model download rbee-demo/tiny-model model.gguf > >(cat) 2> >(cat >&2) &
+    keeper=$!
+    sleep 3
+    echo "^C"
+    kill -INT $keeper
+    code=0; wait $keeper || code=$?
+    say 'echo $?'
+    echo $code
+    say rbee job list
+    rbee job list
+    say rbee model download rbee-demo/tiny-model model.gguf
+    rbee model download rbee-demo/tiny-model model.gguf 2>&1 | cat
+    say rbee hive stop
+    rbee hive stop
 
 # Run the hive against the real hub with your cache.
 hive *ARGS:

@@ -57,6 +57,10 @@ pub struct Args {
     /// First retry delay in milliseconds (doubles per retry, at most 10 s).
     #[arg(long, default_value_t = 500)]
     pub retry_backoff_ms: u64,
+    /// What the log (stderr) shows: error, warn, info, debug, trace or off; or an env_logger filter
+    /// such as `info,rbee_hive::download=debug`.
+    #[arg(long, env = "RBEE_LOG", default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
     /// Finished jobs kept for status and replay.
     #[arg(long, default_value_t = 1000)]
     pub max_finished_jobs: usize,

@@ -21,6 +21,7 @@ use anyhow::Context;
 pub use config::Args;
 use download::Downloader;
 use jobs::Registry;
+use std::io::Write;
 
 /// The hive: its jobs and what they need.
 pub struct Hive {
@@ -47,25 +48,42 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    init_log(&args.log_level);
     // Before any thread or socket exists: leave the caller's session.
     if args.detach {
         if let Err(e) = nix::unistd::setsid() {
-            eprintln!("rbee-hive: --detach: could not start a new session ({e}); continuing in this one");
+            log::warn!("--detach: could not start a new session ({e}); continuing in this one");
         }
     }
     match serve(args) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("rbee-hive: error: {e:#}");
+            // `rbee` quotes this line when a hive it started dies (e.g. the port is taken).
+            log::error!("error: {e:#}");
             1
         }
     }
 }
 
+/// The hive's log on stderr: `2025-01-31T12:00:00Z INFO  rbee-hive: <message>`, filtered by
+/// `--log-level` / `RBEE_LOG`. Messages never carry a token (the hive never formats one).
+fn init_log(filter: &str) {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(filter).target(env_logger::Target::Stderr).format(|buf, record| {
+        let level = record.level();
+        writeln!(buf, "{} {level:<5} rbee-hive: {}", buf.timestamp_seconds(), record.args())
+    });
+    // A second init (tests running `run` twice in one process) keeps the first logger.
+    let _ = builder.try_init();
+}
+
 fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let listener = std::net::TcpListener::bind(config.addr).with_context(|| {
-        format!("cannot listen on {}: is another hive running there? pick another --addr", config.addr)
+    let listener = std::net::TcpListener::bind(config.addr).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e}; is another program using the port? pick another --addr (RBEE_HIVE_ADDR)",
+            config.addr
+        )
     })?;
     let hive = Arc::new(Hive {
         registry: Registry::new(config.retention),
@@ -73,12 +91,13 @@ fn serve(args: Args) -> anyhow::Result<()> {
         token: config.token.clone(),
         access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
     });
-    eprintln!(
-        "rbee-hive {} listening on http://{} (cache {}, upstream {})",
+    log::info!(
+        "rbee-hive {} listening on http://{} (cache {}, upstream {}, HF_TOKEN {})",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?,
         config.download.cache.display(),
-        config.download.endpoint
+        config.download.endpoint,
+        if config.download.token.is_some() { "set" } else { "not set" }
     );
     smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
 }

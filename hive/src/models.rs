@@ -89,7 +89,7 @@ pub async fn delete(hive: &Hive, model: &ModelRef, partial: bool, force: bool) -
         if !force {
             return Err(RemoveError::InUse { what: format!("`{model}`"), by: Some(job) }.into());
         }
-        eprintln!("rbee-hive: cancelling {job} to remove `{}` (force)", escape(&model.to_string()));
+        log::info!("cancelling {job} to remove `{}` (force)", escape(&model.to_string()));
         // Returns once the task is dropped, which drops its claim too.
         let _ = hive.registry.cancel(&job).await;
     }

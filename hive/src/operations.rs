@@ -2,10 +2,62 @@
 //! job's terminal event.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rbee_protocol::{escape, text, Event, ModelDelete, ModelGet, ModelRef, Operation, Submitted};
 
+use crate::jobs::EventLog;
 use crate::{models, Hive};
+
+/// Logs how a job ended — completed, failed (with the whole reason) or cancelled (its task
+/// dropped, by `DELETE`, a forced removal or shutdown) — with its duration and the bytes it
+/// received. Built when the job's work starts, dropped with it.
+struct JobEnd {
+    id: String,
+    started: Instant,
+    log: Arc<EventLog>,
+    logged: bool,
+}
+
+impl JobEnd {
+    fn new(id: &str, log: Arc<EventLog>) -> Self {
+        Self { id: id.to_owned(), started: Instant::now(), log, logged: false }
+    }
+
+    /// The job's own end: its terminal event.
+    fn ended(mut self, event: &Event) {
+        self.logged = true;
+        let (took, bytes) = (self.started.elapsed().as_secs_f64(), text::bytes(received(&self.log)));
+        let id = &self.id;
+        match event {
+            Event::Done { .. } => log::info!("{id} completed in {took:.1} s, {bytes} received"),
+            Event::Error { message } => {
+                log::warn!("{id} failed after {took:.1} s, {bytes} received: {}", escape(message));
+            }
+            other => log::info!("{id} ended ({}) after {took:.1} s, {bytes} received", other.name()),
+        }
+    }
+}
+
+impl Drop for JobEnd {
+    fn drop(&mut self) {
+        if !self.logged {
+            let (took, bytes) = (self.started.elapsed().as_secs_f64(), text::bytes(received(&self.log)));
+            log::info!("{} cancelled after {took:.1} s, {bytes} received (task dropped)", self.id);
+        }
+    }
+}
+
+/// Bytes the job fetched: per file, its last progress past where it resumed.
+fn received(log: &EventLog) -> u64 {
+    let mut files = std::collections::HashMap::new();
+    for (_, event) in log.since(0).0 {
+        if let Event::Progress { file, bytes, resumed_from, .. } = event {
+            files.insert(file, bytes.saturating_sub(resumed_from));
+        }
+    }
+    files.values().sum()
+}
 
 impl Hive {
     /// Starts what a `POST /v1/jobs` body asked for as a job; returns its id.
@@ -26,19 +78,22 @@ impl Hive {
                 }),
                 _ => None,
             };
+            let end = JobEnd::new(&ctx.id, ctx.log.clone());
             async move {
                 let _busy = busy;
-                match op {
+                let event = match op {
                     Some(Operation::ModelDownload(d)) => hive.downloader.run(ctx, d).await,
                     Some(Operation::ModelList(_)) => hive.model_list().await,
                     Some(Operation::ModelGet(g)) => hive.model_get(&g).await,
                     Some(Operation::ModelDelete(d)) => hive.model_delete(&d).await,
                     Some(Operation::HiveCheck { alias }) => hive.hive_check(&ctx.log, &alias),
                     None => Event::Error { message: format!("operation `{name}` is not supported by this hive") },
-                }
+                };
+                end.ended(&event);
+                event
             }
         });
-        eprintln!("rbee-hive: {id} started: {}", escape(&description));
+        log::info!("{id} started: {}", escape(&description));
         id
     }
 

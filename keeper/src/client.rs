@@ -1,5 +1,10 @@
 //! The hive's HTTP API over surf (curl client): one method per route, errors with context.
+//!
+//! Connecting may take [`CONNECT_TIMEOUT`] at most; nothing else is time-limited here (a job's
+//! stream lasts as long as its download; callers that want an answer soon race [`timeout`]).
+//! A reply that is not the hive's (no JSON error, not `ok`) becomes [`NotAHive`], never a dump.
 
+mod failure;
 mod urls;
 
 use std::future::Future;
@@ -13,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
+pub(crate) use failure::{Cause, NotAHive, Unreachable, CONNECT_TIMEOUT};
 pub(crate) use urls::{addr_of, hive_target, job_stream, normalize_base, HiveTarget, DEFAULT_ADDR};
 
-use crate::exit::{Unreachable, UsageError};
+use crate::exit::UsageError;
 
 /// The hive answered with a non-2xx status.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,15 @@ pub(crate) struct Health {
     pub(crate) running_jobs: u64,
     #[serde(default)]
     pub(crate) live_tasks: u64,
+    /// The HF cache the hive writes to (this hive only; rbee's says nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_dir: Option<String>,
+    /// The hub it downloads from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoint: Option<String>,
+    /// Whether it has an `HF_TOKEN` (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) token_set: Option<bool>,
 }
 
 /// What `DELETE /v1/jobs/{id}` said.
@@ -68,20 +83,32 @@ pub(crate) struct HiveClient {
     base: String,
     token: Option<String>,
     http: surf::Client,
+    /// The local hive (`--local-addr`): its misconfigurations are fixed with RBEE_HIVE_ADDR.
+    local: bool,
 }
 
 impl HiveClient {
     pub(crate) fn new(base: &str, token: Option<String>) -> Result<Self> {
         let base = normalize_base(base).map_err(|e| UsageError(format!("{e:#}")))?;
         surf::Url::parse(&base).map_err(|e| UsageError(format!("invalid hive URL `{base}`: {e}")))?;
-        let config = surf::Config::new().set_timeout(None).set_tcp_no_delay(true);
-        let http = surf::Client::try_from(config).map_err(|e| anyhow!("creating the HTTP client: {e}"))?;
-        Ok(Self { base, token: token.filter(|t| !t.is_empty()), http })
+        // surf's own config can only set an overall timeout, which would cut a long stream; curl's
+        // connect timeout (which covers the TLS handshake) comes from isahc's builder.
+        use isahc::config::Configurable;
+        let curl = isahc::HttpClient::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay().build();
+        let curl = curl.map_err(|e| anyhow!("creating the HTTP client: {e}"))?;
+        let http = surf::Client::with_http_client(http_client::isahc::IsahcClient::from_client(curl));
+        Ok(Self { base, token: token.filter(|t| !t.is_empty()), http, local: false })
+    }
+
+    /// This client talks to the local hive.
+    pub(crate) fn local(mut self) -> Self {
+        self.local = true;
+        self
     }
 
     /// The same credentials, another hive.
     pub(crate) fn at(&self, base: &str) -> Result<Self> {
-        Self::new(base, self.token.clone())
+        Ok(Self { local: self.local, ..Self::new(base, self.token.clone())? })
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -97,8 +124,10 @@ impl HiveClient {
     }
 
     async fn send(&self, req: RequestBuilder) -> Result<Response> {
-        let unreachable = |e: surf::Error| Unreachable { url: self.base.clone(), reason: e.to_string() };
-        Ok(req.await.map_err(unreachable)?)
+        match req.await {
+            Ok(res) => Ok(res),
+            Err(e) => Err(Unreachable { url: self.base.clone(), cause: failure::cause(&self.base, &e).await }.into()),
+        }
     }
 
     async fn ok(&self, req: RequestBuilder) -> Result<Response> {
@@ -106,25 +135,51 @@ impl HiveClient {
         if res.status().is_success() {
             return Ok(res);
         }
-        Err(hive_error(res).await.into())
+        Err(self.hive_error(res).await)
     }
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T> {
         let mut res = self.ok(req).await.with_context(|| what.to_owned())?;
-        let body = res.body_json().await.map_err(|e| anyhow!("{e}"));
-        body.with_context(|| format!("{what}: the hive's reply is not what rbee expects"))
+        let body = res.body_bytes().await.map_err(|e| anyhow!("{e}")).with_context(|| what.to_owned())?;
+        serde_json::from_slice(&body).map_err(|_| anyhow::Error::new(self.not_a_hive(&res)).context(what.to_owned()))
     }
 
-    /// `GET /health`, asking for JSON; rbee's own hive answers `ok`, which is healthy too.
+    fn not_a_hive(&self, res: &Response) -> NotAHive {
+        NotAHive::new(&self.base, res, self.local)
+    }
+
+    /// The error for a non-2xx reply: the hive's JSON error, an empty reply (rbee's hive), or
+    /// [`NotAHive`] for anything else.
+    async fn hive_error(&self, mut res: Response) -> anyhow::Error {
+        let status = u16::from(res.status());
+        let body = res.body_string().await.unwrap_or_default();
+        let api = serde_json::from_str::<ApiError>(&body).ok();
+        let message = match &api {
+            Some(api) => api.message.clone(),
+            None if body.trim().is_empty() => res.status().canonical_reason().to_lowercase(),
+            None => return self.not_a_hive(&res).into(),
+        };
+        HiveError { status, message, api }.into()
+    }
+
+    /// `GET /health`, asking for JSON; rbee's own hive answers `ok`, which is healthy too. A hive
+    /// answers it with 200 (or its JSON error, e.g. a refused token): anything else is not a hive.
     pub(crate) async fn health(&self) -> Result<Health> {
         let what = "checking the hive's health";
         let req = self.request(Method::Get, routes::HEALTH).header("Accept", "application/json");
-        let mut res = self.ok(req).await.context(what)?;
-        let body = res.body_string().await.map_err(|e| anyhow!("{e}")).context(what)?;
+        let mut res = self.send(req).await.context(what)?;
+        let body = res.body_string().await.unwrap_or_default();
+        if !res.status().is_success() {
+            let Ok(api) = serde_json::from_str::<ApiError>(&body) else {
+                return Err(anyhow::Error::new(self.not_a_hive(&res)).context(what));
+            };
+            let err = HiveError { status: u16::from(res.status()), message: api.message.clone(), api: Some(api) };
+            return Err(anyhow::Error::new(err).context(what));
+        }
         if body.trim() == HEALTH_OK {
             return Ok(Health { status: HEALTH_OK.to_owned(), ..Health::default() });
         }
-        serde_json::from_str(&body).with_context(|| format!("{what}: the reply is neither `ok` nor a hive's JSON"))
+        serde_json::from_str(&body).map_err(|_| anyhow::Error::new(self.not_a_hive(&res)).context(what))
     }
 
     /// `Some(health)` when the hive answers within `limit`.
@@ -175,8 +230,12 @@ impl HiveClient {
         match u16::from(res.status()) {
             200..=299 => Ok(CancelReply::Cancelled),
             404 => Ok(CancelReply::NotFound),
-            409 => Ok(CancelReply::AlreadyEnded(hive_error(res).await.api.and_then(|a| a.status))),
-            _ => Err(anyhow::Error::new(hive_error(res).await).context(format!("cancelling job {id}"))),
+            409 => {
+                let err = self.hive_error(res).await;
+                let api = err.downcast_ref::<HiveError>().and_then(|e| e.api.as_ref());
+                Ok(CancelReply::AlreadyEnded(api.and_then(|a| a.status)))
+            }
+            _ => Err(self.hive_error(res).await.context(format!("cancelling job {id}"))),
         }
     }
 
@@ -210,16 +269,4 @@ fn is_job_not_found(err: &anyhow::Error) -> bool {
 /// The HTTP status behind `err`, when the hive answered with an error.
 pub(crate) fn status_of(err: &anyhow::Error) -> Option<u16> {
     err.chain().find_map(|c| c.downcast_ref::<HiveError>()).map(|e| e.status)
-}
-
-async fn hive_error(mut res: Response) -> HiveError {
-    let status = u16::from(res.status());
-    let body = res.body_string().await.unwrap_or_default();
-    let api = serde_json::from_str::<ApiError>(&body).ok();
-    let message = match &api {
-        Some(api) => api.message.clone(),
-        None if body.trim().is_empty() => res.status().canonical_reason().to_lowercase(),
-        None => body.trim().to_owned(),
-    };
-    HiveError { status, message, api }
 }

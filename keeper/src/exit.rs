@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::client::status_of;
+pub(crate) use crate::client::Unreachable;
+use crate::client::{status_of, Cause, NotAHive};
 
 /// How the keeper ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum Exit {
     Usage,
     /// The user pressed Ctrl+C (130).
     Cancelled,
+    /// Stdout was closed (`rbee … | head`): 141, what a shell reports for a tool killed by SIGPIPE.
+    PipeClosed,
 }
 
 impl Exit {
@@ -26,6 +29,7 @@ impl Exit {
             Self::Failed => 1,
             Self::Usage => 2,
             Self::Cancelled => 130,
+            Self::PipeClosed => 141,
         }
     }
 }
@@ -36,13 +40,15 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// Nothing answered at the hive's address (exit 2).
+/// The local hive could not be started; the message says why (exit 2).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach the hive at {url}: {reason}")]
-pub(crate) struct Unreachable {
-    pub(crate) url: String,
-    pub(crate) reason: String,
-}
+#[error("{0}")]
+pub(crate) struct StartFailed(pub(crate) String);
+
+/// Stdout was closed while the keeper wrote to it (exit 141).
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub(crate) struct StdoutClosed;
 
 /// The command line asked for something invalid (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +64,13 @@ pub(crate) struct JobFailed(pub(crate) String);
 pub(crate) fn classify(err: &anyhow::Error) -> Exit {
     // A hive that refuses our token cannot be used at all: like an unreachable one, that is a
     // setup problem (exit 2), not a failed job.
-    let usage =
-        err.chain().any(|c| c.is::<Unreachable>() || c.is::<UsageError>()) || matches!(status_of(err), Some(401 | 403));
+    if err.chain().any(|c| c.is::<StdoutClosed>()) {
+        return Exit::PipeClosed;
+    }
+    let setup = |c: &(dyn std::error::Error + 'static)| {
+        c.is::<Unreachable>() || c.is::<UsageError>() || c.is::<NotAHive>() || c.is::<StartFailed>()
+    };
+    let usage = err.chain().any(setup) || matches!(status_of(err), Some(401 | 403));
     if usage {
         Exit::Usage
     } else {
@@ -69,8 +80,15 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
 
 /// What the user can do about `err`, when there is something.
 pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
-    if err.chain().any(|c| c.is::<Unreachable>()) {
-        return Some("start one with `rbee hive start`, or point `--hive` / RBEE_HIVE_URL at a running hive");
+    if let Some(down) = err.chain().find_map(|c| c.downcast_ref::<Unreachable>()) {
+        return Some(match down.cause {
+            Cause::Tls(_) => "use http:// in --hive / RBEE_HIVE_URL",
+            Cause::Timeout => "check that the host is up and that no firewall drops connections to its port",
+            Cause::Resolve => "check the host name in --hive / RBEE_HIVE_URL",
+            Cause::Refused(_) | Cause::Other(_) | Cause::Connected => {
+                "start one with `rbee hive start`, or point `--hive` / RBEE_HIVE_URL at a running hive"
+            }
+        });
     }
     match status_of(err) {
         Some(401 | 403) => Some("set RBEE_HIVE_TOKEN to the hive's token"),
@@ -78,8 +96,12 @@ pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
     }
 }
 
-/// Print `err` once, with its whole cause chain, plus a hint line where one helps.
+/// Print `err` once, with its whole cause chain, plus a hint line where one helps. A closed stdout
+/// was already explained where it happened.
 pub(crate) fn report(err: &anyhow::Error) {
+    if err.chain().any(|c| c.is::<StdoutClosed>()) {
+        return;
+    }
     eprintln!("rbee: error: {}", rbee_protocol::escape(&format!("{err:#}")));
     if let Some(hint) = hint(err) {
         eprintln!("rbee: hint: {hint}");
@@ -94,19 +116,23 @@ mod tests {
 
     #[test]
     fn codes() {
-        let codes: Vec<_> = [Exit::Ok, Exit::Failed, Exit::Usage, Exit::Cancelled].map(Exit::code).into();
-        assert_eq!(codes, [0, 1, 2, 130]);
+        let codes: Vec<_> =
+            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::Cancelled, Exit::PipeClosed].map(Exit::code).into();
+        assert_eq!(codes, [0, 1, 2, 130, 141]);
     }
 
     #[test]
     fn errors_map_through_context() {
-        let down = Unreachable { url: "http://x".into(), reason: "refused".into() };
+        let down = Unreachable { url: "http://x".into(), cause: Cause::Refused("connection refused".into()) };
         let err = Err::<(), _>(down).context("listing jobs").unwrap_err();
         assert_eq!(classify(&err), Exit::Usage);
         assert!(hint(&err).unwrap().contains("rbee hive start"));
         assert_eq!(classify(&UsageError("bad".into()).into()), Exit::Usage);
         assert_eq!(classify(&JobFailed("boom".into()).into()), Exit::Failed);
         assert_eq!(classify(&anyhow::anyhow!("other")), Exit::Failed);
+        let tls = Unreachable { url: "https://x".into(), cause: Cause::Tls("wrong version number".into()) };
+        assert_eq!(hint(&tls.into()), Some("use http:// in --hive / RBEE_HIVE_URL"));
+        assert_eq!(classify(&StdoutClosed.into()), Exit::PipeClosed);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use rbee_protocol::sse::{Decoder, Frame};
 use rbee_protocol::Event;
 
 use crate::client::{status_of, timeout, HiveClient, NoSuchJob};
+use crate::exit::StdoutClosed;
 use crate::render::Renderer;
 
 /// Reconnect attempts in a row that may bring nothing new.
@@ -73,7 +74,7 @@ pub(crate) async fn follow(client: &HiveClient, job_id: &str, sse_url: &str, r: 
         let err = match read_once(client, sse_url, &mut dedup, r).await {
             Ok(Some(end)) => return Ok(end),
             Ok(None) => anyhow!("the stream ended before the job did"),
-            Err(e) if status_of(&e).is_some() => return Err(e),
+            Err(e) if status_of(&e).is_some() || e.is::<StdoutClosed>() => return Err(e),
             Err(e) => e,
         };
         if dedup.last().is_none() {
@@ -106,8 +107,12 @@ async fn read_once(client: &HiveClient, sse_url: &str, dedup: &mut Dedup, r: &mu
         if n == 0 {
             return Ok(None);
         }
-        if let Some(end) = absorb(decoder.feed(&buf[..n]), dedup, |f| r.event(f)) {
-            return Ok(Some(end));
+        let end = absorb(decoder.feed(&buf[..n]), dedup, |f| r.event(f));
+        if r.stdout_closed() {
+            return Err(StdoutClosed.into());
+        }
+        if end.is_some() {
+            return Ok(end);
         }
         // Let a racing Ctrl+C in even when the stream never makes us wait.
         future::yield_now().await;

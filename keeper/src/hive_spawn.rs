@@ -1,8 +1,14 @@
 //! The embedded default: when no hive answers, start a local `rbee-hive` detached from the
 //! terminal (`rbee-hive --detach`: its own session, so Ctrl+C reaches only the keeper) and wait for `/health`.
+//!
+//! Starting is serialised by a lock file beside the hive log (`~/.cache/rbee/hive.lock`): keepers
+//! started at once queue there, the first starts the hive and the others find it running and use
+//! it. The pid shown is the one the hive reports. A hive that dies while starting (a port taken)
+//! has logged why; the keeper quotes that line.
 
 use std::env;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::client::{addr_of, HiveClient};
-use crate::exit::Unreachable;
+use crate::client::{addr_of, timeout, Health, HiveClient, NotAHive};
+use crate::exit::StartFailed;
+use crate::settings::{self, HfSettings};
 
 /// How long a silent address may take before we decide nothing runs there.
 pub(crate) const PROBE: Duration = Duration::from_millis(300);
@@ -31,29 +38,77 @@ impl Started {
     }
 }
 
-/// Make sure a hive answers at `client`'s address, starting a local one when none does.
+/// What [`start`] found.
+pub(crate) enum Outcome {
+    /// It started a hive.
+    Started(Started),
+    /// A hive was running (another keeper started it meanwhile).
+    Running(Health),
+}
+
+/// Make sure a hive answers at `client`'s address, starting a local one when none does; warn when
+/// a running one uses other HF settings than this shell.
 pub(crate) async fn ensure(client: &HiveClient, quiet: bool) -> Result<()> {
-    if client.probe(PROBE).await.is_some() {
-        return Ok(());
-    }
-    let started = start(client).await?;
-    if !quiet {
-        eprintln!("{}", started.line(client.base()));
-    }
+    let health = match timeout(PROBE, client.health()).await {
+        Ok(health) => health,
+        Err(e) if e.chain().any(|c| c.is::<NotAHive>()) => return Err(e),
+        Err(_) => match start(client).await? {
+            Outcome::Running(health) => health,
+            Outcome::Started(started) => {
+                if !quiet {
+                    eprintln!("{}", started.line(client.base()));
+                }
+                return Ok(());
+            }
+        },
+    };
+    let diffs = HfSettings::from_env().differences(&health);
+    settings::warning(client.base(), health.pid, &diffs).iter().for_each(|l| eprintln!("{l}"));
     Ok(())
 }
 
-/// Spawn `rbee-hive --addr <client's host:port>` in the background and wait until it is up.
-pub(crate) async fn start(client: &HiveClient) -> Result<Started> {
+/// Spawn `rbee-hive --addr <client's host:port>` in the background and wait until it is up, unless
+/// a hive answers once this keeper holds the start lock.
+pub(crate) async fn start(client: &HiveClient) -> Result<Outcome> {
     let log = log_path();
-    let unreachable = |reason: String| Unreachable { url: client.base().to_owned(), reason };
+    let _lock = lock(&log.with_file_name("hive.lock")).await?;
+    if let Ok(health) = timeout(PROBE, client.health()).await {
+        return Ok(Outcome::Running(health));
+    }
+    let from = fs::metadata(&log).map_or(0, |m| m.len());
     let mut cmd = command(&addr_of(client.base()));
     cmd.arg("--detach");
-    let mut child = detach(&mut cmd, &log)?
-        .spawn()
-        .map_err(|e| unreachable(format!("could not start `{}`: {e}", hive_binary().display())))?;
-    wait_until_up(client, &mut child, &log).await.map_err(unreachable)?;
-    Ok(Started { pid: child.id(), log })
+    let spawned = detach(&mut cmd, &log)?.spawn();
+    let mut child = spawned.map_err(|e| StartFailed(format!("could not start `{}`: {e}", hive_binary().display())))?;
+    let health = wait_until_up(client, &mut child, &log, from).await.map_err(StartFailed)?;
+    Ok(Outcome::Started(Started { pid: health.pid.unwrap_or_else(|| child.id()), log }))
+}
+
+/// The start lock: held until the returned file is dropped. Waits (polling, so the executor
+/// stays free) while another keeper starts a hive.
+async fn lock(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    }
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path);
+    let file = file.with_context(|| format!("opening the start lock `{}`", path.display()))?;
+    let deadline = Instant::now() + STARTUP * 2;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                smol::Timer::after(POLL).await;
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let what =
+                    format!("another rbee has held `{}` for {:?} while starting a hive", tilde(path), STARTUP * 2);
+                return Err(StartFailed(format!("{what}; if none is running, delete the file")).into());
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("locking `{}`", path.display())));
+            }
+        }
+    }
 }
 
 /// Replace this process with `rbee-hive --addr <addr>` (returns only on failure).
@@ -80,21 +135,33 @@ fn detach<'c>(cmd: &'c mut Command, log: &Path) -> Result<&'c mut Command> {
     Ok(cmd.stdin(Stdio::null()).stdout(out).stderr(err))
 }
 
-async fn wait_until_up(client: &HiveClient, child: &mut Child, log: &Path) -> Result<(), String> {
+async fn wait_until_up(client: &HiveClient, child: &mut Child, log: &Path, from: u64) -> Result<Health, String> {
     let deadline = Instant::now() + STARTUP;
-    let log = tilde(log);
+    let shown = tilde(log);
     loop {
-        if client.probe(PROBE).await.is_some() {
-            return Ok(());
+        if let Ok(health) = timeout(PROBE, client.health()).await {
+            return Ok(health);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("the local `rbee-hive` exited while starting ({status}); see {log}"));
+            let why = last_error(log, from).unwrap_or_else(|| format!("it exited ({status})"));
+            return Err(format!("the local `rbee-hive` could not start: {why}; see {shown}"));
         }
         if Instant::now() >= deadline {
-            return Err(format!("the local `rbee-hive` did not answer within {STARTUP:?}; see {log}"));
+            return Err(format!("the local `rbee-hive` did not answer within {STARTUP:?}; see {shown}"));
         }
         smol::Timer::after(POLL).await;
     }
+}
+
+/// The hive's last error line written to `log` after byte `from`, without its timestamp.
+fn last_error(log: &Path, from: u64) -> Option<String> {
+    let mut file = File::open(log).ok()?;
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = String::new();
+    file.take(64 * 1024).read_to_string(&mut tail).ok()?;
+    let line = tail.lines().rev().find(|l| l.contains("ERROR") || l.contains("error:"))?;
+    let text = line.split_once("rbee-hive: ").map_or(line, |(_, rest)| rest);
+    Some(text.trim_start_matches("error: ").trim().to_owned())
 }
 
 /// `rbee-hive` beside this executable, else the one on `PATH`.
@@ -111,7 +178,7 @@ pub(crate) fn log_path() -> PathBuf {
 }
 
 /// `path` with the home directory shown as `~`.
-fn tilde(path: &Path) -> String {
+pub(crate) fn tilde(path: &Path) -> String {
     let home = env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     match home.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
         Some(rest) => format!("~/{}", rest.display()),

@@ -10,9 +10,17 @@
 //! rbee job list --json
 //! ```
 //!
-//! Exit codes: 0 ok, 1 the job (or request) failed, 2 usage error or hive unreachable,
-//! 130 cancelled by Ctrl+C.
+//! Exit codes: 0 ok, 1 the job (or request) failed, 2 usage error, hive unreachable or not a hive,
+//! 130 cancelled by Ctrl+C, 141 stdout closed (the job goes on on the hive).
 #![forbid(unsafe_code)]
+
+/// `println!` for command results: a closed stdout (`rbee … | head`) becomes
+/// [`exit::StdoutClosed`] (exit 141, like any tool whose pipe closed) instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::render::stdout_line(&format!($($arg)*))?
+    };
+}
 
 mod cancel;
 mod cli;
@@ -22,6 +30,7 @@ mod exit;
 mod follow;
 mod hive_spawn;
 mod render;
+mod settings;
 
 use std::process::ExitCode;
 

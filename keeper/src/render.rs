@@ -10,6 +10,14 @@ use std::time::Instant;
 use rbee_protocol::sse::Frame;
 use rbee_protocol::Event;
 
+use crate::exit::StdoutClosed;
+
+/// Write `line` and a newline to stdout, flushed; any failure means no one reads it any more.
+pub(crate) fn stdout_line(line: &str) -> Result<(), StdoutClosed> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|_| StdoutClosed)
+}
+
 /// The output style, chosen once from the flags and whether stderr is a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -42,8 +50,11 @@ impl Mode {
 pub(crate) enum Renderer {
     Bar(bar::Bars),
     Plain(plain::Plain),
-    /// NDJSON lines carrying this job id.
-    Json(String),
+    /// NDJSON lines carrying this job id; `closed` once stdout refused a line.
+    Json {
+        job_id: String,
+        closed: bool,
+    },
     Quiet,
 }
 
@@ -52,7 +63,7 @@ impl Renderer {
         match mode {
             Mode::Bar => Self::Bar(bar::Bars::new()),
             Mode::Plain => Self::Plain(plain::Plain::default()),
-            Mode::Json => Self::Json(job_id.to_owned()),
+            Mode::Json => Self::Json { job_id: job_id.to_owned(), closed: false },
             Mode::Quiet => Self::Quiet,
         }
     }
@@ -62,10 +73,8 @@ impl Renderer {
     pub(crate) fn event(&mut self, frame: &Frame) {
         let event = &frame.event;
         match self {
-            Self::Json(job_id) => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", json_line(job_id, frame.id, event)).and_then(|()| out.flush()).ok();
-            }
+            Self::Json { closed: true, .. } => {}
+            Self::Json { job_id, closed } => *closed = stdout_line(&json_line(job_id, frame.id, event)).is_err(),
             _ if is_end_marker(event) => {}
             Self::Bar(bars) => bars.event(event),
             Self::Plain(plain) => {
@@ -75,6 +84,11 @@ impl Renderer {
             }
             Self::Quiet => {}
         }
+    }
+
+    /// Whether stdout was closed under the events (then the caller stops at once).
+    pub(crate) fn stdout_closed(&self) -> bool {
+        matches!(self, Self::Json { closed: true, .. })
     }
 
     /// Stop drawing before the final lines (`interrupted`: by a Ctrl+C).

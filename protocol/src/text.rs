@@ -221,9 +221,38 @@ impl TextStream {
     }
 }
 
+/// The hive narrates each retry as `🔁 retry 2/5 for `f` in 4000 ms from byte N: <reason>` (or
+/// `… resolving `f` in 500 ms: <reason>`); a live line shows it as `🔁 retry 2/5 in 4 s: <reason>`.
+/// `None` for any other line.
+#[must_use]
+pub fn retry_state(narration: &str) -> Option<String> {
+    let rest = narration.trim().strip_prefix("🔁 retry ")?;
+    let (count, rest) = rest.split_once(' ')?;
+    let (_, after_in) = rest.split_once(" in ")?;
+    let (ms, after_ms) = after_in.split_once(" ms")?;
+    let ms: u64 = ms.trim().parse().ok()?;
+    let reason = after_ms.split_once(": ").map_or("", |(_, r)| r.trim());
+    let wait = if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
+    };
+    let reason = if reason.is_empty() { String::new() } else { format!(": {}", one_line(reason)) };
+    Some(format!("🔁 retry {count} in {wait}{reason}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_lines_become_a_live_state() {
+        let fetch = "🔁 retry 2/5 for `m.gguf` in 4000 ms from byte 12: network error: connection reset";
+        assert_eq!(retry_state(fetch).as_deref(), Some("🔁 retry 2/5 in 4 s: network error: connection reset"));
+        let resolve = "🔁 retry 1/5 resolving `m.gguf` in 500 ms: the hub answered HTTP 503";
+        assert_eq!(retry_state(resolve).as_deref(), Some("🔁 retry 1/5 in 0.5 s: the hub answered HTTP 503"));
+        assert_eq!(retry_state("📥 Downloading x"), None);
+    }
 
     #[test]
     fn sizes() {

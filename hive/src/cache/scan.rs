@@ -132,7 +132,7 @@ fn listing(cache: &Path, repos: Vec<CachedRepo>) -> ModelListing {
 
 fn scan_repo(dir: &RepoDir, repo: String) -> CachedRepo {
     if let Err(e) = dir.check_no_symlinks() {
-        eprintln!("rbee-hive: not listing `{}`: {e}", rbee_protocol::escape(&repo));
+        log::warn!("not listing `{}`: {e}", rbee_protocol::escape(&repo));
         return CachedRepo { repo, size: 0, refs: BTreeMap::new(), files: Vec::new() };
     }
     let mut files: BTreeMap<String, CachedFile> = BTreeMap::new();

@@ -87,6 +87,18 @@ impl Downloader {
         &self.cache
     }
 
+    /// The hub it downloads from (`HF_ENDPOINT`).
+    #[must_use]
+    pub fn endpoint(&self) -> &surf::Url {
+        &self.endpoint
+    }
+
+    /// Whether it sends an `HF_TOKEN` (the token itself never leaves the downloader).
+    #[must_use]
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// What downloads are in flight (taken when a download job is spawned, see [`Busy`]).
     #[must_use]
     pub fn busy(&self) -> &Busy {

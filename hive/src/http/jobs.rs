@@ -45,7 +45,7 @@ pub(super) async fn cancel(req: Request<State>) -> tide::Result {
     let id = req.param("id")?;
     match req.state().registry.cancel(id).await {
         Ok(info) => {
-            eprintln!("rbee-hive: {id} cancelled");
+            log::debug!("{id}: cancel requested over HTTP");
             json(StatusCode::Ok, &info)
         }
         Err(CancelError::NotFound(_)) => unknown(id),

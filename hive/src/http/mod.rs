@@ -58,7 +58,12 @@ async fn health(req: Request<State>) -> tide::Result {
             "running_jobs": hive.registry.running(),
             "live_tasks": hive.registry.live_tasks(),
             "jobs": hive.registry.count(),
-            "cache_dir": hive.downloader.cache().display().to_string(),
+            "cache_dir": std::path::absolute(hive.downloader.cache())
+                .unwrap_or_else(|_| hive.downloader.cache().to_owned())
+                .display()
+                .to_string(),
+            "endpoint": hive.downloader.endpoint().as_str(),
+            "token_set": hive.downloader.has_token(),
         }),
     )
 }
@@ -68,7 +73,7 @@ async fn shutdown(req: Request<State>) -> tide::Result {
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
         smol::block_on(hive.registry.cancel_all());
-        eprintln!("rbee-hive: shutting down on request");
+        log::info!("shutting down on request");
         std::process::exit(0);
     });
     json(StatusCode::Accepted, &serde_json::json!({"status": "stopping"}))

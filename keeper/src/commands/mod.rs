@@ -32,8 +32,9 @@ impl Ctx {
             HiveTarget::Local => (global.local_addr.as_str(), None),
             HiveTarget::Remote { base, alias } => (base.as_str(), alias.clone()),
         };
+        let client = HiveClient::new(base, global.token.clone())?;
         Ok(Self {
-            client: HiveClient::new(base, global.token.clone())?,
+            client: if target == HiveTarget::Local { client.local() } else { client },
             mode: Mode::detect(global.json, global.quiet),
             explicit_hive: target != HiveTarget::Local,
             hive_id: alias.unwrap_or_else(|| rbee_protocol::DEFAULT_HIVE_ID.to_owned()),
@@ -62,7 +63,7 @@ impl Ctx {
 
 /// `value` as one line of JSON on stdout.
 pub(crate) fn print_json(value: &impl Serialize) -> Result<Exit> {
-    println!("{}", serde_json::to_string(value)?);
+    outln!("{}", serde_json::to_string(value)?);
     Ok(Exit::Ok)
 }
 

@@ -10,7 +10,7 @@ use rbee_protocol::{Event, Operation};
 use super::{print_json, Ctx};
 use crate::cancel::Signals;
 use crate::client::{timeout, CancelReply};
-use crate::exit::{Exit, JobFailed};
+use crate::exit::{Exit, JobFailed, StdoutClosed};
 use crate::follow::follow;
 use crate::render::{Mode, Renderer};
 
@@ -46,7 +46,28 @@ pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &
     renderer.finish(end.is_none());
     match end {
         None => Ok(cancel(ctx, signals, job_id).await),
+        Some(Err(e)) if e.is::<StdoutClosed>() => Ok(left_running(ctx, job_id)),
         Some(end) => conclude(end?, ctx.mode, job_id, show),
+    }
+}
+
+/// Stdout was closed mid-job (`rbee --json model download … | head -2`): leave at once, as any
+/// Unix tool whose pipe closed; the job goes on on the hive.
+fn left_running(ctx: &Ctx, job_id: &str) -> Exit {
+    let hive = hive_flag(ctx);
+    eprintln!("rbee: stdout was closed; job {job_id} keeps running on the hive");
+    eprintln!(
+        "rbee: follow it with `rbee job attach {job_id}{hive}`, or cancel it with `rbee job cancel {job_id}{hive}`"
+    );
+    Exit::PipeClosed
+}
+
+/// ` --hive URL` when the user named a hive, for commands we suggest.
+fn hive_flag(ctx: &Ctx) -> String {
+    if ctx.explicit_hive {
+        format!(" --hive {}", ctx.client.base())
+    } else {
+        String::new()
     }
 }
 
@@ -71,7 +92,7 @@ pub(crate) async fn cancel(ctx: &Ctx, signals: &Signals, job_id: &str) -> Exit {
         Some(Err(err)) => format!("could not cancel job {job_id} on the hive: {err:#}"),
         None => format!("second Ctrl+C: left without waiting for the hive to cancel job {job_id}"),
     };
-    let hive = if ctx.explicit_hive { format!(" --hive {}", ctx.client.base()) } else { String::new() };
+    let hive = hive_flag(ctx);
     eprintln!("⚠️  {why}");
     eprintln!("⚠️  the job may still be running on the hive; cancel it with `rbee job cancel {job_id}{hive}`");
     Exit::Cancelled
@@ -92,9 +113,9 @@ fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
                 (Show::Path, _) => {
                     let result = path.or(Some(message).filter(|m| !m.is_empty())).unwrap_or_else(|| "done".into());
                     if mode == Mode::Quiet {
-                        println!("{result}");
+                        outln!("{result}");
                     } else {
-                        println!("✅ {result}");
+                        outln!("✅ {result}");
                     }
                 }
                 (Show::Result, Mode::Json) => {
@@ -102,7 +123,9 @@ fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
                 }
                 (Show::Result, _) => {
                     let message = Some(message).filter(|m| !m.is_empty());
-                    message.into_iter().chain(lines).for_each(|l| println!("{}", rbee_protocol::text::one_line(&l)));
+                    for line in message.into_iter().chain(lines) {
+                        outln!("{}", rbee_protocol::text::one_line(&line));
+                    }
                 }
             }
             Ok(Exit::Ok)

@@ -15,17 +15,22 @@ const UNSIZED: &str = "{spinner} {prefix:.bold} {bytes} {msg}";
 const WAITING: &str = "{spinner} {msg}";
 
 /// One file's bar; its message is `<hive's rate> · ETA 12s · resumed from X · ⏳ 12s` (the last
-/// heartbeat).
+/// heartbeat), with `🔁 retry 2/5 in 4 s: connection reset` while the hive waits to retry.
 struct FileBar {
     bar: ProgressBar,
     rate: String,
     eta: Option<String>,
     resumed: Option<String>,
     beat: Option<String>,
+    retry: Option<String>,
 }
 
 impl FileBar {
     fn refresh(&self) {
+        if let Some(retry) = &self.retry {
+            self.bar.set_message(retry.clone());
+            return;
+        }
         let parts = [Some(&self.rate), self.eta.as_ref(), self.resumed.as_ref(), self.beat.as_ref()];
         let msg: Vec<&str> = parts.into_iter().flatten().map(String::as_str).collect();
         self.bar.set_message(msg.join(" · "));
@@ -37,6 +42,8 @@ pub(crate) struct Bars {
     multi: MultiProgress,
     files: HashMap<String, FileBar>,
     waiting: Option<ProgressBar>,
+    /// The hive's retry state before any bar exists.
+    retry: Option<String>,
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -45,12 +52,15 @@ fn style(template: &str) -> ProgressStyle {
 
 impl Bars {
     pub(crate) fn new() -> Self {
-        Self { multi: MultiProgress::new(), files: HashMap::new(), waiting: None }
+        Self { multi: MultiProgress::new(), files: HashMap::new(), waiting: None, retry: None }
     }
 
     pub(crate) fn event(&mut self, event: &Event) {
         match event {
-            Event::Narration { message } => self.println(message),
+            Event::Narration { message } => match format::retry_state(message) {
+                Some(state) => self.retrying(state),
+                None => self.println(message),
+            },
             Event::Heartbeat { message, elapsed_secs } => self.heartbeat(message, *elapsed_secs),
             Event::Progress { file, bytes, total, rate, resumed_from } => {
                 self.progress(file, *bytes, *total, *resumed_from, *rate);
@@ -68,16 +78,37 @@ impl Bars {
         }
     }
 
+    /// The spinner shown before any bar exists.
+    fn spinner(&mut self) -> &ProgressBar {
+        self.waiting.get_or_insert_with(|| {
+            let spinner = self.multi.add(ProgressBar::new_spinner().with_style(style(WAITING)));
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner
+        })
+    }
+
+    /// The hive waits to retry: the live line says so (until bytes flow again).
+    fn retrying(&mut self, state: String) {
+        if self.files.is_empty() {
+            self.spinner().set_message(state.clone());
+            self.retry = Some(state);
+            return;
+        }
+        for file in self.files.values_mut().filter(|f| !f.bar.is_finished()) {
+            file.retry = Some(state.clone());
+            file.refresh();
+        }
+    }
+
     /// Heartbeats go into the running bars' message (a spinner before any bar exists).
     fn heartbeat(&mut self, message: &str, elapsed_secs: u64) {
         if self.files.is_empty() {
             let line = format::heartbeat_line(message, elapsed_secs);
-            let spinner = self.waiting.get_or_insert_with(|| {
-                let spinner = self.multi.add(ProgressBar::new_spinner().with_style(style(WAITING)));
-                spinner.enable_steady_tick(Duration::from_millis(120));
-                spinner
-            });
-            spinner.set_message(line);
+            let line = match &self.retry {
+                Some(retry) => format!("{retry} · ⏳ {elapsed_secs}s"),
+                None => line,
+            };
+            self.spinner().set_message(line);
             return;
         }
         for file in self.files.values_mut().filter(|f| !f.bar.is_finished()) {
@@ -90,13 +121,18 @@ impl Bars {
         if let Some(spinner) = self.waiting.take() {
             spinner.finish_and_clear();
         }
+        self.retry = None;
         let multi = &self.multi;
         let entry = self.files.entry(file.to_owned()).or_insert_with(|| {
             let template = if total.is_some() { BAR } else { UNSIZED };
             let bar = ProgressBar::new(total.unwrap_or(0)).with_style(style(template)).with_position(bytes);
             let bar = multi.add(bar.with_prefix(file.to_owned()));
-            FileBar { bar, rate: String::new(), eta: None, resumed: format::resumed(resumed_from), beat: None }
+            let resumed = format::resumed(resumed_from);
+            FileBar { bar, rate: String::new(), eta: None, resumed, beat: None, retry: None }
         });
+        if entry.bar.position() != bytes {
+            entry.retry = None;
+        }
         if entry.bar.is_finished() {
             return;
         }

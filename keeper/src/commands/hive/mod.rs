@@ -1,5 +1,6 @@
 //! `rbee hive …`: start, stop and check the hive daemon.
 
+mod restart;
 mod start;
 mod status;
 mod stop;
@@ -18,6 +19,8 @@ pub(crate) enum HiveCommand {
     Status(status::Args),
     /// Ask the hive to shut down and wait until it has
     Stop(stop::Args),
+    /// Stop the hive, then start it again with this shell's HF settings
+    Restart(restart::Args),
 }
 
 impl HiveCommand {
@@ -26,6 +29,7 @@ impl HiveCommand {
             Self::Start(args) => args.execute(ctx).await,
             Self::Status(args) => args.execute(ctx).await,
             Self::Stop(args) => args.execute(ctx).await,
+            Self::Restart(args) => args.execute(ctx).await,
         }
     }
 }

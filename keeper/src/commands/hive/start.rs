@@ -7,17 +7,17 @@ use super::Ctx;
 use crate::client::addr_of;
 use crate::commands::print_json;
 use crate::exit::Exit;
-use crate::hive_spawn::{self, PROBE};
+use crate::hive_spawn::{self, Outcome, PROBE};
 
 /// Start `rbee-hive` (found beside `rbee`, else on PATH), detached, logging to ~/.cache/rbee/hive.log.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Address to listen on [default: the --hive address, else --local-addr]
     #[arg(long, value_name = "HOST:PORT")]
-    addr: Option<String>,
+    pub(super) addr: Option<String>,
     /// Run the hive in this terminal instead of in the background
     #[arg(long)]
-    foreground: bool,
+    pub(super) foreground: bool,
 }
 
 impl Args {
@@ -34,11 +34,18 @@ impl Args {
             ctx.note(&format!("🐝 hive already running at {} (pid {pid})", client.base()));
             return if ctx.json() { print_json(&health) } else { Ok(Exit::Ok) };
         }
-        let started = hive_spawn::start(&client).await?;
+        let started = match hive_spawn::start(&client).await? {
+            Outcome::Started(started) => started,
+            Outcome::Running(health) => {
+                let pid = health.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                ctx.note(&format!("🐝 hive already running at {} (pid {pid})", client.base()));
+                return if ctx.json() { print_json(&health) } else { Ok(Exit::Ok) };
+            }
+        };
         if ctx.json() {
             return print_json(&json!({ "url": client.base(), "pid": started.pid, "log": started.log }));
         }
-        println!("{}", started.line(client.base()));
+        outln!("{}", started.line(client.base()));
         Ok(Exit::Ok)
     }
 }

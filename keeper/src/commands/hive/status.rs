@@ -8,6 +8,7 @@ use super::Ctx;
 use crate::client::{timeout, Health};
 use crate::commands::print_json;
 use crate::exit::Exit;
+use crate::settings::{self, HfSettings};
 
 /// Show whether the hive answers, with its version, pid and job counts.
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,11 @@ impl Args {
         if ctx.json() {
             return print_json(&health);
         }
-        println!("{}", line(ctx.client.base(), &health));
+        outln!("{}", line(ctx.client.base(), &health));
+        if !ctx.explicit_hive {
+            let diffs = HfSettings::from_env().differences(&health);
+            settings::warning(ctx.client.base(), health.pid, &diffs).iter().for_each(|l| eprintln!("{l}"));
+        }
         Ok(Exit::Ok)
     }
 }

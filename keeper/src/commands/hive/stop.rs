@@ -32,7 +32,7 @@ impl Args {
             smol::Timer::after(Duration::from_millis(100)).await;
         }
         if !ctx.json() {
-            println!("🐝 hive at {base} stopped");
+            outln!("🐝 hive at {base} stopped");
         }
         Ok(Exit::Ok)
     }

@@ -27,8 +27,8 @@ impl Args {
             return print_json(&json!({ "job_id": id, "cancelled": status.is_none(), "status": status }));
         }
         match status {
-            None => println!("🛑 cancelled {id}"),
-            Some(status) => println!("job {id} had already ended: {status}"),
+            None => outln!("🛑 cancelled {id}"),
+            Some(status) => outln!("job {id} had already ended: {status}"),
         }
         Ok(Exit::Ok)
     }

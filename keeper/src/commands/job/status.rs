@@ -22,7 +22,7 @@ impl Args {
         if ctx.json() {
             return print_json(&info);
         }
-        println!("{}", line(&info));
+        outln!("{}", line(&info));
         Ok(Exit::Ok)
     }
 }
