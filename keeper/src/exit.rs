@@ -102,9 +102,9 @@ pub(crate) fn report(err: &anyhow::Error) {
     if err.chain().any(|c| c.is::<StdoutClosed>()) {
         return;
     }
-    eprintln!("rbee: error: {}", rbee_protocol::escape(&format!("{err:#}")));
+    crate::render::warn(&format!("rbee: error: {}", rbee_protocol::escape(&format!("{err:#}"))));
     if let Some(hint) = hint(err) {
-        eprintln!("rbee: hint: {hint}");
+        crate::render::warn(&format!("rbee: hint: {hint}"));
     }
 }
 

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 
 use crate::client::{addr_of, timeout, Health, HiveClient, NotAHive};
 use crate::exit::StartFailed;
+use crate::render::{self, Mode};
 use crate::settings::{self, HfSettings};
 
 /// How long a silent address may take before we decide nothing runs there.
@@ -48,22 +49,20 @@ pub(crate) enum Outcome {
 
 /// Make sure a hive answers at `client`'s address, starting a local one when none does; warn when
 /// a running one uses other HF settings than this shell.
-pub(crate) async fn ensure(client: &HiveClient, quiet: bool) -> Result<()> {
+pub(crate) async fn ensure(client: &HiveClient, mode: Mode) -> Result<()> {
     let health = match timeout(PROBE, client.health()).await {
         Ok(health) => health,
         Err(e) if e.chain().any(|c| c.is::<NotAHive>()) => return Err(e),
         Err(_) => match start(client).await? {
             Outcome::Running(health) => health,
             Outcome::Started(started) => {
-                if !quiet {
-                    eprintln!("{}", started.line(client.base()));
-                }
+                render::note(mode, &started.line(client.base()));
                 return Ok(());
             }
         },
     };
     let diffs = HfSettings::from_env().differences(&health);
-    settings::warning(client.base(), health.pid, &diffs).iter().for_each(|l| eprintln!("{l}"));
+    settings::warning(client.base(), health.pid, &diffs).iter().for_each(|l| render::warn(l));
     Ok(())
 }
 

@@ -22,7 +22,6 @@ macro_rules! outln {
     };
 }
 
-mod cancel;
 mod cli;
 mod client;
 mod commands;
@@ -31,6 +30,7 @@ mod follow;
 mod hive_spawn;
 mod render;
 mod settings;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -38,15 +38,40 @@ use clap::Parser;
 
 pub use exit::Exit;
 
-/// Parse the command line, run the command, report any error; the process's exit code.
+/// Parse `args` (the program name first, as `std::env::args_os()` gives them), run the command,
+/// report any error; the process's exit code.
 #[must_use]
-pub fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2).
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Usage.into() } else { Exit::Ok.into() };
+        }
+    };
     match smol::block_on(commands::execute(cli)) {
         Ok(exit) => exit.into(),
         Err(err) => {
             exit::report(&err);
             exit::classify(&err).into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_takes_its_arguments() {
+        assert_eq!(run(["rbee", "--version"]), ExitCode::from(0));
+        assert_eq!(run(["rbee", "frobnicate"]), ExitCode::from(2));
+        // Refused before any request: no hive is needed.
+        assert_eq!(run(["rbee", "--hive", "http://127.0.0.1:9", "model", "download", "org/../x"]), ExitCode::from(2));
     }
 }

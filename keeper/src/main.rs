@@ -1,5 +1,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    rbee_keeper::run()
+    rbee_keeper::run(std::env::args_os())
 }

@@ -12,6 +12,22 @@ use rbee_protocol::Event;
 
 use crate::exit::StdoutClosed;
 
+// The one printer: every line the keeper itself shows goes through [`stdout_line`] (results),
+// [`note`] (status lines, silent with `--quiet`) or [`warn`] (warnings and errors, always), besides
+// the job events a [`Renderer`] draws. `--quiet` and `--json` hold everywhere by construction.
+
+/// A status line on stderr, unless `--quiet`.
+pub(crate) fn note(mode: Mode, line: &str) {
+    if mode != Mode::Quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// A warning or error on stderr, whatever the mode.
+pub(crate) fn warn(line: &str) {
+    eprintln!("{line}");
+}
+
 /// Write `line` and a newline to stdout, flushed; any failure means no one reads it any more.
 pub(crate) fn stdout_line(line: &str) -> Result<(), StdoutClosed> {
     let mut out = std::io::stdout().lock();

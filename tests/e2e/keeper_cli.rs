@@ -115,6 +115,19 @@ fn quiet_prints_only_the_path() {
     assert!(out.stdout.trim().ends_with("config.json") && out.stdout.lines().count() == 1, "{}", out.dump());
 }
 
+#[test]
+fn quiet_ctrl_c_cancels_on_the_hive_and_prints_nothing() {
+    let (hub, hive) = slow_pair();
+    let keeper = Keeper::new().hive(&hive).args(["--quiet", "model", "download", REPO, "model.gguf"]).spawn();
+    assert!(hub.wait_for_bytes(64 << 10, TIMEOUT), "the download is under way\n{}", keeper.dump());
+    keeper.send_sigint();
+    let out = keeper.wait();
+    out.assert_code(130);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""), "--quiet printed\n{}", out.dump());
+    let (_, jobs) = hive.get("/v1/jobs");
+    assert_eq!(jobs[0]["status"], "cancelled", "the job was cancelled on the hive: {jobs}");
+}
+
 /// The NDJSON lines of a `--json` run, checked: each parses, ids increase one by one, one job.
 #[track_caller]
 pub(crate) fn ndjson(stdout: &str, dump: &str) -> Vec<Value> {

@@ -13,7 +13,7 @@ use crate::client::{hive_target, HiveClient, HiveTarget};
 use crate::exit::Exit;
 use crate::exit::UsageError;
 use crate::hive_spawn;
-use crate::render::Mode;
+use crate::render::{self, Mode};
 
 /// What every command gets: the hive client and the output mode.
 pub(crate) struct Ctx {
@@ -43,9 +43,7 @@ impl Ctx {
 
     /// A status line on stderr, unless `--quiet`.
     pub(crate) fn note(&self, line: &str) {
-        if self.mode != Mode::Quiet {
-            eprintln!("{line}");
-        }
+        render::note(self.mode, line);
     }
 
     pub(crate) fn json(&self) -> bool {
@@ -57,7 +55,7 @@ impl Ctx {
         if self.explicit_hive {
             return Ok(());
         }
-        hive_spawn::ensure(&self.client, self.mode == Mode::Quiet).await
+        hive_spawn::ensure(&self.client, self.mode).await
     }
 }
 

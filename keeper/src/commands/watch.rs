@@ -8,11 +8,11 @@ use anyhow::{anyhow, Result};
 use rbee_protocol::{Event, Operation};
 
 use super::{print_json, Ctx};
-use crate::cancel::Signals;
 use crate::client::{timeout, CancelReply};
 use crate::exit::{Exit, JobFailed, StdoutClosed};
 use crate::follow::follow;
-use crate::render::{Mode, Renderer};
+use crate::render::{self, Mode, Renderer};
+use crate::signals::Signals;
 
 /// How long the hive gets to confirm a cancel.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,7 +31,7 @@ pub(crate) async fn submit(ctx: &Ctx, op: &Operation, show: Show) -> Result<Exit
     ctx.ensure_hive().await?;
     let signals = Signals::install()?;
     let Some(created) = signals.race(ctx.client.create_job(op)).await else {
-        return Ok(interrupted());
+        return Ok(cancel(ctx, &signals, None).await);
     };
     let created = created?;
     ctx.note(&format!("📋 job {}", created.job_id));
@@ -45,7 +45,7 @@ pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &
     let end = signals.race(follow(&ctx.client, job_id, sse_url, &mut renderer)).await;
     renderer.finish(end.is_none());
     match end {
-        None => Ok(cancel(ctx, signals, job_id).await),
+        None => Ok(cancel(ctx, signals, Some(job_id)).await),
         Some(Err(e)) if e.is::<StdoutClosed>() => Ok(left_running(ctx, job_id)),
         Some(end) => conclude(end?, ctx.mode, job_id, show),
     }
@@ -55,10 +55,10 @@ pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &
 /// Unix tool whose pipe closed; the job goes on on the hive.
 fn left_running(ctx: &Ctx, job_id: &str) -> Exit {
     let hive = hive_flag(ctx);
-    eprintln!("rbee: stdout was closed; job {job_id} keeps running on the hive");
-    eprintln!(
+    render::warn(&format!("rbee: stdout was closed; job {job_id} keeps running on the hive"));
+    render::warn(&format!(
         "rbee: follow it with `rbee job attach {job_id}{hive}`, or cancel it with `rbee job cancel {job_id}{hive}`"
-    );
+    ));
     Exit::PipeClosed
 }
 
@@ -71,36 +71,38 @@ fn hive_flag(ctx: &Ctx) -> String {
     }
 }
 
-/// The user pressed Ctrl+C: DELETE the job once (2 s at most); a second Ctrl+C leaves at once.
-pub(crate) async fn cancel(ctx: &Ctx, signals: &Signals, job_id: &str) -> Exit {
-    eprintln!("🛑 Cancelling operation...");
+/// The Ctrl+C sequence, all of it: `🛑 Cancelling operation...`, DELETE the job once (2 s at most;
+/// a second Ctrl+C leaves at once), `🛑 Operation cancelled by user`, exit 130. Before the hive
+/// handed out a job id (`job_id` is `None`) there is nothing to cancel.
+pub(crate) async fn cancel(ctx: &Ctx, signals: &Signals, job_id: Option<&str>) -> Exit {
+    let Some(job_id) = job_id else {
+        ctx.note("🛑 Operation cancelled by user");
+        return Exit::Cancelled;
+    };
+    ctx.note("🛑 Cancelling operation...");
     let reply = signals.race(timeout(CANCEL_TIMEOUT, ctx.client.cancel(job_id))).await;
     let why = match reply {
         Some(Ok(CancelReply::Cancelled)) => {
-            eprintln!("🛑 Operation cancelled by user");
+            ctx.note("🛑 Operation cancelled by user");
             return Exit::Cancelled;
         }
         Some(Ok(CancelReply::AlreadyEnded(status))) => {
             let status = status.map_or("ended", |s| s.as_str());
-            eprintln!("🛑 stopped watching; job {job_id} had already ended on the hive ({status})");
+            ctx.note(&format!("🛑 stopped watching; job {job_id} had already ended on the hive ({status})"));
             return Exit::Cancelled;
         }
         Some(Ok(CancelReply::NotFound)) => {
-            eprintln!("🛑 stopped watching; the hive no longer knows job {job_id}");
+            ctx.note(&format!("🛑 stopped watching; the hive no longer knows job {job_id}"));
             return Exit::Cancelled;
         }
         Some(Err(err)) => format!("could not cancel job {job_id} on the hive: {err:#}"),
         None => format!("second Ctrl+C: left without waiting for the hive to cancel job {job_id}"),
     };
     let hive = hive_flag(ctx);
-    eprintln!("⚠️  {why}");
-    eprintln!("⚠️  the job may still be running on the hive; cancel it with `rbee job cancel {job_id}{hive}`");
-    Exit::Cancelled
-}
-
-/// Ctrl+C before the hive handed out a job id.
-pub(crate) fn interrupted() -> Exit {
-    eprintln!("🛑 Operation cancelled by user");
+    render::warn(&format!("⚠️  {why}"));
+    render::warn(&format!(
+        "⚠️  the job may still be running on the hive; cancel it with `rbee job cancel {job_id}{hive}`"
+    ));
     Exit::Cancelled
 }
 

@@ -23,7 +23,7 @@ impl Args {
         outln!("{}", line(ctx.client.base(), &health));
         if !ctx.explicit_hive {
             let diffs = HfSettings::from_env().differences(&health);
-            settings::warning(ctx.client.base(), health.pid, &diffs).iter().for_each(|l| eprintln!("{l}"));
+            settings::warning(ctx.client.base(), health.pid, &diffs).iter().for_each(|l| crate::render::warn(l));
         }
         Ok(Exit::Ok)
     }

@@ -3,10 +3,10 @@
 use anyhow::Result;
 
 use super::Ctx;
-use crate::cancel::Signals;
 use crate::client::job_stream;
-use crate::commands::watch::{interrupted, watch, Show};
+use crate::commands::watch::{cancel, watch, Show};
 use crate::exit::Exit;
+use crate::signals::Signals;
 
 /// Follow a job's events from the start; Ctrl+C cancels it, as in `model download`.
 #[derive(Debug, clap::Args)]
@@ -19,7 +19,7 @@ impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         let signals = Signals::install()?;
         let Some(info) = signals.race(ctx.client.job(&self.id)).await else {
-            return Ok(interrupted());
+            return Ok(cancel(ctx, &signals, None).await);
         };
         let info = info?;
         ctx.note(&format!("📋 job {} ({})", info.job_id, info.status.as_str()));

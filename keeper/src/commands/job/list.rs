@@ -19,7 +19,9 @@ impl Args {
         if ctx.json() {
             return print_json(&jobs);
         }
-        print!("{}", table(&jobs));
+        for line in table(&jobs).lines() {
+            outln!("{line}");
+        }
         Ok(Exit::Ok)
     }
 }
