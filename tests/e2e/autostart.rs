@@ -3,81 +3,13 @@
 //! and detaches it from the terminal so a Ctrl+C reaches only the keeper. `rbee hive status` and
 //! `rbee hive stop` manage it.
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-use tempfile::TempDir;
 
 use crate::harness::pty::Pty;
-use crate::harness::{free_port, http, FakeHub, Keeper, RepoSpec, TIMEOUT};
+use crate::harness::{FakeHub, LocalHive, RepoSpec, TIMEOUT};
 
 const MIB: u64 = 1024 * 1024;
 
-/// A local hive address with its own cache and log directories; whatever hive ends up there is
-/// killed on `Drop`, even when the test failed before `rbee hive stop`.
-struct Local {
-    addr: String,
-    cache: TempDir,
-    home: TempDir,
-    endpoint: String,
-}
-
-impl Local {
-    fn new(hub: &FakeHub) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let (cache, home) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-        Self { addr, cache, home, endpoint: hub.endpoint().to_owned() }
-    }
-
-    /// `rbee` with this address as the default and the hub / cache in its environment.
-    fn keeper(&self) -> Keeper {
-        Keeper::new()
-            .env("RBEE_HIVE_ADDR", &self.addr)
-            .env("HF_ENDPOINT", &self.endpoint)
-            .env("HF_HUB_CACHE", self.cache.path())
-            .env("XDG_CACHE_HOME", self.home.path())
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The pid the hive at this address reports, if one answers.
-    fn pid(&self) -> Option<u64> {
-        let health =
-            http::request("GET", &format!("{}/health", self.url()), &[("Accept", "application/json")], None).ok()?;
-        health.json()["pid"].as_u64()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("rbee/hive.log")).unwrap_or_default()
-    }
-
-    fn listening(&self) -> bool {
-        TcpStream::connect(&self.addr).is_ok()
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        }
-    }
-}
-
-fn wait_closed(local: &Local) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while local.listening() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
 
 fn snapshot_file(cache: &Path, repo: &str, file: &str) -> bool {
     let snapshots = cache.join(format!("models--{}", repo.replace('/', "--"))).join("snapshots");
@@ -89,7 +21,7 @@ fn the_keeper_starts_a_local_hive_that_outlives_ctrl_c() {
     let hub = FakeHub::with_default_repo();
     hub.add_repo(RepoSpec::new("rbee-test/slow").lfs("slow.gguf", 8 * MIB));
     hub.set_rate(512 * 1024);
-    let local = Local::new(&hub);
+    let local = LocalHive::new(&hub);
     assert!(!local.listening(), "{} is taken", local.addr);
 
     // No hive: the keeper starts one (one line), then downloads through it; Ctrl+C on the terminal.
@@ -122,7 +54,7 @@ fn the_keeper_starts_a_local_hive_that_outlives_ctrl_c() {
 
     let out = local.keeper().args(["hive", "stop"]).run();
     out.assert_success().assert_stdout_contains("stopped");
-    assert!(wait_closed(&local), "the hive still listens after `rbee hive stop`\n{}", local.log());
+    assert!(local.wait_closed(), "the hive still listens after `rbee hive stop`\n{}", local.log());
     local.keeper().args(["hive", "status"]).run().assert_code(2).assert_stderr_contains("cannot reach the hive");
     local.keeper().args(["hive", "stop"]).run().assert_success().assert_stderr_contains("no hive running");
 }
@@ -130,8 +62,8 @@ fn the_keeper_starts_a_local_hive_that_outlives_ctrl_c() {
 #[test]
 fn hive_start_runs_a_hive_in_the_background() {
     let hub = FakeHub::with_default_repo();
-    let local = Local::new(&hub);
-    let other = Local::new(&hub);
+    let local = LocalHive::new(&hub);
+    let other = LocalHive::new(&hub);
     let addr = other.addr.clone();
     let out = local.keeper().args(["hive", "start", "--addr", &addr]).run();
     out.assert_success().assert_stdout_contains(&format!("🐝 started local hive at http://{addr} (pid "));
@@ -143,5 +75,5 @@ fn hive_start_runs_a_hive_in_the_background() {
     let health: serde_json::Value = serde_json::from_str(out.assert_success().stdout.trim()).unwrap();
     assert_eq!((health["status"].as_str(), health["pid"].as_u64()), (Some("ok"), other.pid()));
     local.keeper().args(["--hive", &other.url(), "hive", "stop"]).run().assert_success();
-    assert!(wait_closed(&other), "still listening after stop");
+    assert!(other.wait_closed(), "still listening after stop");
 }

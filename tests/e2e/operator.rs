@@ -4,67 +4,22 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use crate::harness::pty::Pty;
-use crate::harness::{free_port, http, FakeHub, Fault, Hive, Keeper, TIMEOUT};
+use crate::harness::{free_port, http, FakeHub, Fault, Hive, Keeper, LocalHive, TIMEOUT};
 
 const REPO: &str = "rbee-test/tiny-model";
 const TOKEN: &str = "hf_operator_secret_4711";
 
-/// A local hive address with its own cache and log directories (the keeper's embedded default);
-/// whatever hive ends up there is killed on `Drop`.
-struct Local {
-    addr: String,
-    cache: TempDir,
-    home: TempDir,
-    endpoint: String,
-}
-
-impl Local {
-    fn new(hub: &FakeHub) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        Self {
-            addr,
-            cache: TempDir::new().unwrap(),
-            home: TempDir::new().unwrap(),
-            endpoint: hub.endpoint().to_owned(),
-        }
-    }
-
-    fn keeper(&self) -> Keeper {
-        Keeper::new()
-            .env("RBEE_HIVE_ADDR", &self.addr)
-            .env("HF_ENDPOINT", &self.endpoint)
-            .env("HF_HUB_CACHE", self.cache.path())
-            .env("XDG_CACHE_HOME", self.home.path())
-    }
-
-    fn health(&self) -> serde_json::Value {
-        let url = format!("http://{}/health", self.addr);
-        http::request("GET", &url, &[("Accept", "application/json")], None).map(|r| r.json()).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("rbee/hive.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        if let Some(pid) = self.health()["pid"].as_u64() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        }
-    }
-}
 
 #[test]
 fn a_running_hive_with_other_hf_settings_is_named_and_restarted() {
     let hub = FakeHub::with_default_repo();
-    let local = Local::new(&hub);
+    let local = LocalHive::new(&hub);
     local.keeper().args(["hive", "start"]).run().assert_success();
     let health = local.health();
     assert_eq!(health["token_set"], false, "{health}");
@@ -158,7 +113,7 @@ fn each_way_of_not_reaching_a_hive_has_its_message() {
 #[test]
 fn concurrent_keepers_start_one_hive() {
     let hub = FakeHub::with_default_repo();
-    let local = Local::new(&hub);
+    let local = LocalHive::new(&hub);
     let keepers: Vec<_> = (0..3).map(|_| local.keeper().args(["model", "list"]).spawn()).collect();
     let outs: Vec<_> = keepers.into_iter().map(|k| k.wait()).collect();
     for out in &outs {
@@ -175,7 +130,7 @@ fn concurrent_keepers_start_one_hive() {
 #[test]
 fn a_taken_port_is_reported_with_the_os_reason() {
     let hub = FakeHub::with_default_repo();
-    let local = Local::new(&hub);
+    let local = LocalHive::new(&hub);
     // Bound and never answering: the probe times out, the hive's bind fails.
     let _squatter = TcpListener::bind(&local.addr).unwrap();
     let out = local.keeper().args(["model", "list"]).run();

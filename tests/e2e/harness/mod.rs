@@ -12,6 +12,7 @@
 pub mod hive;
 pub mod http;
 pub mod keeper;
+pub mod local;
 pub mod proxy;
 pub mod pty;
 pub mod sse;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use hive::{Hive, HiveBuilder};
 pub use keeper::{Keeper, Output, Running};
+pub use local::LocalHive;
 pub use rbee_tests::hub::{CloseReason, FakeHub, Fault, HubConfig, RepoSpec};
 pub use sse::{SseEnd, SseStream};
 
