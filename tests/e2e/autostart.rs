@@ -10,7 +10,6 @@ use crate::harness::{FakeHub, LocalHive, RepoSpec, TIMEOUT};
 
 const MIB: u64 = 1024 * 1024;
 
-
 fn snapshot_file(cache: &Path, repo: &str, file: &str) -> bool {
     let snapshots = cache.join(format!("models--{}", repo.replace('/', "--"))).join("snapshots");
     std::fs::read_dir(snapshots).is_ok_and(|mut dirs| dirs.any(|d| d.is_ok_and(|d| d.path().join(file).is_file())))

@@ -15,7 +15,6 @@ use crate::harness::{free_port, http, FakeHub, Fault, Hive, Keeper, LocalHive, T
 const REPO: &str = "rbee-test/tiny-model";
 const TOKEN: &str = "hf_operator_secret_4711";
 
-
 #[test]
 fn a_running_hive_with_other_hf_settings_is_named_and_restarted() {
     let hub = FakeHub::with_default_repo();

@@ -4,14 +4,20 @@
 #
 #   bash tests/schemathesis/run.sh [extra `st run` flags, e.g. --seed 1 or --max-examples 100]
 #
-# Two runs, each against a fresh hive with its own temporary HF cache (seeded with a few repos so
-# listing and removal answer 200), upstream pointed at a closed port (downloads fail fast), and its
-# HOME, TMPDIR and working directory in the same temporary tree:
+# First spec_sync.py checks that the spec names what protocol/src names (error codes and their
+# statuses, operations, event kinds). Then two runs, each against a fresh hive with its own
+# temporary HF cache (seeded with a few repos so listing, lookup and removal answer 200), upstream
+# pointed at a closed port (downloads fail fast), and its HOME, TMPDIR and working directory in
+# the same temporary tree:
 #   1. open hive (no token), every check, all phases, POST /v1/shutdown excluded;
 #   2. hive with a token, no credentials sent: every answer must be a conforming 401.
-# probes.py adds what schemathesis does not send (bodies over 64 KiB, keep-alive reuse after a
-# reply that left the body unread). Afterwards it asserts that each hive is still up, did not
-# panic, and wrote nothing outside its cache.
+# hooks.py alternates `Accept` where it picks the answer (the stream's two dialects, /health's
+# text or JSON) and checks each stream's dialect, ids and end marker, and that both dialects of an
+# ended job show one log. probes.py adds what schemathesis does not send (every operation example
+# streamed in both dialects, the browser guard's 403/415, bodies over 64 KiB, keep-alive reuse
+# after a reply that left the body unread, an unknown method's 501, a stalled body's 408).
+# Afterwards it asserts that each hive is still up, did not panic, and wrote nothing outside its
+# cache.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -31,6 +37,7 @@ st="$repo/.venv/bin/st"
 py="$repo/.venv/bin/python"
 "$st" --version
 cargo build -q -p rbee-hive --bin rbee-hive
+"$py" "$repo/tests/schemathesis/spec_sync.py"
 
 # --- scratch tree -----------------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/rbee-schemathesis.XXXXXX")
@@ -87,9 +94,10 @@ start_hive() {
 import json, sys, time, urllib.error, urllib.request
 port, cache, name = sys.argv[1], sys.argv[2], sys.argv[3]
 deadline = time.monotonic() + 20
+health = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Accept": "application/json"})
 while True:
     try:
-        body = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2))
+        body = json.load(urllib.request.urlopen(health, timeout=2))
         assert body["cache_dir"] == cache, f"hive uses cache {body['cache_dir']!r}, not {cache!r}"
         break
     except urllib.error.HTTPError as e:
@@ -132,7 +140,7 @@ run_st() {
     mkdir -p "$work/st-$name"
     (
         cd "$work/st-$name"
-        SCHEMATHESIS_HOOKS="$repo/tests/schemathesis/hooks.py" \
+        SCHEMATHESIS_HOOKS="$repo/tests/schemathesis/hooks.py" RBEE_ST_SEEN="$work/st-$name/seen.json" \
             "$st" --config-file "$repo/tests/schemathesis/schemathesis.toml" run "$spec" \
             --url "http://127.0.0.1:$port" \
             --exclude-path /v1/shutdown \
@@ -147,22 +155,46 @@ run_st() {
     }
 }
 
+# seen_all NAME WHAT...: hooks.py's checks judged at least one 200 of each WHAT in run NAME.
+seen_all() {
+    local name=$1
+    shift
+    "$py" - "$work/st-$name/seen.json" "$@" <<'PY'
+import json, sys
+path, wanted = sys.argv[1], sys.argv[2:]
+try:
+    seen = json.load(open(path))
+except OSError:
+    sys.exit(f"FAIL: hooks.py wrote no {path}: were the hooks loaded?")
+print("hooks.py judged:", ", ".join(f"{n} x {what}" for what, n in sorted(seen.items())) or "nothing")
+missing = [what for what in wanted if not seen.get(what)]
+if missing:
+    sys.exit(f"FAIL: the hooks' checks never saw: {', '.join(missing)} (vacuous: no such 200 reached them)")
+PY
+}
+
 start=$(date +%s)
 status=0
 
 # --- 1. open hive: every check ------------------------------------------------------------------
+# The probes first: schemathesis mixes the spec's examples, so its run may remove the seeded
+# files the probes' `model_get` example names.
 start_hive open
+echo "== probes: open hive on 127.0.0.1:$port"
+"$py" "$repo/tests/schemathesis/probes.py" "$port" open || status=1
 echo "== schemathesis: open hive on 127.0.0.1:$port"
 run_st open --checks all --max-examples "$MAX_EXAMPLES" --workers 2 "$@" || status=1
-"$py" "$repo/tests/schemathesis/probes.py" "$port" open || status=1
+seen_all open "health text" "health json" "stream text" "stream rich" "stream ended" "stream dialects compared" \
+    || status=1
 check_hive open || status=1
 stop_hive
 
 # --- 2. hive with a token, no credentials: conforming 401s -------------------------------------
 start_hive token --token "schemathesis-$RANDOM$RANDOM"
+echo "== probes: hive with a token on 127.0.0.1:$port, requests without it"
+"$py" "$repo/tests/schemathesis/probes.py" "$port" token || status=1
 echo "== schemathesis: hive with a token on 127.0.0.1:$port, requests without it"
 run_st token --checks all --max-examples 5 --workers 2 --phases examples,fuzzing "$@" || status=1
-"$py" "$repo/tests/schemathesis/probes.py" "$port" token || status=1
 check_hive token || status=1
 stop_hive
 
