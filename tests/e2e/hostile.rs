@@ -273,7 +273,7 @@ fn interrupted_downloads_leave_a_cache_huggingface_hub_scans_cleanly() {
 
 #[test]
 fn stalled_requests_are_closed_and_connections_capped() {
-    let hive = Hive::builder().arg("--request-timeout-secs").arg("1").arg("--max-connections").arg("4").spawn();
+    let hive = Hive::builder().arg("--request-timeout-secs").arg("2").arg("--max-connections").arg("4").spawn();
     // A body that never finishes; a head that never finishes.
     for head in [
         "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\"",
@@ -286,7 +286,9 @@ fn stalled_requests_are_closed_and_connections_capped() {
         let mut out = Vec::new();
         let _ = conn.read_to_end(&mut out);
         let took = t.elapsed();
-        assert!(took < Duration::from_secs(4), "a stalled request held its connection {took:?}");
+        // Closed at the deadline, not after a second one (async-h1 drains the unread body of the
+        // answered request: a stalled connection refuses every further read).
+        assert!(took < Duration::from_millis(3500), "a stalled request held its connection {took:?}");
         eprintln!("hostile: stalled request closed after {took:?}: {:?}", String::from_utf8_lossy(&out).lines().next());
     }
     // Only 4 connections are served at once: 40 idle ones hold at most 4 descriptors of the hive.

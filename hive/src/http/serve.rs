@@ -152,6 +152,12 @@ impl Conn {
 impl AsyncRead for Conn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let state = self.state.clone();
+        // Once a request stalled, the connection is done: the 408 that answered it says
+        // `Connection: close`, so async-h1's drain of the unread body must not wait out a second
+        // deadline before the socket closes (RFC 9112 §9.6).
+        if state.timed_out.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the request stalled")));
+        }
         let mut deadline = state.deadline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let timer = deadline.get_or_insert_with(|| smol::Timer::after(state.timeout));
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
