@@ -3,12 +3,12 @@
 //! stdout/stderr lines can be awaited, Ctrl+C'd and waited on). Failures dump everything.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::capture::Capture;
 use super::{bin, Hive};
 
 /// How long `wait` / `run` let the keeper run.
@@ -77,8 +77,8 @@ impl Keeper {
     pub fn spawn(self) -> Running {
         let mut cmd = self.command();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let stdout = Lines::capture(child.stdout.take().expect("piped stdout"));
-        let stderr = Lines::capture(child.stderr.take().expect("piped stderr"));
+        let stdout = Capture::start(child.stdout.take().expect("piped stdout"));
+        let stderr = Capture::start(child.stderr.take().expect("piped stderr"));
         let context = Context { command: format!("{cmd:?}"), hive_log: self.hive.map(|(_, log)| log) };
         Running { child: Some(child), stdout, stderr, context }
     }
@@ -86,57 +86,6 @@ impl Keeper {
     /// Run it to completion (60 s max).
     pub fn run(self) -> Output {
         self.spawn().wait()
-    }
-}
-
-/// Lines of one output stream, filled by a reader thread.
-#[derive(Debug, Default)]
-struct Lines {
-    state: Mutex<(Vec<String>, bool)>,
-    changed: Condvar,
-}
-
-impl Lines {
-    fn capture(pipe: impl Read + Send + 'static) -> Arc<Self> {
-        let lines = Arc::new(Self::default());
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).split(b'\n') {
-                let Ok(line) = line else { break };
-                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
-                sink.state.lock().expect("lines lock").0.push(text);
-                sink.changed.notify_all();
-            }
-            sink.state.lock().expect("lines lock").1 = true;
-            sink.changed.notify_all();
-        });
-        lines
-    }
-
-    /// First line matching `pred`, waiting up to `timeout` for it.
-    fn wait_for(&self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().expect("lines lock");
-        loop {
-            if let Some(l) = state.0.iter().find(|l| pred(l)) {
-                return Some(l.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if state.1 || left.is_zero() {
-                return None;
-            }
-            state = self.changed.wait_timeout(state, left).expect("lines lock").0;
-        }
-    }
-
-    fn wait_eof(&self, timeout: Duration) {
-        let state = self.state.lock().expect("lines lock");
-        drop(self.changed.wait_timeout_while(state, timeout, |s| !s.1).expect("lines lock"));
-    }
-
-    fn text(&self) -> String {
-        let state = self.state.lock().expect("lines lock");
-        state.0.iter().map(|l| format!("{l}\n")).collect()
     }
 }
 
@@ -162,8 +111,8 @@ impl Context {
 #[derive(Debug)]
 pub struct Running {
     child: Option<Child>,
-    stdout: Arc<Lines>,
-    stderr: Arc<Lines>,
+    stdout: Arc<Capture>,
+    stderr: Arc<Capture>,
     context: Context,
 }
 
@@ -173,28 +122,21 @@ impl Running {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Wait for a stdout line matching `pred`; panics (with a dump) on timeout or exit.
-    #[track_caller]
-    pub fn wait_for_stdout(&self, timeout: Duration, pred: impl FnMut(&str) -> bool) -> String {
-        let found = self.stdout.wait_for(timeout, pred);
-        found.unwrap_or_else(|| panic!("no matching stdout line within {timeout:?}\n{}", self.dump()))
-    }
-
     /// Wait for a stderr line matching `pred`; panics (with a dump) on timeout or exit.
     #[track_caller]
     pub fn wait_for_stderr(&self, timeout: Duration, pred: impl FnMut(&str) -> bool) -> String {
-        let found = self.stderr.wait_for(timeout, pred);
+        let found = self.stderr.wait_for_line(timeout, pred);
         found.unwrap_or_else(|| panic!("no matching stderr line within {timeout:?}\n{}", self.dump()))
     }
 
     /// Output so far.
     pub fn stdout(&self) -> String {
-        self.stdout.text()
+        self.stdout.lines_text()
     }
 
     /// Error output so far.
     pub fn stderr(&self) -> String {
-        self.stderr.text()
+        self.stderr.lines_text()
     }
 
     /// Everything known so far, for a failure message.

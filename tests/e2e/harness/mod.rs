@@ -6,9 +6,8 @@
 //! let hive = Hive::spawn(&hub);
 //! Keeper::new().hive(&hive).args(["model", "download", "rbee-test/tiny-model", "model.gguf"]).run().assert_success();
 //! ```
-// Test modules are added over time; not every helper is used by every build of the suite.
-#![allow(dead_code, unused_imports)]
 
+pub mod capture;
 pub mod hive;
 pub mod http;
 pub mod keeper;

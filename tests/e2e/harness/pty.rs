@@ -2,74 +2,25 @@
 //! are a TTY (so it draws progress bars), and [`Pty::ctrl_c`] types a real Ctrl+C: the byte 0x03
 //! goes to the terminal, whose line discipline sends SIGINT to the whole foreground process group.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
+use super::capture::Capture;
 use super::Keeper;
 
 /// How long [`Pty::wait`] lets the keeper run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Everything the terminal showed, filled by a reader thread.
-#[derive(Debug, Default)]
-struct Screen {
-    state: Mutex<(Vec<u8>, bool)>,
-    changed: Condvar,
-}
-
-impl Screen {
-    fn capture(mut reader: Box<dyn Read + Send>) -> Arc<Self> {
-        let screen = Arc::new(Self::default());
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // Linux reports EIO once no process holds the terminal's other side any more.
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                sink.state.lock().expect("screen lock").0.extend_from_slice(&buf[..n]);
-                sink.changed.notify_all();
-            }
-            sink.state.lock().expect("screen lock").1 = true;
-            sink.changed.notify_all();
-        });
-        screen
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.state.lock().expect("screen lock").0).into_owned()
-    }
-
-    /// Wait until the text shown so far satisfies `pred`.
-    fn wait_for(&self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().expect("screen lock");
-        loop {
-            if pred(&String::from_utf8_lossy(&state.0)) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if state.1 || left.is_zero() {
-                return false;
-            }
-            state = self.changed.wait_timeout(state, left).expect("screen lock").0;
-        }
-    }
-
-    fn wait_eof(&self, timeout: Duration) {
-        let state = self.state.lock().expect("screen lock");
-        drop(self.changed.wait_timeout_while(state, timeout, |s| !s.1).expect("screen lock"));
-    }
-}
 
 /// A keeper running on a pseudo-terminal (120×40).
 pub struct Pty {
     child: Box<dyn Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     _master: Box<dyn MasterPty + Send>,
-    screen: Arc<Screen>,
+    screen: Arc<Capture>,
     command: String,
     hive_log: Option<PathBuf>,
 }
@@ -96,15 +47,10 @@ impl Pty {
             .expect("open a pseudo-terminal");
         let child = pair.slave.spawn_command(builder).unwrap_or_else(|e| panic!("spawn {cmd:?} on a pty: {e}"));
         drop(pair.slave);
-        let screen = Screen::capture(pair.master.try_clone_reader().expect("pty reader"));
+        let screen = Capture::start(pair.master.try_clone_reader().expect("pty reader"));
         let writer = pair.master.take_writer().expect("pty writer");
         let hive_log = keeper.hive_log().map(PathBuf::from);
         Self { child, writer, _master: pair.master, screen, command: format!("{cmd:?}"), hive_log }
-    }
-
-    /// Process id of the keeper.
-    pub fn pid(&self) -> u32 {
-        self.child.process_id().unwrap_or(0)
     }
 
     /// Type Ctrl+C.
