@@ -11,6 +11,7 @@ mod config;
 pub mod download;
 pub mod http;
 pub mod jobs;
+pub mod mirror;
 pub mod models;
 mod operations;
 
@@ -32,6 +33,8 @@ pub struct Hive {
     pub token: Option<String>,
     /// Who may address the hive (`Host`).
     pub access: http::Access,
+    /// Pull-through of the mirror routes (`--mirror-upstream`).
+    pub pull: mirror::Pull,
 }
 
 /// Parses `args`, then serves until killed. Returns the process exit code.
@@ -72,13 +75,17 @@ fn serve(args: Args) -> anyhow::Result<()> {
         downloader: Downloader::new(config.download.clone())?,
         token: config.token.clone(),
         access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
+        pull: mirror::Pull::new(config.mirror_upstream),
     });
     eprintln!(
-        "rbee-hive {} listening on http://{} (cache {}, upstream {})",
+        "rbee-hive {} listening on http://{} (cache {}, upstream {}); HF mirror at http://{}{} ({})",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?,
         config.download.cache.display(),
-        config.download.endpoint
+        config.download.endpoint,
+        listener.local_addr()?,
+        rbee_protocol::routes::MIRROR,
+        if config.mirror_upstream { "pull-through from upstream" } else { "cache only" },
     );
     smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
 }
