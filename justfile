@@ -117,3 +117,9 @@ schemathesis: build
 soak:
     cargo build --release --workspace --bins
     bash bench/soak.sh
+
+# The HF mirror (issue 15) vs nginx serving the same 2 GiB blob (installs nginx-light with apt-get
+# when missing), written into BENCHMARKS.md's mirror block.
+bench-mirror:
+    cargo build --release --workspace --bins
+    bash bench/mirror.sh

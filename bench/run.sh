@@ -89,11 +89,13 @@ cmd="just bench"
     echo "| total bench time | ${total}s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g')) |"
     echo
     cat "$body"
-    # Keep the figures `just soak` wrote (bench/soak.sh).
-    if [ -f "$out" ] && grep -q '^<!-- soak -->$' "$out"; then
-        echo
-        awk '/^<!-- soak -->$/{keep=1} keep{print} /^<!-- \/soak -->$/{keep=0}' "$out"
-    fi
+    # Keep the figures `just soak` (bench/soak.sh) and `just bench-mirror` (bench/mirror.sh) wrote.
+    for block in soak mirror; do
+        if [ -f "$out" ] && grep -q "^<!-- $block -->\$" "$out"; then
+            echo
+            awk -v b="$block" '$0 == "<!-- " b " -->"{keep=1} keep{print} $0 == "<!-- /" b " -->"{keep=0}' "$out"
+        fi
+    done
 } > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "bench: wrote $out in ${total}s" >&2

@@ -38,6 +38,11 @@ pub struct Args {
     /// DNS-rebinding web page cannot reach the hive.
     #[arg(long, env = "RBEE_HIVE_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// Mirror routes (`/hf/…`, see the README's "Many machines"): fetch what the cache lacks from
+    /// this hive's own HF_ENDPOINT as a download job, and serve it while it downloads. Off: the
+    /// mirror answers only from the cache (404 for the rest).
+    #[arg(long, env = "RBEE_HIVE_MIRROR_UPSTREAM")]
+    pub mirror_upstream: bool,
     /// Seconds a client may take to send a request's head and body (a stalled request is closed);
     /// also how long an idle keep-alive connection is kept.
     #[arg(long, default_value_t = 10.0)]
@@ -83,6 +88,7 @@ pub struct Config {
     pub limits: crate::http::Limits,
     pub download: Settings,
     pub retention: Retention,
+    pub mirror_upstream: bool,
 }
 
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -133,6 +139,7 @@ impl Args {
                 max_finished: self.max_finished_jobs,
                 ttl: Duration::from_secs(self.finished_ttl_secs),
             },
+            mirror_upstream: self.mirror_upstream,
         })
     }
 }

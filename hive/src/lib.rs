@@ -11,6 +11,7 @@ mod config;
 pub mod download;
 pub mod http;
 pub mod jobs;
+pub mod mirror;
 pub mod models;
 mod operations;
 
@@ -33,6 +34,8 @@ pub struct Hive {
     pub token: Option<String>,
     /// Who may address the hive (`Host`).
     pub access: http::Access,
+    /// Pull-through of the mirror routes (`--mirror-upstream`).
+    pub pull: mirror::Pull,
 }
 
 /// Parses `args`, then serves until killed. Returns the process exit code.
@@ -90,14 +93,18 @@ fn serve(args: Args) -> anyhow::Result<()> {
         downloader: Downloader::new(config.download.clone())?,
         token: config.token.clone(),
         access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
+        pull: mirror::Pull::new(config.mirror_upstream),
     });
     log::info!(
-        "rbee-hive {} listening on http://{} (cache {}, upstream {}, HF_TOKEN {})",
+        "rbee-hive {} listening on http://{} (cache {}, upstream {}, HF_TOKEN {}); HF mirror at http://{}{} ({})",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?,
         config.download.cache.display(),
         config.download.endpoint,
-        if config.download.token.is_some() { "set" } else { "not set" }
+        if config.download.token.is_some() { "set" } else { "not set" },
+        listener.local_addr()?,
+        rbee_protocol::routes::MIRROR,
+        if config.mirror_upstream { "pull-through from upstream" } else { "cache only" },
     );
     smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
 }

@@ -23,6 +23,12 @@ pub enum ErrorCode {
     ModelNotFound,
     /// The file is not cached (404).
     FileNotFound,
+    /// The revision (branch, tag or commit) is not cached (404).
+    RevisionNotFound,
+    /// A `Range` outside the file (416).
+    RangeNotSatisfiable,
+    /// The hive's own upstream failed while it pulled a file through (502).
+    UpstreamError,
     /// The route does not take this method (405).
     MethodNotAllowed,
     /// The job had already ended (409).
@@ -64,6 +70,9 @@ impl ErrorCode {
             Self::JobNotFound => "job_not_found",
             Self::ModelNotFound => "model_not_found",
             Self::FileNotFound => "file_not_found",
+            Self::RevisionNotFound => "revision_not_found",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::UpstreamError => "upstream_error",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::JobEnded => "job_ended",
             Self::CacheError => "cache_error",
@@ -95,7 +104,11 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::MethodNotImplemented => 501,
             Self::Unauthorized => 401,
-            Self::NotFound | Self::JobNotFound | Self::ModelNotFound | Self::FileNotFound => 404,
+            Self::NotFound | Self::JobNotFound | Self::ModelNotFound | Self::FileNotFound | Self::RevisionNotFound => {
+                404
+            }
+            Self::RangeNotSatisfiable => 416,
+            Self::UpstreamError => 502,
             Self::MethodNotAllowed => 405,
             Self::JobEnded => 409,
             Self::BodyTooLarge => 413,

@@ -95,6 +95,12 @@ pub mod routes {
     pub const MODEL_NO_ORG: &str = "/v1/models/:name";
     /// `POST` stops the hive (ours).
     pub const SHUTDOWN: &str = "/v1/shutdown";
+    /// The prefix of the read-only HuggingFace endpoint over the hive's cache: clients set
+    /// `HF_ENDPOINT=http://host:7835/hf`.
+    pub const MIRROR: &str = "/hf";
+    /// Every route of the mirror: `GET`/`HEAD /hf/{repo}/resolve/{revision}/{file}`, `GET
+    /// /hf/api/models/{repo}[/revision/{revision}]`.
+    pub const MIRROR_ALL: &str = "/hf/*path";
 
     /// `/v1/jobs/{id}` (an id as the hive hands it out needs no escaping).
     #[must_use]

@@ -123,6 +123,12 @@ pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     value.chars().map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
+/// Whether `value` is a full 40-hex commit id (a revision that never moves).
+#[must_use]
+pub fn is_commit(value: &str) -> bool {
+    value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod interop;
 mod jobs_api;
 mod keeper_cli;
 mod load;
+mod mirror;
 mod models;
 mod operator;
 mod rbee_wire;

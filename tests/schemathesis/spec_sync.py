@@ -33,9 +33,10 @@ def rust_fn(path, name):
 def arms(body):
     """`Self::A | Self::B => value` arms of a match, as {variant: value}."""
     out = {}
-    for variants, value in re.findall(r"((?:\|?\s*Self::\w+(?:\s*\{\s*\.\.\s*\}|\(_\))?\s*)+)=>\s*([^,\n]+)", body):
+    # A value is a literal, or a block rustfmt wrapped a long arm's literal in (`=> {\n 404\n }`).
+    for variants, value in re.findall(r"((?:\|?\s*Self::\w+(?:\s*\{\s*\.\.\s*\}|\(_\))?\s*)+)=>\s*(\{[^{}]*\}|[^,\n]+)", body):
         for variant in re.findall(r"Self::(\w+)", variants):
-            out[variant] = value.strip().strip('"')
+            out[variant] = value.strip().strip("{}").strip().strip('"')
     return out
 
 

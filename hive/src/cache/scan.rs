@@ -198,11 +198,34 @@ fn links(dir: &RepoDir) -> Vec<(String, String, PathBuf)> {
 
 /// `blobs/<etag>` of this repo that a snapshot link points at (read, never followed), if any.
 fn blob_of(dir: &RepoDir, link: &Path) -> Option<PathBuf> {
-    let target = fs::read_link(link).ok()?;
-    let etag = target.file_name()?.to_str()?;
-    let blob = dir.blob(etag);
-    let inside = target.parent().and_then(Path::file_name).is_some_and(|d| d == "blobs") && !target.is_absolute();
-    inside.then_some(blob)
+    dir.linked_etag(link).map(|etag| dir.blob(&etag))
+}
+
+impl RepoDir {
+    /// The etag of the blob of this repo that the snapshot link `link` names as
+    /// `../…/blobs/<etag>` (the link is read, never followed; anything else is `None`).
+    #[must_use]
+    pub fn linked_etag(&self, link: &Path) -> Option<String> {
+        let target = fs::read_link(link).ok()?;
+        let etag = target.file_name()?.to_str()?;
+        let inside = target.parent().and_then(Path::file_name).is_some_and(|d| d == "blobs") && !target.is_absolute();
+        (inside && !etag.ends_with(".incomplete")).then(|| etag.to_owned())
+    }
+
+    /// The files of `snapshots/<commit>/` (relative paths, sorted) whose link names a finished
+    /// blob of this repo.
+    #[must_use]
+    pub fn snapshot_files(&self, commit: &str) -> Vec<String> {
+        let base = self.snapshot(commit);
+        walk(&base)
+            .into_iter()
+            .filter(|link| {
+                self.linked_etag(link)
+                    .is_some_and(|etag| fs::symlink_metadata(self.blob(&etag)).is_ok_and(|m| m.is_file()))
+            })
+            .filter_map(|link| Some(link.strip_prefix(&base).ok()?.to_str()?.to_owned()))
+            .collect()
+    }
 }
 
 fn blobs(dir: &RepoDir) -> Vec<(String, u64)> {

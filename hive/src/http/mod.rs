@@ -3,6 +3,7 @@
 mod auth;
 mod guard;
 mod jobs;
+mod mirror;
 mod models;
 mod serve;
 mod stream;
@@ -36,6 +37,7 @@ pub fn app(state: State) -> tide::Server<State> {
     app.at(routes::MODEL).delete(models::remove);
     app.at(routes::MODEL_NO_ORG).delete(models::remove);
     app.at(routes::SHUTDOWN).post(shutdown);
+    app.at(routes::MIRROR_ALL).get(mirror::endpoint);
     app
 }
 
@@ -162,15 +164,22 @@ const ROUTE_METHODS: &[(&str, &str)] = &[
     (routes::MODEL, "DELETE"),
     (routes::MODEL_NO_ORG, "DELETE"),
     (routes::SHUTDOWN, "POST"),
+    (routes::MIRROR_ALL, "GET, HEAD"),
 ];
 
-/// The `Allow` value for `path`: the route it matches (`:param` = one non-empty segment).
+/// The `Allow` value for `path`: the route it matches (`:param` = one non-empty segment, a last
+/// `*param` = one or more segments).
 fn allowed_methods(path: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.split('/').collect();
     ROUTE_METHODS.iter().find_map(|(route, methods)| {
         let pattern: Vec<&str> = route.split('/').collect();
-        let matches = pattern.len() == segments.len()
-            && pattern.iter().zip(&segments).all(|(p, s)| if p.starts_with(':') { !s.is_empty() } else { p == s });
+        let rest = pattern.last().is_some_and(|p| p.starts_with('*'));
+        let lengths = if rest { segments.len() >= pattern.len() } else { pattern.len() == segments.len() };
+        let matches = lengths
+            && pattern
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| if p.starts_with([':', '*']) { !s.is_empty() } else { p == s });
         matches.then_some(*methods)
     })
 }
@@ -212,6 +221,8 @@ mod tests {
         assert_eq!(allowed_methods("/v1/models/org/name"), Some("DELETE"));
         assert_eq!(allowed_methods("/v1/models/gpt2"), Some("DELETE"));
         assert_eq!(allowed_methods("/v1/shutdown"), Some("POST"));
+        assert_eq!(allowed_methods("/hf/o/n/resolve/main/f"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/hf/api/models/o/n"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/v1/jobs/"), None);
         assert_eq!(allowed_methods("/nope"), None);
     }

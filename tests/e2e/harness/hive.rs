@@ -24,6 +24,7 @@ pub struct HiveBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     cache: Option<Arc<TempDir>>,
+    token: Option<String>,
 }
 
 impl Default for HiveBuilder {
@@ -38,6 +39,7 @@ impl Default for HiveBuilder {
             args: vec![],
             env: vec![],
             cache: None,
+            token: None,
         }
     }
 }
@@ -76,6 +78,12 @@ impl HiveBuilder {
     /// `--retries`.
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
+        self
+    }
+
+    /// `--token`: every request must carry it, the harness's own included.
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
         self
     }
 
@@ -155,6 +163,9 @@ impl Hive {
             }
         }
         cmd.args(&b.args);
+        if let Some(t) = &b.token {
+            cmd.args(["--token", t]);
+        }
         for var in ["HF_TOKEN", "HF_HOME", "RBEE_HIVE_TOKEN", "RBEE_HIVE_URL", "HF_HUB_OFFLINE"] {
             cmd.env_remove(var);
         }
@@ -174,7 +185,9 @@ impl Hive {
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Ok(r) = http::request("GET", &format!("{}/health", self.url), &[], None) {
+            let bearer = self.bearer();
+            let headers = self.headers(&bearer, &[]);
+            if let Ok(r) = http::request("GET", &format!("{}/health", self.url), &headers, None) {
                 if r.status == 200 {
                     return;
                 }
@@ -185,6 +198,20 @@ impl Hive {
             assert!(Instant::now() < deadline, "rbee-hive: no /health 200 within 10 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `Bearer <token>`, the `Authorization` value, when the hive has a token.
+    pub fn bearer(&self) -> Option<String> {
+        self.builder.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    /// The headers of the harness's own requests: `extra`, and the token when the hive has one.
+    fn headers<'a>(&self, bearer: &'a Option<String>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = extra.to_vec();
+        if let Some(b) = bearer {
+            all.push(("Authorization", b.as_str()));
+        }
+        all
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -237,7 +264,9 @@ impl Hive {
         let url = format!("{}{path}", self.url);
         let bytes = body.map(Value::to_string);
         // JSON details of `/health` (rbee's plain `ok` is for clients that do not ask for JSON).
-        match http::request(method, &url, &[("Accept", "application/json")], bytes.as_deref().map(str::as_bytes)) {
+        let bearer = self.bearer();
+        let headers = self.headers(&bearer, &[("Accept", "application/json")]);
+        match http::request(method, &url, &headers, bytes.as_deref().map(str::as_bytes)) {
             Ok(r) => (r.status, r.json()),
             Err(e) => panic!("{method} {url}: {e}\nhive log:\n{}", self.log()),
         }

@@ -12,6 +12,7 @@
 mod cancel;
 mod download;
 mod footprint;
+mod mirror;
 mod proc;
 mod resume;
 mod scale;
@@ -56,6 +57,8 @@ enum Section {
     Concurrent,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
+    /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
+    Mirror,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Section::Download => download::run(&ctx),
         Section::Concurrent => download::concurrent(&ctx),
         Section::Scale => scale::run(&ctx),
+        Section::Mirror => mirror::run(&ctx),
     };
     match out {
         Ok(md) => {
