@@ -10,30 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use crate::harness::fixtures::tree;
 use crate::harness::{http, FakeHub, Hive};
-
-/// Every file, directory and symlink under `root` with its size (files) or target (links).
-pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            let what = if meta.is_symlink() {
-                format!("link -> {}", std::fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                "dir".to_owned()
-            } else {
-                format!("file {} bytes", meta.len())
-            };
-            out.insert(path.strip_prefix(root).unwrap_or(&path).to_path_buf(), what);
-        }
-    }
-    out
-}
 
 /// A hive whose cache, HOME and TMPDIR all live in one temporary tree we can watch.
 struct Sandbox {

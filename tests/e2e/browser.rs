@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::download::{hub_with_model, MODEL, REPO};
+use crate::harness::fixtures::{hub_with_model, MODEL, REPO};
+use crate::harness::fixtures::{op_download, op_remove};
 use crate::harness::{download_ok, Hive, TIMEOUT};
-use crate::hostile::{op_download, op_remove};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

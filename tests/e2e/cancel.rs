@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::Event;
 
-use crate::download::{
+use crate::harness::fixtures::{
     assert_not_published, file_len, hub_with_model, incomplete, job, keeper_download, keeper_job_id, wait_for, MODEL,
+    REPO,
 };
 use crate::harness::{Hive, SseStream, TIMEOUT};
 
@@ -89,7 +90,7 @@ fn a_stalled_upstream_connection_closes_on_cancel() {
     let hub = hub_with_model(4 << 20);
     hub.set_fault(MODEL, crate::harness::Fault::StallAfter(256 << 10), 1);
     let hive = Hive::builder().hub(&hub).stall_secs(60).spawn();
-    let id = hive.start_download(crate::download::REPO, MODEL);
+    let id = hive.start_download(REPO, MODEL);
     assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "the stall point was never reached");
     // Let the hive drain what was sent, so libcurl sits idle on the silent socket.
     std::thread::sleep(Duration::from_secs(1));

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::harness::fixtures::{soak, wait_idle};
 use crate::harness::{disk_state, FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
-use crate::retention::{soak, wait_idle};
 use rbee_tests::hub::{FileInfo, HubConfig};
 
 const REPO: &str = "rbee-test/chaos";

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::Event;
 
-use crate::download::{hub_with_model, job, live_tasks, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{hub_with_model, job, live_tasks, wait_status, MODEL, REPO};
 use crate::harness::{Fault, Hive, SseStream, TIMEOUT};
 
 /// How long heartbeats are counted.

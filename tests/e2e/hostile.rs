@@ -6,44 +6,16 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::download::{file_len, hub_with_model, incomplete, wait_for, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{
+    file_len, hub_with_model, incomplete, job, op_download, op_remove, raw, wait_for, wait_status, MODEL, REPO,
+};
 use crate::harness::{download_ok, Fault, Hive, Keeper, TIMEOUT};
-
-/// A `model_download` operation in rbee's form.
-pub(crate) fn op_download(repo: &str, file: &str) -> Value {
-    json!({ "operation": "model_download", "hive_id": "localhost", "model": format!("{repo}:{file}"), "revision": "main" })
-}
-
-/// A `model_delete` operation in rbee's form.
-pub(crate) fn op_remove(repo: &str, file: Option<&str>) -> Value {
-    let id = file.map_or_else(|| repo.to_owned(), |f| format!("{repo}:{f}"));
-    json!({ "operation": "model_delete", "hive_id": "localhost", "id": id })
-}
 
 /// `host:port` of a hive.
 fn addr(hive: &Hive) -> String {
     hive.url().trim_start_matches("http://").trim_end_matches('/').to_owned()
-}
-
-/// Sends `head` (CRLF lines, without the blank line) and `body` as given; the status and the
-/// whole response text (read until the hive closes, or 10 s).
-pub(crate) fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
-    let mut conn = TcpStream::connect(addr).expect("connect to the hive");
-    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut text = head.replace('\n', "\r\n");
-    if !body.is_empty() {
-        text.push_str(&format!("\r\nContent-Length: {}", body.len()));
-    }
-    text.push_str("\r\nConnection: close\r\n\r\n");
-    conn.write_all(text.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
-    let mut out = Vec::new();
-    let _ = conn.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, out)
 }
 
 fn jobs(hive: &Hive) -> Vec<Value> {
@@ -205,11 +177,11 @@ fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
 
     let len = file_len(&part);
     wait_for(&hive, TIMEOUT, "the download goes on", || file_len(&part) > len);
-    assert_eq!(crate::download::job(&hive, &id)["status"], "running");
+    assert_eq!(job(&hive, &id)["status"], "running");
 
     let (status, body) = hive.delete(&format!("/v1/models/{REPO}?force=true"));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(crate::download::job(&hive, &id)["status"], "cancelled");
+    assert_eq!(job(&hive, &id)["status"], "cancelled");
     assert!(!part.exists() && !hive.repo_dir(REPO).exists(), "force removed it all");
 }
 

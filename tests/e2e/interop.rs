@@ -15,7 +15,7 @@ use tempfile::TempDir;
 
 use rbee_protocol::Event;
 
-use crate::download::sha256_of;
+use crate::harness::fixtures::sha256_of;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec, TIMEOUT};
 
 const REPO: &str = "rbee-test/tiny-model";

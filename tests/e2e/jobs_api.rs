@@ -5,7 +5,7 @@ use rbee_protocol::Event;
 
 use std::time::Duration;
 
-use crate::download::{hub_with_model, incomplete, job, live_tasks, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{hub_with_model, incomplete, job, live_tasks, wait_status, MODEL, REPO};
 use crate::harness::{disk_state, Hive, TIMEOUT};
 
 #[test]

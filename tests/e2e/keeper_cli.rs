@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::harness::fixtures::ndjson;
 use crate::harness::pty::has_ansi;
 use crate::harness::{free_port, FakeHub, Hive, Keeper, RepoSpec, TIMEOUT};
 
@@ -126,20 +127,6 @@ fn quiet_ctrl_c_cancels_on_the_hive_and_prints_nothing() {
     assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""), "--quiet printed\n{}", out.dump());
     let (_, jobs) = hive.get("/v1/jobs");
     assert_eq!(jobs[0]["status"], "cancelled", "the job was cancelled on the hive: {jobs}");
-}
-
-/// The NDJSON lines of a `--json` run, checked: each parses, ids increase one by one, one job.
-#[track_caller]
-pub(crate) fn ndjson(stdout: &str, dump: &str) -> Vec<Value> {
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{dump}")))
-        .collect();
-    assert!(!events.is_empty(), "no events\n{dump}");
-    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().expect("every event has an id")).collect();
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids not consecutive: {ids:?}\n{dump}");
-    assert!(events.iter().all(|e| e["job_id"] == events[0]["job_id"]), "one job\n{dump}");
-    events
 }
 
 #[test]

@@ -12,8 +12,8 @@ use rbee_protocol::sse::{Decoder, Frame};
 
 use crate::harness::sse::EndMarker;
 
+use crate::harness::fixtures::{rss_kib, soak, wait_idle};
 use crate::harness::{http, FakeHub, Hive, RepoSpec, TIMEOUT};
-use crate::retention::{rss_kib, soak, wait_idle};
 use rbee_tests::hub::HubConfig;
 
 const REPO: &str = "rbee-test/load";

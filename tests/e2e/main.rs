@@ -1,6 +1,8 @@
 //! End-to-end tests of the real `rbee` and `rbee-hive` binaries against the fake hub.
 //! One test binary (compiled once); each area of behaviour is a module.
 
+use rbee_tests::harness;
+
 mod auth_token;
 mod autostart;
 mod bad_input;
@@ -10,7 +12,6 @@ mod chaos;
 mod dedupe;
 mod download;
 mod errors;
-mod harness;
 mod heartbeat;
 mod hive_auth;
 mod hostile;

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use rbee_protocol::Event;
 
-use crate::download::{file_len, incomplete, sha256_of, wait_for, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{file_len, incomplete, sha256_of, wait_for, wait_status, MODEL, REPO};
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
 
 const TOKEN: &str = "mirror-secret";

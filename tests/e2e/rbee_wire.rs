@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::download::{assert_published, hub_with_model, live_tasks, wait_for, MODEL, REPO};
+use crate::harness::fixtures::{assert_published, hub_with_model, live_tasks, wait_for, MODEL, REPO};
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
 
 /// How a stream ended for rbee's client.

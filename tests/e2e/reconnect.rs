@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::harness::fixtures::ndjson;
 use crate::harness::proxy::Proxy;
 use crate::harness::{FakeHub, Hive, Keeper, TIMEOUT};
-use crate::keeper_cli::ndjson;
 
 #[test]
 fn a_cut_stream_is_resumed_without_gap_or_duplicate() {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::download::sha256_of;
+use crate::harness::fixtures::sha256_of;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec};
 
 const REPO: &str = "rbee-test/multi-file";

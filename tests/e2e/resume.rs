@@ -4,7 +4,7 @@
 
 use rbee_protocol::Event;
 
-use crate::download::{
+use crate::harness::fixtures::{
     assert_published, file_len, hub_with_model, incomplete, range_start, wait_for, wait_status, MODEL, REPO,
 };
 use crate::harness::{FakeHub, Fault, Hive, TIMEOUT};

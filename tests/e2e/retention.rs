@@ -8,19 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::harness::fixtures::{rss_kib, soak, wait_idle};
 use crate::harness::{FakeHub, Hive, RepoSpec, TIMEOUT};
-
-/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub(crate) fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
-}
-
-/// Whether the full (soak) sizes were asked for.
-pub(crate) fn soak() -> bool {
-    std::env::var_os("RBEE_SOAK").is_some_and(|v| !v.is_empty() && v != "0")
-}
 
 fn model_list() -> Value {
     json!({ "operation": "model_list", "hive_id": "localhost" })
@@ -40,20 +29,6 @@ fn finished_job(hive: &Hive) -> String {
     let frames = hive.sse(&id).until_terminal(TIMEOUT);
     assert_eq!(frames.last().map(|f| f.event.name()), Some("done"), "{frames:?}");
     id
-}
-
-/// Waits until no job runs (`/health` `running_jobs` and `live_tasks` both 0).
-#[track_caller]
-pub(crate) fn wait_idle(hive: &Hive, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (_, h) = hive.get("/health");
-        if h["running_jobs"] == 0 && h["live_tasks"] == 0 {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "still busy after {timeout:?}: {h}\nhive log:\n{}", hive.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[track_caller]

@@ -3,7 +3,7 @@
 
 use rbee_protocol::Event;
 
-use crate::download::{
+use crate::harness::fixtures::{
     assert_not_published, assert_published, file_len, hub_with_model, incomplete, keeper_download, keeper_job_id,
     range_start, wait_status, MODEL, REPO,
 };

@@ -4,7 +4,7 @@
 use rbee_protocol::sse::Frame;
 use rbee_protocol::Event;
 
-use crate::download::{assert_published, hub_with_model, job, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{assert_published, hub_with_model, job, wait_status, MODEL, REPO};
 use crate::harness::{Hive, SseStream, TIMEOUT};
 
 fn ids(frames: &[Frame]) -> Vec<u64> {

@@ -1,6 +1,7 @@
-//! Test support for rbee: a fake HuggingFace hub ([`hub::FakeHub`]) that the end-to-end tests
-//! (in `tests/e2e`) run in-process, and that the `fake-hub` binary serves for `just demo` and
-//! benchmarks.
+//! Test support for rbee, one house for the end-to-end tests (`tests/e2e`) and the `rbee-bench`
+//! benchmarks: a fake HuggingFace hub ([`hub::FakeHub`], also served by the `fake-hub` binary for
+//! `just demo`), and the [`harness`] that runs the real binaries (hive, keeper, pty), talks HTTP
+//! and SSE, and reads what processes use (RSS, descriptors).
 //!
 //! ```no_run
 //! use rbee_tests::hub::{FakeHub, RepoSpec};
@@ -9,4 +10,5 @@
 //! println!("HF_ENDPOINT={}", hub.endpoint());
 //! ```
 
+pub mod harness;
 pub mod hub;

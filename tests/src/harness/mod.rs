@@ -8,6 +8,7 @@
 //! ```
 
 pub mod capture;
+pub mod fixtures;
 pub mod hive;
 pub mod http;
 pub mod keeper;
@@ -19,10 +20,10 @@ pub mod sse;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::hub::{CloseReason, FakeHub, Fault, HubConfig, RepoSpec};
 pub use hive::{Hive, HiveBuilder};
 pub use keeper::{Keeper, Output, Running};
 pub use local::LocalHive;
-pub use rbee_tests::hub::{CloseReason, FakeHub, Fault, HubConfig, RepoSpec};
 pub use sse::{SseEnd, SseStream};
 
 /// Generous upper bound for things that should take milliseconds.

@@ -1,0 +1,235 @@
+//! Fixtures the end-to-end tests share: the default test repo, where its files land in a hive's
+//! cache, waits on a hive's jobs, hashes, process readings, and request bodies in rbee's form.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{FakeHub, Hive, HubConfig, Keeper, RepoSpec, Running, TIMEOUT};
+
+/// The repo the download tests use.
+pub const REPO: &str = "rbee-test/tiny-model";
+
+/// Its LFS file.
+pub const MODEL: &str = "model.gguf";
+
+/// A hub serving [`REPO`] with a `model_size`-byte LFS [`MODEL`] and a small `config.json`.
+pub fn hub_with_model(model_size: u64) -> FakeHub {
+    let hub = FakeHub::start(HubConfig::default());
+    hub.add_repo(RepoSpec::demo(REPO, model_size));
+    hub
+}
+
+/// The hub's etag of `file` at `main` (the blob's name in the cache).
+pub fn etag(hub: &FakeHub, file: &str) -> String {
+    hub.file_info(REPO, "main", file).unwrap_or_else(|| panic!("fake hub has no {REPO}/{file}")).etag
+}
+
+/// `blobs/<etag>` of `file`.
+pub fn blob(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
+    hive.repo_dir(REPO).join("blobs").join(etag(hub, file))
+}
+
+/// `blobs/<etag>.incomplete` of `file`.
+pub fn incomplete(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
+    hive.repo_dir(REPO).join("blobs").join(format!("{}.incomplete", etag(hub, file)))
+}
+
+/// `snapshots/<commit>/<file>`.
+pub fn snapshot(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
+    hive.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(file)
+}
+
+/// Size of a file, 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Hex sha256 of a file's content.
+#[track_caller]
+pub fn sha256_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Poll `cond` every 20 ms until it holds; panics with `what` (and the hive log) after `timeout`.
+#[track_caller]
+pub fn wait_for(hive: &Hive, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}\nhive log:\n{}", hive.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /v1/jobs/{id}` (asserting 200).
+#[track_caller]
+pub fn job(hive: &Hive, id: &str) -> Value {
+    let (status, body) = hive.get(&format!("/v1/jobs/{id}"));
+    assert_eq!(status, 200, "GET /v1/jobs/{id}: {body}\nhive log:\n{}", hive.log());
+    body
+}
+
+/// Wait until job `id` has `status`; returns its info.
+#[track_caller]
+pub fn wait_status(hive: &Hive, id: &str, status: &str) -> Value {
+    let mut info = Value::Null;
+    wait_for(hive, 3 * TIMEOUT, &format!("job {id} to be {status} (last: {info})"), || {
+        info = job(hive, id);
+        info["status"] == status
+    });
+    info
+}
+
+/// `live_tasks` of `/health`.
+#[track_caller]
+pub fn live_tasks(hive: &Hive) -> u64 {
+    let (status, body) = hive.get("/health");
+    assert_eq!(status, 200, "{body}");
+    body["live_tasks"].as_u64().unwrap_or_else(|| panic!("no live_tasks in /health: {body}"))
+}
+
+/// The job id the keeper announced on stderr (`📋 job <id>`).
+#[track_caller]
+pub fn keeper_job_id(keeper: &Running) -> String {
+    let line = keeper.wait_for_stderr(TIMEOUT, |l| l.starts_with("📋 job "));
+    line.trim_start_matches("📋 job ").trim().to_owned()
+}
+
+/// The start offset of a `Range: bytes=N-` header.
+#[track_caller]
+pub fn range_start(range: Option<&str>) -> u64 {
+    let r = range.unwrap_or_else(|| panic!("no Range header"));
+    r.strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an open `bytes=N-` range: {r:?}"))
+}
+
+/// `file` is published: snapshot link → `../../blobs/<etag>`, blob with the hub's bytes, no
+/// `.incomplete`, `refs/main` = commit. Returns the snapshot path.
+#[track_caller]
+pub fn assert_published(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
+    let pointer = snapshot(hive, hub, file);
+    let target = std::fs::read_link(&pointer).unwrap_or_else(|e| panic!("{} is no symlink: {e}", pointer.display()));
+    assert_eq!(target, Path::new("../../blobs").join(etag(hub, file)), "relative link to the blob");
+    let blob = blob(hive, hub, file);
+    assert!(blob.is_file() && !blob.is_symlink(), "blob {} missing", blob.display());
+    assert_eq!(sha256_of(&pointer), hub.sha256(REPO, file), "content of {}", pointer.display());
+    assert!(!incomplete(hive, hub, file).exists(), ".incomplete left behind after publishing");
+    let main = std::fs::read_to_string(hive.repo_dir(REPO).join("refs/main")).expect("refs/main");
+    assert_eq!(main.trim(), hub.commit(REPO), "refs/main");
+    pointer
+}
+
+/// Neither blob nor snapshot link of `file` exists.
+#[track_caller]
+pub fn assert_not_published(hive: &Hive, hub: &FakeHub, file: &str) {
+    let pointer = snapshot(hive, hub, file);
+    assert!(std::fs::symlink_metadata(&pointer).is_err(), "snapshot link {} exists", pointer.display());
+    let blob = blob(hive, hub, file);
+    assert!(!blob.exists(), "blob {} exists", blob.display());
+}
+
+/// A keeper downloading `file` of [`REPO`] from `hive`.
+pub fn keeper_download(hive: &Hive, file: &str) -> Keeper {
+    Keeper::new().hive(hive).args(["model", "download", REPO, file])
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+}
+
+/// Whether the full (soak) sizes were asked for.
+pub fn soak() -> bool {
+    std::env::var_os("RBEE_SOAK").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Waits until no job runs (`/health` `running_jobs` and `live_tasks` both 0).
+#[track_caller]
+pub fn wait_idle(hive: &Hive, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, h) = hive.get("/health");
+        if h["running_jobs"] == 0 && h["live_tasks"] == 0 {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "still busy after {timeout:?}: {h}\nhive log:\n{}", hive.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The NDJSON lines of a `--json` run, checked: each parses, ids increase one by one, one job.
+#[track_caller]
+pub fn ndjson(stdout: &str, dump: &str) -> Vec<Value> {
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{dump}")))
+        .collect();
+    assert!(!events.is_empty(), "no events\n{dump}");
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().expect("every event has an id")).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids not consecutive: {ids:?}\n{dump}");
+    assert!(events.iter().all(|e| e["job_id"] == events[0]["job_id"]), "one job\n{dump}");
+    events
+}
+
+/// A `model_download` operation in rbee's form.
+pub fn op_download(repo: &str, file: &str) -> Value {
+    json!({ "operation": "model_download", "hive_id": "localhost", "model": format!("{repo}:{file}"), "revision": "main" })
+}
+
+/// A `model_delete` operation in rbee's form.
+pub fn op_remove(repo: &str, file: Option<&str>) -> Value {
+    let id = file.map_or_else(|| repo.to_owned(), |f| format!("{repo}:{f}"));
+    json!({ "operation": "model_delete", "hive_id": "localhost", "id": id })
+}
+
+/// Sends `head` (CRLF lines, without the blank line) and `body` as given; the status and the
+/// whole response text (read until the hive closes, or 10 s).
+pub fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).expect("connect to the hive");
+    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut text = head.replace('\n', "\r\n");
+    if !body.is_empty() {
+        text.push_str(&format!("\r\nContent-Length: {}", body.len()));
+    }
+    text.push_str("\r\nConnection: close\r\n\r\n");
+    conn.write_all(text.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// Every file, directory and symlink under `root` with its size (files) or target (links).
+pub fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let what = if meta.is_symlink() {
+                format!("link -> {}", std::fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_owned()
+            } else {
+                format!("file {} bytes", meta.len())
+            };
+            out.insert(path.strip_prefix(root).unwrap_or(&path).to_path_buf(), what);
+        }
+    }
+    out
+}
