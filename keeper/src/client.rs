@@ -68,13 +68,18 @@ pub(crate) enum CancelReply {
     AlreadyEnded(Option<JobStatus>),
 }
 
-/// Run `work`, giving up after `limit`.
-pub(crate) async fn timeout<T>(limit: Duration, work: impl Future<Output = Result<T>>) -> Result<T> {
+/// `work`'s output, or `None` once `limit` passed first: the keeper's one timeout race.
+pub(crate) async fn deadline<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
     let late = async {
         smol::Timer::after(limit).await;
-        Err(anyhow!("no answer within {limit:?}"))
+        None
     };
-    future::or(work, late).await
+    future::or(async { Some(work.await) }, late).await
+}
+
+/// Run `work`, giving up after `limit` with "no answer within …".
+pub(crate) async fn timeout<T>(limit: Duration, work: impl Future<Output = Result<T>>) -> Result<T> {
+    deadline(limit, work).await.unwrap_or_else(|| Err(anyhow!("no answer within {limit:?}")))
 }
 
 /// A hive at one base URL, with an optional bearer token.

@@ -93,12 +93,7 @@ pub(crate) async fn cause(base: &str, err: &surf::Error) -> Cause {
 /// curl folds refused, unreachable and reset into one code: connect again to learn which.
 async fn tcp_reason(base: &str) -> Cause {
     let addr = addr_of(base);
-    let connect = async { Some(smol::net::TcpStream::connect(addr.as_str()).await) };
-    let late = async {
-        smol::Timer::after(CONNECT_TIMEOUT).await;
-        None
-    };
-    match futures_lite::future::or(connect, late).await {
+    match super::deadline(CONNECT_TIMEOUT, smol::net::TcpStream::connect(addr.as_str())).await {
         Some(Err(e)) => Cause::Refused(lowercase_first(&e.to_string())),
         Some(Ok(_)) => Cause::Connected,
         None => Cause::Timeout,
