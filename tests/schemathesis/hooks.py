@@ -353,14 +353,18 @@ def health_negotiation(ctx, response, case):
     return None
 
 
+def _utf8(content, what):
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AssertionError(f"{what} is not UTF-8: {e}") from None
+
+
 def _stream(response):
     """The stream response's text, after the checks shared by both dialects."""
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.split(";")[0].strip() == SSE, f"a stream answered with {content_type!r}"
-    try:
-        return response.content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise AssertionError(f"the stream is not UTF-8: {e}") from None
+    return _utf8(response.content, "the stream")
 
 
 @schemathesis.check
@@ -391,10 +395,7 @@ def _refetch(url, headers):
     if r.status_code == 404:
         return None  # expired in between
     assert r.status_code == 200, f"fetching {url} again ({headers}): {r.status_code}"
-    try:
-        return r.content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise AssertionError(f"the stream of {url} ({headers}) is not UTF-8: {e}") from None
+    return _utf8(r.content, f"the stream of {url} ({headers})")
 
 
 @schemathesis.check

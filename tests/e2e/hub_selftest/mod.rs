@@ -18,6 +18,20 @@ const SIZE: u64 = 4 << 20;
 /// take, so only a close seen on the socket passes; generous for a loaded 2-core machine.
 const CLOSE_SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Drops the client side of the hub's first CDN connection, `s`, and checks the hub saw it closed
+/// by the client, mid-body, within [`CLOSE_SEEN_WITHIN`]; returns that connection's record.
+#[track_caller]
+fn drop_and_see_client_close(hub: &FakeHub, s: http::Streaming) -> rbee_tests::hub::Connection {
+    let dropped = std::time::Instant::now();
+    drop(s);
+    let closed = hub.wait_closed(0, crate::harness::TIMEOUT).expect("close seen");
+    assert!(closed.saturating_duration_since(dropped) < CLOSE_SEEN_WITHIN, "{:?}", closed - dropped);
+    let c = hub.connections()[0].clone();
+    assert_eq!(c.close, Some(crate::harness::CloseReason::ClientClosed), "{c:?}");
+    assert!(c.closed_by_client() && c.cancelled_mid_body(), "{c:?}");
+    c
+}
+
 fn hub() -> FakeHub {
     let hub = FakeHub::start(HubConfig::default());
     hub.add_repo(RepoSpec::demo(REPO, SIZE));
