@@ -21,6 +21,15 @@ fn hub_with_files() -> FakeHub {
     hub
 }
 
+/// `sub/tokenizer.json` is linked (`../../../blobs/…`) with the hub's bytes.
+#[track_caller]
+fn assert_nested(hive: &Hive, hub: &FakeHub) {
+    let path = snapshot(hive, hub, "sub/tokenizer.json");
+    let link = std::fs::read_link(&path).expect("nested snapshot link");
+    assert!(link.starts_with("../../../blobs"), "{}", link.display());
+    assert_eq!(std::fs::read(&path).unwrap(), hub.file_bytes(REPO, "sub/tokenizer.json"));
+}
+
 fn linked(hive: &Hive, hub: &FakeHub, file: &str) -> bool {
     std::fs::symlink_metadata(snapshot(hive, hub, file)).is_ok()
 }
@@ -34,9 +43,10 @@ fn include_exclude_download_a_selection_as_one_job_pinned_to_the_commit() {
         .args(["--json", "model", "download", REPO, "--include", "*.json", "*.gguf", "--exclude", "*Q8*"])
         .run();
     out.assert_success();
-    for file in ["m.Q4_K_M.gguf", "config.json", "sub/tokenizer.json"] {
+    for file in ["m.Q4_K_M.gguf", "config.json"] {
         assert_published(&hive, &hub, file);
     }
+    assert_nested(&hive, &hub);
     assert!(!linked(&hive, &hub, "m.Q8_0.gguf"), "excluded file downloaded\n{}", out.dump());
     let terminal = out.stdout.lines().filter(|l| l.contains(r#""kind":"done""#) || l.contains(r#""kind":"error""#));
     assert_eq!(terminal.count(), 1, "one terminal event\n{}", out.dump());
@@ -56,7 +66,7 @@ fn a_failed_file_is_named_and_the_others_still_land() {
     let out = Keeper::new().hive(&hive).args(["model", "download", REPO, "--all"]).run();
     out.assert_code(1).assert_stderr_contains("1 of 4 files failed: `m.Q8_0.gguf`");
     assert_published(&hive, &hub, "m.Q4_K_M.gguf");
-    assert_published(&hive, &hub, "sub/tokenizer.json");
+    assert_nested(&hive, &hub);
 }
 
 #[test]
@@ -68,7 +78,7 @@ fn dry_run_lists_sizes_and_cache_state_and_touches_nothing() {
     let out = Keeper::new().hive(&hive).args(["model", "download", REPO, "--all", "--dry-run"]).run();
     out.assert_success();
     out.assert_stdout_contains("🔎 dry run: 3 of 4 files")
-        .assert_stdout_contains("512.5 KiB to fetch")
+        .assert_stdout_contains("to fetch, 512.5 KiB of 512.8 KiB")
         .assert_stdout_contains("m.Q8_0.gguf")
         .assert_stdout_contains("256.0 KiB  to fetch");
     assert!(out.stdout.lines().any(|l| l.contains("config.json") && l.ends_with("cached")), "{}", out.dump());

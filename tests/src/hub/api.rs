@@ -133,9 +133,11 @@ fn lookup(req: &Req, repo: &str, revision: &str, file: &str) -> Result<Arc<FileD
 }
 
 async fn resolve(req: Req) -> tide::Result {
-    if let Some(status) = req.state().faults().take_resolve() {
+    let injected = req.state().faults().take_resolve();
+    if let Some(status) = injected {
         let mut res = hf_error(status, None, "injected fault");
-        for (k, v) in &req.state().faults().resolve_headers {
+        let headers = req.state().faults().resolve_headers.clone();
+        for (k, v) in &headers {
             res.insert_header(k.as_str(), v.as_str());
         }
         return Ok(res);
