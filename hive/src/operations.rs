@@ -176,7 +176,11 @@ impl Hive {
             message: format!(
                 "✅ verified {checked} blobs in {} repos: all match their names{}",
                 report.repos,
-                if report.unverifiable > 0 { format!(" ({} not verifiable)", report.unverifiable) } else { String::new() }
+                if report.unverifiable > 0 {
+                    format!(" ({} not verifiable)", report.unverifiable)
+                } else {
+                    String::new()
+                }
             ),
             path: None,
             lines: Vec::new(),

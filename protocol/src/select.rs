@@ -133,7 +133,8 @@ impl Selection {
 /// # Errors
 /// When there are too many, or one is empty, too long or has control characters.
 pub fn check(field: &'static str, patterns: &[String]) -> Result<(), crate::validate::InvalidName> {
-    let err = |value: &str, reason| crate::validate::InvalidName { field, value: value.chars().take(80).collect(), reason };
+    let err =
+        |value: &str, reason| crate::validate::InvalidName { field, value: value.chars().take(80).collect(), reason };
     if patterns.len() > MAX_PATTERNS {
         return Err(err("", "too many patterns (at most 256)"));
     }

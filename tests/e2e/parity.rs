@@ -107,7 +107,12 @@ fn verify_quarantines_a_corrupt_blob_and_exits_1() {
     let hub = hub_with_model(64 * KIB);
     let hive = Hive::spawn(&hub);
     Keeper::new().hive(&hive).args(["model", "download", REPO, "--all"]).run().assert_success();
-    Keeper::new().hive(&hive).args(["model", "verify", REPO]).run().assert_success().assert_stdout_contains("all match");
+    Keeper::new()
+        .hive(&hive)
+        .args(["model", "verify", REPO])
+        .run()
+        .assert_success()
+        .assert_stdout_contains("all match");
     let pointer = snapshot(&hive, &hub, MODEL);
     let blob = pointer.canonicalize().expect("blob");
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -119,7 +124,7 @@ fn verify_quarantines_a_corrupt_blob_and_exits_1() {
     let q = hive.cache_dir().join(".rbee-quarantine/models--rbee-test--tiny-model");
     assert!(q.join(&etag).is_file(), "blob not in the quarantine\n{}", out.dump());
     let record = std::fs::read_to_string(q.join(format!("{etag}.json"))).expect("restore record");
-    assert!(record.contains(&format!("{MODEL}")), "{record}");
+    assert!(record.contains(MODEL), "{record}");
     assert!(std::fs::symlink_metadata(&pointer).is_err(), "link to the bad blob kept");
     assert!(linked(&hive, &hub, "config.json"), "a good file was touched");
     Keeper::new().hive(&hive).args(["model", "verify"]).run().assert_success();

@@ -81,7 +81,8 @@ fn xet_files_follow_the_bridge_verify_the_linked_etag_and_keep_the_token_home() 
 
 #[test]
 fn proxies_carry_hub_and_cdn_traffic_and_the_token_stays_home() {
-    let Some(tinyproxy) = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())
+    let Some(tinyproxy) =
+        ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())
     else {
         eprintln!("\n\n!!!!! SKIPPED: tinyproxy is not installed (apt-get install tinyproxy); the proxy test did not run !!!!!\n\n");
         return;
@@ -98,7 +99,8 @@ fn proxies_carry_hub_and_cdn_traffic_and_the_token_stays_home() {
         ),
     )
     .unwrap();
-    let mut proxy = std::process::Command::new(tinyproxy).args(["-d", "-c"]).arg(&conf).spawn().expect("start tinyproxy");
+    let mut proxy =
+        std::process::Command::new(tinyproxy).args(["-d", "-c"]).arg(&conf).spawn().expect("start tinyproxy");
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "tinyproxy did not listen");

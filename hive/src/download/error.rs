@@ -173,7 +173,8 @@ impl DownloadError {
     /// Appends ", after N attempts" to retryable errors.
     #[must_use]
     pub fn after_attempts(mut self, attempts: u32) -> Self {
-        if let Self::Network { retried, .. } | Self::Status { retried, .. } | Self::RateLimited { retried, .. } = &mut self
+        if let Self::Network { retried, .. } | Self::Status { retried, .. } | Self::RateLimited { retried, .. } =
+            &mut self
         {
             *retried = match attempts {
                 1 => " (no retries: --retries 0)".to_owned(),

@@ -82,7 +82,10 @@ mod tests {
     fn headers() {
         assert_eq!(retry_after("12"), Some(Duration::from_secs(12)));
         assert_eq!(retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(httpdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)));
+        assert_eq!(
+            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
         assert_eq!(ratelimit_reset(r#""resolvers";r=0;t=12"#), Some(Duration::from_secs(12)));
         assert_eq!(ratelimit_reset(r#""api";r=5"#), None);
         assert_eq!(narration(Duration::from_secs(12), 1, 5), "⏳ rate limited by the hub, retrying in 12 s (1/5)");

@@ -34,7 +34,8 @@ impl Downloader {
             if offset > 0 {
                 req = req.header("Range", format!("bytes={offset}-"));
             }
-            let response = with_timeout(self.client.send(req.build()), self.stall).await.map_err(|r| network(what, r))?;
+            let response =
+                with_timeout(self.client.send(req.build()), self.stall).await.map_err(|r| network(what, r))?;
             let location = header(&response, "Location");
             match location {
                 Some(location) if response.status().is_redirection() => {
@@ -61,6 +62,9 @@ pub(crate) fn refused(res: &Resolved, response: &surf::Response, file: &str) -> 
     );
     (status.is_client_error() && !other).then(|| DownloadError::XetOnly {
         file: file.to_owned(),
-        reason: format!("HTTP {status}{}", header(response, "X-Error-Message").map(|m| format!(": {m}")).unwrap_or_default()),
+        reason: format!(
+            "HTTP {status}{}",
+            header(response, "X-Error-Message").map(|m| format!(": {m}")).unwrap_or_default()
+        ),
     })
 }

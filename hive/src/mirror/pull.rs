@@ -41,7 +41,8 @@ impl Hive {
         if let Some(log) = jobs.get(&key) {
             return log.clone();
         }
-        let mut download = ModelDownload::new(&rbee_protocol::ModelRef { repo: repo.to_owned(), file: Some(file.to_owned()) });
+        let mut download =
+            ModelDownload::new(&rbee_protocol::ModelRef { repo: repo.to_owned(), file: Some(file.to_owned()) });
         download.revision = Some(revision.to_owned());
         let op = Operation::ModelDownload(download);
         let id = self.clone().submit(Submitted::Supported(op));

@@ -252,7 +252,8 @@ async fn model_info(req: Req) -> tide::Result {
     } else {
         files.iter().map(|f| json!({ "rfilename": f.name })).collect()
     };
-    let body = json!({ "id": repo, "modelId": repo, "sha": commit, "gated": gated, "private": false, "siblings": siblings });
+    let body =
+        json!({ "id": repo, "modelId": repo, "sha": commit, "gated": gated, "private": false, "siblings": siblings });
     Ok(Body::from_json(&body)?.into())
 }
 
