@@ -56,6 +56,24 @@ fn default_hive_id() -> String {
     DEFAULT_HIVE_ID.to_owned()
 }
 
+/// The largest `max_rate` accepted (bytes per second; the schema's `maximum`).
+const MAX_RATE: u64 = 18_000_000_000_000_000_000;
+
+/// A positive whole number, also written as a float (`39120.0` is an integer in JSON Schema).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value: Option<serde_json::Number> = Option::deserialize(d)?;
+    value
+        .map(|n| {
+            n.as_u64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1.8e19).map(|f| f as u64))
+                .filter(|n| (1..=MAX_RATE).contains(n))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("expected a positive whole number of bytes per second, got {n}"))
+                })
+        })
+        .transpose()
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -107,7 +125,7 @@ pub struct ModelDownload {
     #[serde(default, skip_serializing_if = "is_false")]
     pub dry_run: bool,
     /// Bytes per second this job may take at most (the hive's own `--max-rate` holds too) (ours).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
     pub max_rate: Option<u64>,
 }
 
@@ -513,6 +531,9 @@ mod tests {
         );
         let Operation::ModelDownload(d) = &op else { panic!() };
         assert!(d.is_snapshot() && d.dry_run && d.max_rate == Some(100));
+        let f = supported(r#"{"operation":"model_download","model":"org/m","max_rate":39120.0}"#);
+        assert!(matches!(f, Operation::ModelDownload(ModelDownload { max_rate: Some(39120), .. })));
+        assert!(Operation::parse(br#"{"operation":"model_download","model":"org/m","max_rate":1.5}"#).is_err());
         assert!(d.selection().selects("a/b.json"));
         op.check().unwrap();
         let bad = supported(r#"{"operation":"model_download","model":"org/m","include":[""]}"#);

@@ -14,7 +14,7 @@
 /// Longest pattern accepted, and most patterns in one request.
 pub const MAX_PATTERN_LEN: usize = 1024;
 /// Most include (or exclude) patterns in one request.
-pub const MAX_PATTERNS: usize = 256;
+pub const MAX_PATTERNS: usize = 64;
 
 /// Whether `name` matches `pattern` under Python's `fnmatch.fnmatchcase` rules (case-sensitive,
 /// as huggingface_hub calls it on POSIX).
@@ -136,7 +136,7 @@ pub fn check(field: &'static str, patterns: &[String]) -> Result<(), crate::vali
     let err =
         |value: &str, reason| crate::validate::InvalidName { field, value: value.chars().take(80).collect(), reason };
     if patterns.len() > MAX_PATTERNS {
-        return Err(err("", "too many patterns (at most 256)"));
+        return Err(err("", "too many patterns (at most 64)"));
     }
     for p in patterns {
         if p.is_empty() {
