@@ -72,6 +72,16 @@ pub struct Args {
     /// Seconds a finished job is kept.
     #[arg(long, default_value_t = 3600)]
     pub finished_ttl_secs: u64,
+    /// Bandwidth cap shared by every download of this hive, bytes per second with an optional
+    /// K/M/G suffix (1024-based, as curl's --limit-rate): `20M`. A job may set a lower one.
+    #[arg(long, env = "RBEE_HIVE_MAX_RATE", value_parser = rbee_protocol::text::parse_rate)]
+    pub max_rate: Option<u64>,
+    /// Answer downloads from the cache alone, never calling the hub (huggingface_hub's variable).
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy, default_value = "0")]
+    pub offline: bool,
+    /// Tests only (hidden): the free space the disk-space check sees, in bytes.
+    #[arg(long, hide = true)]
+    pub test_free_space: Option<u64>,
     /// Tests only (hidden): write downloads to disk in fixed batches of this many bytes instead of
     /// adaptive 32 KiB–1 MiB ones. Tiny batches keep a write in flight at almost every moment,
     /// which widens any window between a write and a cancel (`tests/e2e/chaos.rs`).
@@ -134,6 +144,10 @@ impl Args {
                 retries: self.retries,
                 backoff_base: Duration::from_millis(self.retry_backoff_ms),
                 write_batch: self.test_write_batch.map(|n| n as usize),
+                offline: self.offline,
+                max_rate: self.max_rate,
+                free_space: self.test_free_space,
+                proxy: proxy_from_env(),
             },
             retention: Retention {
                 max_finished: self.max_finished_jobs,
@@ -142,6 +156,27 @@ impl Args {
             mirror_upstream: self.mirror_upstream,
         })
     }
+}
+
+/// huggingface_hub's reading of a boolean variable: `1`, `ON`, `YES`, `TRUE` (any case) are true.
+fn truthy(value: &str) -> Result<bool, String> {
+    Ok(matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+}
+
+/// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (upper or lower case, upper first).
+fn proxy_from_env() -> Option<crate::download::Proxy> {
+    let var = |name: &str| {
+        [name.to_owned(), name.to_ascii_lowercase()]
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let proxy = crate::download::Proxy {
+        https: var("HTTPS_PROXY"),
+        http: var("HTTP_PROXY"),
+        all: var("ALL_PROXY"),
+        no_proxy: var("NO_PROXY"),
+    };
+    (proxy != crate::download::Proxy::default()).then_some(proxy)
 }
 
 fn default_cache() -> anyhow::Result<PathBuf> {

@@ -86,6 +86,7 @@ impl Hive {
                     Some(Operation::ModelList(_)) => hive.model_list().await,
                     Some(Operation::ModelGet(g)) => hive.model_get(&g).await,
                     Some(Operation::ModelDelete(d)) => hive.model_delete(&d).await,
+                    Some(Operation::ModelVerify(v)) => hive.model_verify(&ctx, v.id.as_deref()).await,
                     Some(Operation::HiveCheck { alias }) => hive.hive_check(&ctx.log, &alias),
                     None => Event::Error { message: format!("operation `{name}` is not supported by this hive") },
                 };
@@ -138,6 +139,52 @@ impl Hive {
                 result: serde_json::to_value(report).ok(),
             },
             Err(message) => Event::Error { message },
+        }
+    }
+
+    /// `model_verify`: re-hash blobs, quarantine mismatches (see `cache::verify`). A job that
+    /// quarantined anything fails, so `rbee model verify` exits 1.
+    async fn model_verify(&self, ctx: &crate::jobs::JobCtx, id: Option<&str>) -> Event {
+        use crate::cache::verify;
+        let cache = self.downloader.cache().to_owned();
+        let repos = match id.map(ModelRef::parse).transpose() {
+            Ok(model) => verify::repos(&cache, model.as_ref().map(|m| m.repo.as_str())),
+            Err(e) => Err(e.to_string()),
+        };
+        let repos = match repos {
+            Ok(r) => r,
+            Err(message) => return Event::Error { message },
+        };
+        let mut report = verify::Report::default();
+        for repo in &repos {
+            if let Err(e) = verify::repo(ctx, &cache, repo, &mut report).await {
+                return Event::Error { message: format!("verify of {} failed: {e}", escape(repo)) };
+            }
+        }
+        let checked = report.ok + report.quarantined.len();
+        if !report.quarantined.is_empty() {
+            return Event::Error {
+                message: format!(
+                    "{} of {checked} blobs failed their check and were quarantined in {} (each with a .json \
+                     record of its links, to restore it); download them again",
+                    report.quarantined.len(),
+                    cache.join(verify::QUARANTINE).display()
+                ),
+            };
+        }
+        Event::Done {
+            message: format!(
+                "✅ verified {checked} blobs in {} repos: all match their names{}",
+                report.repos,
+                if report.unverifiable > 0 {
+                    format!(" ({} not verifiable)", report.unverifiable)
+                } else {
+                    String::new()
+                }
+            ),
+            path: None,
+            lines: Vec::new(),
+            result: serde_json::to_value(&report).ok(),
         }
     }
 

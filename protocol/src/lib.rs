@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod job;
 mod operation;
+pub mod select;
 pub mod sse;
 pub mod text;
 pub mod validate;
@@ -45,8 +46,8 @@ pub use error::ErrorCode;
 pub use event::Event;
 pub use job::{ApiError, CachedFile, CachedRepo, JobCreated, JobId, JobInfo, JobStatus, ModelListing, RemoveReport};
 pub use operation::{
-    pick_gguf, InvalidOperation, ModelDelete, ModelDownload, ModelGet, ModelList, ModelRef, Operation, Submitted,
-    DEFAULT_HIVE_ID, DEFAULT_MODEL, DEFAULT_REVISION, GGUF_PREFERENCE, RBEE_OTHER_OPERATIONS,
+    pick_gguf, InvalidOperation, ModelDelete, ModelDownload, ModelGet, ModelList, ModelRef, ModelVerify, Operation,
+    Submitted, DEFAULT_HIVE_ID, DEFAULT_MODEL, DEFAULT_REVISION, GGUF_PREFERENCE, RBEE_OTHER_OPERATIONS,
 };
 pub use validate::escape;
 

@@ -56,6 +56,24 @@ fn default_hive_id() -> String {
     DEFAULT_HIVE_ID.to_owned()
 }
 
+/// The largest `max_rate` accepted (bytes per second; the schema's `maximum`).
+const MAX_RATE: u64 = 18_000_000_000_000_000_000;
+
+/// A positive whole number, also written as a float (`39120.0` is an integer in JSON Schema).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value: Option<serde_json::Number> = Option::deserialize(d)?;
+    value
+        .map(|n| {
+            n.as_u64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1.8e19).map(|f| f as u64))
+                .filter(|n| (1..=MAX_RATE).contains(n))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("expected a positive whole number of bytes per second, got {n}"))
+                })
+        })
+        .transpose()
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -72,6 +90,8 @@ pub enum Operation {
     ModelGet(ModelGet),
     /// Remove a cached repo or file.
     ModelDelete(ModelDelete),
+    /// Re-hash cached blobs; quarantine the ones whose content does not match their name (ours).
+    ModelVerify(ModelVerify),
     /// Check that the hive runs jobs and streams their narration.
     HiveCheck {
         /// Which hive (`localhost` by default).
@@ -94,6 +114,30 @@ pub struct ModelDownload {
     /// With a bare `org/repo`: download every file of the revision (ours).
     #[serde(default, skip_serializing_if = "is_false")]
     pub all: bool,
+    /// With a bare `org/repo`: download the files matching any of these `fnmatch` patterns
+    /// (`hf download --include`; see [`crate::select`]) (ours).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Leave out the files matching any of these patterns (`hf download --exclude`) (ours).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Only list what would be fetched, the sizes and what is cached; touch nothing (ours).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+    /// Bytes per second this job may take at most (the hive's own `--max-rate` holds too) (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
+    pub max_rate: Option<u64>,
+}
+
+/// `model_verify` fields: re-hash cached blobs against their names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVerify {
+    /// Which hive runs it (`localhost` by default).
+    #[serde(default = "default_hive_id")]
+    pub hive_id: String,
+    /// `org/repo`; every cached repo when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// `model_list` fields.
@@ -181,6 +225,7 @@ impl Operation {
             Self::ModelList(_) => "model_list",
             Self::ModelGet(_) => "model_get",
             Self::ModelDelete(_) => "model_delete",
+            Self::ModelVerify(_) => "model_verify",
             Self::HiveCheck { .. } => "hive_check",
         }
     }
@@ -193,8 +238,12 @@ impl Operation {
         match self {
             Self::ModelDownload(d) => {
                 d.model_ref()?;
+                crate::select::check("include", &d.include)?;
+                crate::select::check("exclude", &d.exclude)?;
                 validate::revision(d.revision())
             }
+            Self::ModelVerify(ModelVerify { id: Some(id), .. }) => ModelRef::parse(id).map(drop),
+            Self::ModelVerify(_) => Ok(()),
             Self::ModelGet(ModelGet { id, .. }) | Self::ModelDelete(ModelDelete { id, .. }) => {
                 ModelRef::parse(id).map(drop)
             }
@@ -210,6 +259,10 @@ impl Operation {
             Self::ModelGet(ModelGet { id, .. }) | Self::ModelDelete(ModelDelete { id, .. }) => {
                 format!("{} {id}", self.name())
             }
+            Self::ModelVerify(ModelVerify { id, .. }) => match id {
+                Some(id) => format!("{} {id}", self.name()),
+                None => self.name().to_owned(),
+            },
             Self::ModelList(_) | Self::HiveCheck { .. } => self.name().to_owned(),
         }
     }
@@ -219,7 +272,28 @@ impl ModelDownload {
     /// A download of `model` at the default revision on the default hive.
     #[must_use]
     pub fn new(model: &ModelRef) -> Self {
-        Self { hive_id: default_hive_id(), model: model.to_string(), revision: None, all: false }
+        Self {
+            hive_id: default_hive_id(),
+            model: model.to_string(),
+            revision: None,
+            all: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            dry_run: false,
+            max_rate: None,
+        }
+    }
+
+    /// Whether this asks for several files of a revision (`all`, or patterns with a bare repo).
+    #[must_use]
+    pub fn is_snapshot(&self) -> bool {
+        self.all || !self.include.is_empty() || !self.exclude.is_empty()
+    }
+
+    /// The include / exclude patterns.
+    #[must_use]
+    pub fn selection(&self) -> crate::select::Selection {
+        crate::select::Selection::new(&self.include, &self.exclude)
     }
 
     /// The revision to fetch, `main` when none was given.
@@ -263,6 +337,46 @@ impl ModelRef {
         Ok(Self { repo: repo.to_owned(), file: file.map(str::to_owned) })
     }
 
+    /// A pasted hub URL: `https://huggingface.co/org/repo/blob/main/file.gguf`, `…/resolve/…`,
+    /// `…/tree/<rev>` or the bare repo page, with the revision the URL names (percent-decoded,
+    /// so `refs%2Fpr%2F1` is `refs/pr/1`). `None` when `value` is no `http(s)://` URL.
+    ///
+    /// ```
+    /// use rbee_protocol::ModelRef;
+    /// let (m, rev) = ModelRef::parse_url("https://huggingface.co/org/m/blob/v1/sub/a.gguf?download=true").unwrap().unwrap();
+    /// assert_eq!((m.to_string(), rev.as_deref()), ("org/m:sub/a.gguf".to_owned(), Some("v1")));
+    /// ```
+    ///
+    /// # Errors
+    /// When it is a URL but names no valid repo, revision or file.
+    pub fn parse_url(value: &str) -> Result<Option<(Self, Option<String>)>, InvalidName> {
+        let Some(rest) = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")) else {
+            return Ok(None);
+        };
+        let bad = |reason| InvalidName { field: "model", value: value.chars().take(80).collect(), reason };
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (_host, path) = rest.split_once('/').ok_or_else(|| bad("the URL names no repo"))?;
+        let path = path.strip_prefix("models/").unwrap_or(path);
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let (repo, kind, tail) = match parts.as_slice() {
+            [org, name] => (format!("{org}/{name}"), None, &[][..]),
+            [org, name, kind, tail @ ..] => (format!("{org}/{name}"), Some(*kind), tail),
+            _ => return Err(bad("the URL names no `org/repo`")),
+        };
+        let (revision, file) = match (kind, tail) {
+            (None, _) => (None, None),
+            (Some("tree"), [rev, ..]) => (Some(decode(rev)), None),
+            (Some("blob" | "resolve"), [rev, file @ ..]) if !file.is_empty() => {
+                (Some(decode(rev)), Some(file.iter().map(|s| decode(s)).collect::<Vec<_>>().join("/")))
+            }
+            _ => return Err(bad("expected a `…/org/repo/blob/<revision>/<file>` or `…/resolve/…` URL")),
+        };
+        if let Some(rev) = &revision {
+            validate::revision(rev)?;
+        }
+        Ok(Some((Self::new(&repo, file.as_deref())?, revision)))
+    }
+
     /// `repo` with `file` (both validated).
     ///
     /// # Errors
@@ -281,6 +395,27 @@ impl std::fmt::Display for ModelRef {
             None => f.write_str(&self.repo),
         }
     }
+}
+
+/// `%XX` escapes of a URL path segment decoded (invalid ones kept as they are).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Picks the GGUF file rbee would pick among `files`: the first quantisation of
@@ -363,6 +498,50 @@ mod tests {
             assert!(ModelRef::parse(bad).is_err(), "{bad}");
         }
         assert!(ModelRef::parse(DEFAULT_MODEL).is_ok());
+    }
+
+    #[test]
+    fn pasted_urls() {
+        let url = |u| ModelRef::parse_url(u).unwrap().map(|(m, r)| (m.to_string(), r));
+        assert_eq!(url("org/m:a"), None);
+        assert_eq!(
+            url("https://huggingface.co/org/m/resolve/main/file.gguf"),
+            Some(("org/m:file.gguf".into(), Some("main".into())))
+        );
+        assert_eq!(
+            url("https://huggingface.co/org/m/blob/refs%2Fpr%2F1/sub/f.bin"),
+            Some(("org/m:sub/f.bin".into(), Some("refs/pr/1".into())))
+        );
+        assert_eq!(url("https://huggingface.co/org/m"), Some(("org/m".into(), None)));
+        assert_eq!(url("https://huggingface.co/org/m/tree/v2"), Some(("org/m".into(), Some("v2".into()))));
+        for bad in [
+            "https://huggingface.co/",
+            "https://huggingface.co/org/m/blob/main",
+            "https://huggingface.co/org/m/blob/main/..%2Fx",
+            "https://huggingface.co/org/m/commits/main",
+        ] {
+            assert!(ModelRef::parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_download_fields_and_verify() {
+        let op = supported(
+            r#"{"operation":"model_download","model":"org/m","include":["*.json"],"exclude":["x"],"dry_run":true,"max_rate":100}"#,
+        );
+        let Operation::ModelDownload(d) = &op else { panic!() };
+        assert!(d.is_snapshot() && d.dry_run && d.max_rate == Some(100));
+        let f = supported(r#"{"operation":"model_download","model":"org/m","max_rate":39120.0}"#);
+        assert!(matches!(f, Operation::ModelDownload(ModelDownload { max_rate: Some(39120), .. })));
+        assert!(Operation::parse(br#"{"operation":"model_download","model":"org/m","max_rate":1.5}"#).is_err());
+        assert!(d.selection().selects("a/b.json"));
+        op.check().unwrap();
+        let bad = supported(r#"{"operation":"model_download","model":"org/m","include":[""]}"#);
+        assert!(bad.check().is_err());
+        let v = supported(r#"{"operation":"model_verify","hive_id":"localhost","id":"org/m"}"#);
+        assert_eq!(v.describe(), "model_verify org/m");
+        assert!(supported(r#"{"operation":"model_verify","id":"../x"}"#).check().is_err());
+        assert_eq!(supported(r#"{"operation":"model_verify"}"#).describe(), "model_verify");
     }
 
     #[test]

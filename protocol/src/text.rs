@@ -24,6 +24,41 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A rate as `--max-rate` takes it: bytes per second, with an optional binary suffix as curl's
+/// `--limit-rate` (`K` = 1024, `M` = 1024², `G` = 1024³; a trailing `B`, `iB` or `/s` is allowed):
+/// `20M`, `512K`, `1.5MiB/s`, `1000`.
+///
+/// ```
+/// assert_eq!(rbee_protocol::text::parse_rate("20M"), Ok(20 << 20));
+/// assert_eq!(rbee_protocol::text::parse_rate("1.5KiB/s"), Ok(1536));
+/// ```
+///
+/// # Errors
+/// When it is no positive number with a known suffix.
+pub fn parse_rate(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    let v = v.strip_suffix("/s").unwrap_or(v);
+    let v = v.strip_suffix("iB").or_else(|| v.strip_suffix('B')).unwrap_or(v);
+    let (number, unit) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_uppercase()),
+        _ => (v, ' '),
+    };
+    let scale: u64 = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return Err(format!("`{value}`: unknown unit `{unit}` (use K, M or G, e.g. 20M)")),
+    };
+    let n: f64 = number.trim().parse().map_err(|_| format!("`{value}` is not a rate (e.g. 20M, 512K, 1000)"))?;
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = (n * scale as f64).round() as u64;
+    if !n.is_finite() || bytes == 0 {
+        return Err(format!("`{value}`: a rate must be at least 1 byte per second"));
+    }
+    Ok(bytes)
+}
+
 /// `8.1 MiB/s`.
 pub fn rate(bytes_per_sec: f64) -> String {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -252,6 +287,18 @@ mod tests {
         let resolve = "🔁 retry 1/5 resolving `m.gguf` in 500 ms: the hub answered HTTP 503";
         assert_eq!(retry_state(resolve).as_deref(), Some("🔁 retry 1/5 in 0.5 s: the hub answered HTTP 503"));
         assert_eq!(retry_state("📥 Downloading x"), None);
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert_eq!(parse_rate("20M"), Ok(20 << 20));
+        assert_eq!(parse_rate("20MB/s"), Ok(20 << 20));
+        assert_eq!(parse_rate("512k"), Ok(512 << 10));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        for bad in ["", "0", "x", "20Q", "-5", "0.1"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

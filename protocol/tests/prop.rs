@@ -132,9 +132,13 @@ proptest! {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (text(), text(), prop::option::of(text()), any::<bool>()).prop_map(|(hive_id, model, revision, all)| {
-            Operation::ModelDownload(ModelDownload { hive_id, model, revision, all })
-        }),
+        (text(), text(), prop::option::of(text()), any::<bool>(), prop::collection::vec(text(), 0..3), any::<bool>())
+            .prop_map(|(hive_id, model, revision, all, include, dry_run)| {
+                let mut d = ModelDownload::new(&rbee_protocol::ModelRef::parse("o/m").expect("valid"));
+                (d.hive_id, d.model, d.revision, d.all, d.include, d.dry_run) =
+                    (hive_id, model, revision, all, include, dry_run);
+                Operation::ModelDownload(d)
+            }),
         text().prop_map(|hive_id| Operation::ModelList(ModelList { hive_id })),
         (text(), text()).prop_map(|(hive_id, id)| Operation::ModelGet(ModelGet { hive_id, id })),
         (text(), text(), any::<bool>(), any::<bool>()).prop_map(|(hive_id, id, partial, force)| {

@@ -23,6 +23,8 @@ mod load;
 mod mirror;
 mod models;
 mod operator;
+mod parity;
+mod parity_net;
 mod rbee_wire;
 mod reconnect;
 mod repo;

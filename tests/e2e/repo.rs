@@ -80,7 +80,9 @@ fn whole_repo_download_publishes_every_file_of_the_revision() {
     assert!(stdout.contains(&snapshot(&hive, NEW).display().to_string()), "prints the snapshot dir: {stdout}");
     assert_snapshot_complete(&hive, &hub, NEW);
     assert_eq!(refs(&hive), [format!("main={NEW}")]);
-    let listed = hub.stats().requests.iter().any(|r| r.path == format!("/api/models/{REPO}/revision/main"));
+    let listing = format!("/api/models/{REPO}/revision/main");
+    // `?blobs=true`: the listing carries sizes (for the disk-space check and `--dry-run`).
+    let listed = hub.stats().requests.iter().any(|r| r.path == listing || r.path == format!("{listing}?blobs=true"));
     assert!(listed, "the file list comes from /api/models/{REPO}/revision/main");
     let no_partials = std::fs::read_dir(hive.repo_dir(REPO).join("blobs"))
         .expect("blobs")

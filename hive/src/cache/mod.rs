@@ -11,6 +11,7 @@
 
 mod lock;
 mod scan;
+pub mod verify;
 
 pub use lock::BlobLock;
 pub use scan::{list, remove, PartialMeta, RemoveError};

@@ -247,6 +247,11 @@ fn blob_entries(dir: &RepoDir) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Files and symlinks under `base`, recursively (directory links never followed).
+pub(crate) fn walk_links(base: &Path) -> Vec<PathBuf> {
+    walk(base)
+}
+
 /// Files (and symlinks) under `base`, recursively.
 fn walk(base: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

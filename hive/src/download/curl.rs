@@ -42,16 +42,43 @@ pub struct CurlClient {
     config: Config,
     /// Custom CA bundle from the environment, read once.
     ca_bundle: Option<std::path::PathBuf>,
+    /// Proxies, as the hive's config read them (issue 13).
+    proxy: Option<Proxy>,
+}
+
+/// Proxies for upstream traffic, as `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` name
+/// them (read by the hive's config, upper or lower case). Set on every request explicitly:
+/// libcurl alone would read only the lowercase `http_proxy` for plain HTTP, and a request with no
+/// proxy for its scheme gets none, whatever the environment says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proxy {
+    /// For `https://` URLs.
+    pub https: Option<String>,
+    /// For `http://` URLs.
+    pub http: Option<String>,
+    /// For either, when the scheme's own is unset.
+    pub all: Option<String>,
+    /// Hosts (comma-separated, curl's syntax) that go direct.
+    pub no_proxy: Option<String>,
+}
+
+impl Proxy {
+    /// The proxy for `url`, if any.
+    #[must_use]
+    pub fn for_url(&self, url: &str) -> Option<&str> {
+        let scheme = if url.starts_with("https:") { &self.https } else { &self.http };
+        scheme.as_deref().or(self.all.as_deref()).filter(|p| !p.is_empty())
+    }
 }
 
 impl CurlClient {
-    /// A client that never follows redirects nor decompresses.
+    /// A client that never follows redirects nor decompresses, going through `proxy`.
     ///
     /// # Errors
-    /// Never today; kept fallible for future TLS / proxy setup.
-    pub fn new() -> anyhow::Result<Self> {
+    /// Never today; kept fallible for future TLS setup.
+    pub fn new(proxy: Option<Proxy>) -> anyhow::Result<Self> {
         curl::init();
-        Ok(Self { config: Config::new().set_timeout(None).set_tcp_no_delay(true), ca_bundle: ca_bundle() })
+        Ok(Self { config: Config::new().set_timeout(None).set_tcp_no_delay(true), ca_bundle: ca_bundle(), proxy })
     }
 }
 
@@ -204,11 +231,16 @@ impl AsyncRead for BodyReader {
 fn easy_for(
     req: &Request,
     body: Option<Vec<u8>>,
-    ca_bundle: Option<&std::path::Path>,
+    (ca_bundle, proxy): (Option<&std::path::Path>, Option<&Proxy>),
     collector: Collector,
 ) -> Result<Easy2<Collector>, curl::Error> {
     let mut easy = Easy2::new(collector);
     easy.url(req.url().as_str())?;
+    // issue 13: the configured proxy or, explicitly, none (an empty CURLOPT_PROXY).
+    easy.proxy(proxy.and_then(|p| p.for_url(req.url().as_str())).unwrap_or(""))?;
+    if let Some(no_proxy) = proxy.and_then(|p| p.no_proxy.as_deref()) {
+        easy.noproxy(no_proxy)?;
+    }
     easy.follow_location(false)?;
     easy.connect_timeout(CONNECT_TIMEOUT)?;
     easy.tcp_nodelay(true)?;
@@ -316,7 +348,7 @@ impl HttpClient for CurlClient {
             recycled,
             cancelled: cancelled.clone(),
         };
-        let easy = easy_for(&req, body, self.ca_bundle.as_deref(), collector)?;
+        let easy = easy_for(&req, body, (self.ca_bundle.as_deref(), self.proxy.as_ref()), collector)?;
         let (waker_tx, waker_rx) = async_channel::bounded(1);
         let mut cancel = Cancel { cancelled: cancelled.clone(), waker: None };
         std::thread::Builder::new()

@@ -105,6 +105,55 @@ pub enum DownloadError {
         /// Actual digest.
         actual: String,
     },
+    /// 429 from the hub (issue 13): wait as told, then retry.
+    #[error("the hub rate-limited {what} (HTTP 429; it asked to wait {} s){retried}", wait.as_secs())]
+    RateLimited {
+        /// What was requested.
+        what: String,
+        /// How long the hub asked to wait (bounded).
+        wait: std::time::Duration,
+        /// ", after N attempts" or empty.
+        retried: String,
+    },
+    /// What is still to fetch does not fit on the cache's filesystem.
+    #[error("needs {need}, {free} free at {path}: free some space (`rbee model rm …`) or point HF_HUB_CACHE at a larger disk")]
+    NoSpace {
+        /// Bytes still to fetch, human.
+        need: String,
+        /// Bytes free, human.
+        free: String,
+        /// The cache directory.
+        path: String,
+    },
+    /// `HF_HUB_OFFLINE` is set and the cache lacks what was asked for.
+    #[error("offline: {0}")]
+    Offline(String),
+    /// Some files of a selection failed (the others are in the snapshot).
+    #[error("{failed} of {of} files failed: {reasons}")]
+    Files {
+        /// How many failed.
+        failed: usize,
+        /// How many were asked for.
+        of: usize,
+        /// Each failed file and why.
+        reasons: String,
+    },
+    /// `--include` / `--exclude` left no file.
+    #[error("no file of `{repo}` matches the --include / --exclude patterns ({files} files in the revision)")]
+    NothingSelected {
+        /// Repo id.
+        repo: String,
+        /// Files in the revision.
+        files: usize,
+    },
+    /// The file is stored in Xet and the hub would not serve it over plain HTTP.
+    #[error("`{file}` is stored in Xet and the hub refused to serve it over plain HTTP ({reason}); rbee cannot download Xet-only files: fetch it with `hf download` (hf_xet) into the same cache")]
+    XetOnly {
+        /// File.
+        file: String,
+        /// What the hub answered.
+        reason: String,
+    },
     /// Disk trouble (full, unwritable cache…).
     #[error("cannot write the cache: {0} (check free space and permissions, or set HF_HUB_CACHE)")]
     Cache(#[from] CacheError),
@@ -115,7 +164,7 @@ impl DownloadError {
     #[must_use]
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Network { .. } => true,
+            Self::Network { .. } | Self::RateLimited { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
@@ -124,13 +173,26 @@ impl DownloadError {
     /// Appends ", after N attempts" to retryable errors.
     #[must_use]
     pub fn after_attempts(mut self, attempts: u32) -> Self {
-        if let Self::Network { retried, .. } | Self::Status { retried, .. } = &mut self {
+        if let Self::Network { retried, .. } | Self::Status { retried, .. } | Self::RateLimited { retried, .. } =
+            &mut self
+        {
             *retried = match attempts {
                 1 => " (no retries: --retries 0)".to_owned(),
                 n => format!(" (gave up after {n} attempts)"),
             };
         }
         self
+    }
+}
+
+impl DownloadError {
+    /// The wait a rate limit asked for, when this is one.
+    #[must_use]
+    pub fn rate_limit_wait(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited { wait, .. } => Some(*wait),
+            _ => None,
+        }
     }
 }
 

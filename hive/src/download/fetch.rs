@@ -9,7 +9,7 @@ use surf::StatusCode;
 
 use super::error::{network, DownloadError};
 use super::partial::Partial;
-use super::resolve::{header, same_origin, with_timeout, Resolved};
+use super::resolve::{header, same_origin, Resolved};
 use super::Downloader;
 use crate::jobs::JobCtx;
 
@@ -81,13 +81,19 @@ impl Downloader {
                     if attempt > self.retries {
                         return Err(e.after_attempts(attempt));
                     }
-                    let wait = self.backoff(attempt);
-                    ctx.narrate(format!(
-                        "🔁 retry {attempt}/{} for `{file}` in {} ms from byte {}: {e}",
-                        self.retries,
-                        wait.as_millis(),
-                        partial.len()
-                    ));
+                    let wait = if let Some(wait) = e.rate_limit_wait() {
+                        ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries)); // issue 13
+                        wait
+                    } else {
+                        let wait = self.backoff(attempt);
+                        ctx.narrate(format!(
+                            "🔁 retry {attempt}/{} for `{file}` in {} ms from byte {}: {e}",
+                            self.retries,
+                            wait.as_millis(),
+                            partial.len()
+                        ));
+                        wait
+                    };
                     smol::Timer::after(wait).await;
                 }
             }
@@ -104,14 +110,9 @@ impl Downloader {
         if res.size == Some(offset) && offset > 0 {
             return Ok(());
         }
-        let mut req = self.request_to(surf::http::Method::Get, &res.url);
-        if offset > 0 {
-            req = req.header("Range", format!("bytes={offset}-"));
-        }
         let what = format!("downloading `{}`", meter.file);
-        let mut response = with_timeout(self.client.send(req.build()), self.stall)
-            .await
-            .map_err(|r| Interrupted::Retry(network(&what, r)))?;
+        // issue 13: a bounded redirect chain (Xet bridges), the token only to the endpoint (xet.rs)
+        let mut response = self.get_following(res, offset, &what).await.map_err(Interrupted::Retry)?;
         let status = response.status();
         match status {
             StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, &what)?,
@@ -130,7 +131,8 @@ impl Downloader {
                 return Err(Interrupted::Retry(network(&what, "range not satisfiable")));
             }
             _ => {
-                let e = self.status_error(&response, "", "", meter.file);
+                let e = super::xet::refused(res, &response, meter.file)
+                    .unwrap_or_else(|| self.status_error(&response, "", "", meter.file));
                 return Err(if e.retryable() { Interrupted::Retry(e) } else { Interrupted::Fatal(e) });
             }
         }
@@ -138,6 +140,7 @@ impl Downloader {
         let limit = res.size.or_else(|| declared_total(&response, partial.len()));
         // Read the body's own chunks in place (no extra buffer, no extra copy).
         let mut body = response.take_body();
+        let mut window = super::stall::Window::new(self.stall, self.cap(&meter.ctx.id)); // issue 13
         loop {
             let ready = future::poll_once(async { body.fill_buf().await.map(<[u8]>::len) }).await;
             if ready.is_none() {
@@ -183,6 +186,9 @@ impl Downloader {
             partial.append(&chunk[..n]).await?;
             body.consume(n);
             meter.tick(partial.len(), false);
+            // issue 13: bandwidth caps (bandwidth.rs), then the slow-trickle check (stall.rs)
+            self.pace(&meter.ctx.id, n).await;
+            window.add(n).map_err(|why| Interrupted::Retry(network(&what, why)))?;
         }
         match res.size {
             Some(size) if partial.len() < size => {
@@ -193,7 +199,7 @@ impl Downloader {
     }
 
     /// A request to `url`, carrying HF_TOKEN only when `url` is on the endpoint's origin.
-    fn request_to(&self, method: surf::http::Method, url: &surf::Url) -> surf::RequestBuilder {
+    pub(crate) fn request_to(&self, method: surf::http::Method, url: &surf::Url) -> surf::RequestBuilder {
         if same_origin(url, &self.endpoint) {
             self.request(method, url)
         } else {

@@ -2,19 +2,31 @@
 //! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
 //! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
 
+mod bandwidth;
 mod busy;
 mod curl;
+mod diskspace;
 mod error;
 mod fetch;
 mod heartbeat;
+mod offline;
 mod partial;
+mod ratelimit;
 mod resolve;
+mod select;
+mod snapshot;
+mod stall;
+mod xet;
 
 pub use busy::{Busy, BusyGuard};
+pub use curl::Proxy;
 pub use error::DownloadError;
 pub use heartbeat::Heartbeat;
+pub use snapshot::TOTAL;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rbee_protocol::{validate, Event, ModelDownload};
@@ -37,6 +49,11 @@ pub struct Downloader {
     backoff_base: Duration,
     busy: Busy,
     write_batch: Option<usize>,
+    // issue 13: offline mode, bandwidth caps, free-space override (tests).
+    offline: bool,
+    hive_rate: Option<bandwidth::Bucket>,
+    job_rates: Mutex<HashMap<String, Arc<bandwidth::Bucket>>>,
+    free_space: Option<u64>,
 }
 
 /// Download settings (from the hive's flags and env).
@@ -58,6 +75,14 @@ pub struct Settings {
     pub backoff_base: Duration,
     /// Tests only: a fixed disk write batch size in bytes (`None`: adaptive).
     pub write_batch: Option<usize>,
+    /// `HF_HUB_OFFLINE`: answer downloads from the cache alone, never calling the hub.
+    pub offline: bool,
+    /// The hive's bandwidth cap, bytes/s, shared by every job.
+    pub max_rate: Option<u64>,
+    /// Tests only: the free space the disk-space check sees (`None`: measured).
+    pub free_space: Option<u64>,
+    /// Proxy for hub and CDN traffic (`None`: none, whatever the environment says).
+    pub proxy: Option<Proxy>,
 }
 
 impl Downloader {
@@ -66,7 +91,7 @@ impl Downloader {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
-        let client = surf::Client::with_http_client(curl::CurlClient::new()?);
+        let client = surf::Client::with_http_client(curl::CurlClient::new(s.proxy.clone())?);
         Ok(Self {
             client,
             endpoint: s.endpoint,
@@ -78,6 +103,10 @@ impl Downloader {
             backoff_base: s.backoff_base,
             busy: Busy::default(),
             write_batch: s.write_batch,
+            offline: s.offline,
+            hive_rate: s.max_rate.map(bandwidth::Bucket::new),
+            job_rates: Mutex::default(),
+            free_space: s.free_space,
         })
     }
 
@@ -107,6 +136,10 @@ impl Downloader {
 
     /// Runs a download job; its output is the job's terminal event.
     pub async fn run(&self, ctx: JobCtx, req: ModelDownload) -> Event {
+        if req.dry_run {
+            return self.dry_run(&ctx, &req).await; // issue 13: snapshot.rs
+        }
+        let _rate = req.max_rate.map(|r| self.job_rate(&ctx.id, r)); // issue 13: bandwidth.rs
         let what = req.model.clone();
         let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));
         let heartbeat = Heartbeat::start(&ctx, self.heartbeat, beat);
@@ -124,13 +157,16 @@ impl Downloader {
     }
 
     async fn download(&self, ctx: &JobCtx, req: &ModelDownload) -> Result<PathBuf, DownloadError> {
+        if self.offline {
+            return offline::answer(&self.cache, req); // issue 13: offline.rs
+        }
         let model = req.model_ref()?;
         let revision = req.revision();
         validate::revision(revision)?;
         let repo = RepoDir::new(&self.cache, &model.repo);
-        let file = match (&model.file, req.all) {
+        let file = match (&model.file, req.is_snapshot()) {
             (Some(file), _) => file.clone(),
-            (None, true) => return self.whole_repo(ctx, &repo, &model.repo, revision).await,
+            (None, true) => return self.snapshot(ctx, &repo, req).await, // issue 13: snapshot.rs
             (None, false) => self.pick_gguf(ctx, &model.repo, revision).await?,
         };
         ctx.narrate(format!("📥 Downloading {}:{file} @ {revision}", model.repo));
@@ -152,23 +188,6 @@ impl Downloader {
             ctx.narrate(format!("   other GGUF files: {}; name one as `{id}:<file>`", others.join(", ")));
         }
         Ok(pick)
-    }
-
-    async fn whole_repo(
-        &self,
-        ctx: &JobCtx,
-        repo: &RepoDir,
-        id: &str,
-        revision: &str,
-    ) -> Result<PathBuf, DownloadError> {
-        let (commit, files) = self.list_files(id, revision).await?;
-        ctx.narrate(format!("📥 Downloading {} files of {id} @ {revision}", files.len()));
-        repo.write_ref(revision, &commit)?;
-        for file in &files {
-            validate::file_name(file)?;
-            self.file(ctx, repo, id, &commit, file).await?;
-        }
-        Ok(repo.snapshot(&commit))
     }
 
     /// One file: resolve, reuse the cache when possible, else fetch, verify and publish.
@@ -193,6 +212,9 @@ impl Downloader {
         })
         .await?;
         if !repo.blob(&res.etag).exists() {
+            // issue 13: refuse what the disk cannot hold (diskspace.rs)
+            let have = std::fs::metadata(repo.incomplete(&res.etag)).map_or(0, |m| m.len());
+            diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
             repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
             self.fetch_blob(ctx, repo, file, &res).await?;
         } else {
@@ -213,12 +235,18 @@ impl Downloader {
             attempt += 1;
             match self.resolve(id, revision, file).await {
                 Err(e) if e.retryable() && attempt <= self.retries => {
-                    let wait = self.backoff(attempt);
-                    ctx.narrate(format!(
-                        "🔁 retry {attempt}/{} resolving `{file}` in {} ms: {e}",
-                        self.retries,
-                        wait.as_millis()
-                    ));
+                    let wait = if let Some(wait) = e.rate_limit_wait() {
+                        ctx.narrate(ratelimit::narration(wait, attempt, self.retries)); // issue 13
+                        wait
+                    } else {
+                        let wait = self.backoff(attempt);
+                        ctx.narrate(format!(
+                            "🔁 retry {attempt}/{} resolving `{file}` in {} ms: {e}",
+                            self.retries,
+                            wait.as_millis()
+                        ));
+                        wait
+                    };
                     smol::Timer::after(wait).await;
                 }
                 Err(e) if e.retryable() => return Err(e.after_attempts(attempt)),
@@ -277,6 +305,30 @@ impl Downloader {
         Ok(())
     }
 
+    /// Registers job `id`'s own bandwidth cap until the guard drops.
+    fn job_rate(&self, id: &str, bytes_per_sec: u64) -> JobRate<'_> {
+        let bucket = Arc::new(bandwidth::Bucket::new(bytes_per_sec));
+        self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), bucket);
+        JobRate { downloader: self, id: id.to_owned() }
+    }
+
+    /// Waits until `n` more bytes of job `id` are within the hive's and the job's caps.
+    pub(crate) async fn pace(&self, id: &str, n: usize) {
+        if let Some(hive) = &self.hive_rate {
+            hive.pace(n).await;
+        }
+        let job = self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
+        if let Some(job) = job {
+            job.pace(n).await;
+        }
+    }
+
+    /// The slowest rate a download may be capped to (the stall detector's floor follows it).
+    pub(crate) fn cap(&self, id: &str) -> Option<u64> {
+        let job = self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).map(|b| b.rate());
+        [job, self.hive_rate.as_ref().map(bandwidth::Bucket::rate)].into_iter().flatten().min()
+    }
+
     /// A request to the hub, with HF_TOKEN when set.
     fn request(&self, method: surf::http::Method, url: &Url) -> surf::RequestBuilder {
         let req = surf::RequestBuilder::new(method, url.clone());
@@ -284,5 +336,17 @@ impl Downloader {
             Some(t) => req.header("Authorization", format!("Bearer {t}")),
             None => req,
         }
+    }
+}
+
+/// A job's bandwidth cap, removed when the job ends (or is dropped).
+struct JobRate<'a> {
+    downloader: &'a Downloader,
+    id: String,
+}
+
+impl Drop for JobRate<'_> {
+    fn drop(&mut self) {
+        self.downloader.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
     }
 }

@@ -21,6 +21,8 @@ pub struct Resolved {
     pub size: Option<u64>,
     /// Where to GET the bytes (the CDN `Location`, or the resolve URL itself).
     pub url: Url,
+    /// `X-Xet-Hash`, when the file is stored in Xet (never used to verify: see `xet.rs`).
+    pub xet_hash: Option<String>,
 }
 
 /// What a file's ETag lets us check its content against.
@@ -70,7 +72,7 @@ pub fn git_blob_sha1(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Downloader {
     /// `{endpoint}/{repo}/resolve/{revision}/{file}`, each part percent-encoded.
@@ -134,6 +136,8 @@ impl Downloader {
                 DownloadError::EntryNotFound { repo: repo_s, revision: revision.to_owned(), file: file.to_owned() }
             }
             (StatusCode::NotFound, _) => DownloadError::RepoNotFound(repo_s),
+            // issue 13: wait as the hub says (ratelimit.rs)
+            (StatusCode::TooManyRequests, _) => super::ratelimit::error(res, format!("`{file}`")),
             _ => DownloadError::Status { status: status.into(), what: format!("`{file}`"), retried: String::new() },
         }
     }
@@ -177,7 +181,8 @@ fn parse(res: &surf::Response, url: Url, file: &str) -> Result<Resolved, Downloa
         .ok_or_else(|| protocol(file, "no usable ETag header"))?;
     let size = header(res, "X-Linked-Size").or_else(|| header(res, "Content-Length")).and_then(|s| s.parse().ok());
     rbee_protocol::validate::revision(&commit).map_err(|e| protocol(file, e))?;
-    Ok(Resolved { commit, etag, size, url })
+    let xet_hash = header(res, "X-Xet-Hash");
+    Ok(Resolved { commit, etag, size, url, xet_hash })
 }
 
 /// The last value of a header.

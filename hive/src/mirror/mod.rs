@@ -3,8 +3,8 @@
 //! reads it — `refs/<revision>` (or a 40-hex commit as is), then `snapshots/<commit>/<file>`, a
 //! link that must name `../…/blobs/<etag>` of the same repo. Only that link is read, and never
 //! followed: what is served is always `blobs/<etag>` of the repo's own directory, so no name and
-//! no link can reach outside the cache. With pull-through ([`pull`]), a miss becomes a
-//! download job of this hive, served while it runs ([`blob`]).
+//! no link can reach outside the cache. With pull-through (`pull`), a miss becomes a
+//! download job of this hive, served while it runs (`blob`).
 
 mod blob;
 mod pull;

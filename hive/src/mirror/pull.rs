@@ -41,12 +41,10 @@ impl Hive {
         if let Some(log) = jobs.get(&key) {
             return log.clone();
         }
-        let op = Operation::ModelDownload(ModelDownload {
-            hive_id: "localhost".to_owned(),
-            model: format!("{repo}:{file}"),
-            revision: Some(revision.to_owned()),
-            all: false,
-        });
+        let mut download =
+            ModelDownload::new(&rbee_protocol::ModelRef { repo: repo.to_owned(), file: Some(file.to_owned()) });
+        download.revision = Some(revision.to_owned());
+        let op = Operation::ModelDownload(download);
         let id = self.clone().submit(Submitted::Supported(op));
         eprintln!(
             "rbee-hive: mirror: pulling `{}` through {id}",

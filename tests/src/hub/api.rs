@@ -133,8 +133,14 @@ fn lookup(req: &Req, repo: &str, revision: &str, file: &str) -> Result<Arc<FileD
 }
 
 async fn resolve(req: Req) -> tide::Result {
-    if let Some(status) = req.state().faults().take_resolve() {
-        return Ok(hf_error(status, None, "injected fault"));
+    let injected = req.state().faults().take_resolve();
+    if let Some(status) = injected {
+        let mut res = hf_error(status, None, "injected fault");
+        let headers = req.state().faults().resolve_headers.clone();
+        for (k, v) in &headers {
+            res.insert_header(k.as_str(), v.as_str());
+        }
+        return Ok(res);
     }
     // /{org}/{name}/resolve/{revision}/{path...}
     let path = req.url().path().to_owned();
@@ -149,7 +155,11 @@ async fn resolve(req: Req) -> tide::Result {
     };
     let digests = file.clone();
     smol::unblock(move || digests.etag().len()).await;
+    let xet = req.state().faults().xet.contains_key(&file.name);
     let mut res = if file.lfs { redirect(req.state(), &file) } else { serve_direct(&req, &file) };
+    if xet && file.lfs {
+        xet_headers(&mut res, req.state(), &file);
+    }
     res.insert_header("X-Repo-Commit", file.commit.as_str());
     Ok(res)
 }
@@ -163,6 +173,18 @@ fn redirect(shared: &Shared, file: &FileData) -> Response {
     res.insert_header("ETag", format!("\"{sha}\""));
     res.set_body(Body::empty());
     res
+}
+
+/// A Xet-backed file's resolve answer, as huggingface.co sends it: `X-Xet-Hash` (not the
+/// sha256: a client must verify against `X-Linked-Etag`), a `Link` to xet-auth, an `ETag` of the
+/// Xet hash, and a `Location` on a bridge host of another origin (`localhost`, not `127.0.0.1`).
+fn xet_headers(res: &mut Response, shared: &Shared, file: &FileData) {
+    let xet_hash = format!("{:0>64}", file.git_sha1());
+    let bridge = shared.cdn_url.replace("127.0.0.1", "localhost");
+    res.insert_header("X-Xet-Hash", xet_hash.as_str());
+    res.insert_header("ETag", format!("\"{xet_hash}\""));
+    res.insert_header("Link", format!("<{bridge}/api/models/{}/xet-read-token/main>; rel=\"xet-auth\"", file.repo));
+    res.insert_header("Location", format!("{bridge}/bridge/{}/{}", file.repo, file.sha256()));
 }
 
 fn serve_direct(req: &Req, file: &Arc<FileData>) -> Response {
@@ -202,26 +224,45 @@ async fn model_info(req: Req) -> tide::Result {
         Some((repo, rev)) => (repo.to_owned(), Some(percent_decode(rev))),
         None => (path.trim_end_matches('/').to_owned(), None),
     };
-    let shared = req.state();
-    let repos = shared.repos();
-    let r = match repos.repo(&repo) {
-        Ok(r) => r,
-        Err(e) => return Ok(not_found(e, &repo)),
-    };
-    if r.gated {
-        if let Err(res) = check_auth(shared, &req, &repo) {
-            return Ok(*res);
+    let found = {
+        let shared = req.state();
+        let repos = shared.repos();
+        match repos.repo(&repo) {
+            Err(e) => Err(not_found(e, &repo)),
+            Ok(r) => match (r.gated.then(|| check_auth(shared, &req, &repo)).transpose(), &revision) {
+                (Err(res), _) => Err(*res),
+                (Ok(_), rev) => {
+                    let revision = rev.clone().unwrap_or_else(|| r.default_revision().to_owned());
+                    match r.at(&revision) {
+                        Ok((commit, files)) => Ok((commit.to_owned(), files.to_vec(), r.gated)),
+                        Err(e) => Err(not_found(e, &format!("{repo}@{revision}"))),
+                    }
+                }
+            },
         }
-    }
-    let revision = revision.unwrap_or_else(|| r.default_revision().to_owned());
-    let (commit, files) = match r.at(&revision) {
-        Ok(at) => at,
-        Err(e) => return Ok(not_found(e, &format!("{repo}@{revision}"))),
     };
-    let siblings: Vec<_> = files.iter().map(|f| json!({ "rfilename": f.name })).collect();
+    let (commit, files, gated) = match found {
+        Ok(f) => f,
+        Err(res) => return Ok(res),
+    };
+    let blobs = req.url().query_pairs().any(|(k, v)| k == "blobs" && v == "true");
+    let siblings: Vec<_> = if blobs {
+        // `?blobs=true`: size, blobId and the LFS part, as huggingface.co lists them.
+        smol::unblock(move || files.iter().map(|f| sibling_with_blob(f)).collect()).await
+    } else {
+        files.iter().map(|f| json!({ "rfilename": f.name })).collect()
+    };
     let body =
-        json!({ "id": repo, "modelId": repo, "sha": commit, "gated": r.gated, "private": false, "siblings": siblings });
+        json!({ "id": repo, "modelId": repo, "sha": commit, "gated": gated, "private": false, "siblings": siblings });
     Ok(Body::from_json(&body)?.into())
+}
+
+fn sibling_with_blob(f: &FileData) -> serde_json::Value {
+    let mut s = json!({ "rfilename": f.name, "size": f.size, "blobId": f.git_sha1() });
+    if f.lfs {
+        s["lfs"] = json!({ "sha256": f.sha256(), "size": f.size, "pointerSize": 134 });
+    }
+    s
 }
 
 /// `GET /api/models/{repo}/tree/{revision}[/{dir}]`: see [`super::tree`].

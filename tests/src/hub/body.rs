@@ -95,7 +95,8 @@ impl AsyncRead for BodyReader {
             }
             if let Some((_, how)) = this.cut.filter(|(at, _)| this.pos >= *at) {
                 return match how {
-                    Cut::Stall => Poll::Pending,
+                    // Trickling is a CDN fault; a small file served here just stalls.
+                    Cut::Stall | Cut::Trickle => Poll::Pending,
                     Cut::Reset => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
                     Cut::Truncate => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
                 };

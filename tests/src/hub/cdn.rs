@@ -139,6 +139,9 @@ fn blob(shared: &Shared, path: &str) -> Option<Arc<FileData>> {
 
 async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Head) -> CloseReason {
     let rec = &shared.recorder;
+    if let Some(rest) = head.path.strip_prefix("/bridge/") {
+        return bridge(shared, id, stream, rest).await;
+    }
     let file = match blob(shared, &head.path) {
         Some(f) if matches!(head.method.as_str(), "GET" | "HEAD") => f,
         _ => return answer(stream, id, shared, 404, &[]).await,
@@ -178,6 +181,24 @@ async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Hea
         return CloseReason::Finished;
     }
     send_body(shared, id, stream, &file, (start, end), fault).await
+}
+
+/// The Xet bridge host (`/bridge/{repo}/{sha}`): a redirect on to the CDN's blob, or a refusal
+/// of plain HTTP for a file marked so.
+async fn bridge(shared: &Shared, id: u64, stream: &Async<TcpStream>, rest: &str) -> CloseReason {
+    let file = blob(shared, &format!("/blobs/{rest}"));
+    let refused = file.as_ref().and_then(|f| shared.faults().xet.get(&f.name).copied());
+    match (file, refused) {
+        (None, _) => answer(stream, id, shared, 404, &[]).await,
+        (Some(_), Some(true)) => {
+            let why = ("X-Error-Message", "this file is only available through the Xet protocol".to_owned());
+            answer(stream, id, shared, 400, &[why]).await
+        }
+        (Some(_), _) => {
+            let to = ("Location", format!("{}/blobs/{rest}", shared.cdn_url));
+            answer(stream, id, shared, 302, &[to]).await
+        }
+    }
 }
 
 /// Write a status line and headers; `Some(reason)` when the client is gone.
@@ -231,8 +252,13 @@ async fn send_body(
             _ if pos >= end => return CloseReason::Finished,
             _ => {}
         }
-        let limit = cut.map_or(end, |(at, _)| at.min(end));
+        let trickle = matches!(cut, Some((at, Cut::Trickle)) if pos >= at);
+        let limit = if trickle { end } else { cut.map_or(end, |(at, _)| at.min(end)) };
         let mut n = (Pacer::chunk_len(&shared.rate) as u64).min(limit - pos) as usize;
+        if trickle {
+            n = 1;
+            Timer::after(Duration::from_secs(1)).await;
+        }
         if pos < file.size {
             n = n.min(usize::try_from(file.size - pos).unwrap_or(usize::MAX));
         }
@@ -259,6 +285,8 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
+        400 => "Bad Request",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
         500 => "Internal Server Error",

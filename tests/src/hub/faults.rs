@@ -27,6 +27,8 @@ pub enum Fault {
     Status(u16),
     /// Answer `200` with the whole body even when a `Range` was asked.
     IgnoreRange,
+    /// Send `n` body bytes, then trickle one byte a second (a connection alive but useless).
+    TrickleAfter(u64),
     /// Declare the file's size everywhere but the body: send no `Content-Length`, then the file
     /// and filler bytes after it, without end, until the client goes away (a disk-filling CDN).
     Endless,
@@ -39,6 +41,7 @@ impl Fault {
             Self::ResetAfter(n) => Some((n, Cut::Reset)),
             Self::TruncateAfter(n) => Some((n, Cut::Truncate)),
             Self::StallAfter(n) => Some((n, Cut::Stall)),
+            Self::TrickleAfter(n) => Some((n, Cut::Trickle)),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ pub(crate) enum Cut {
     Reset,
     Truncate,
     Stall,
+    Trickle,
 }
 
 /// Pending faults per file name, each with a remaining count.
@@ -57,6 +61,10 @@ pub(crate) enum Cut {
 pub(crate) struct FaultTable {
     by_file: HashMap<String, VecDeque<(Fault, usize)>>,
     resolve: VecDeque<(u16, usize)>,
+    /// Headers every injected resolve answer carries (`Retry-After`, `RateLimit`).
+    pub(crate) resolve_headers: Vec<(String, String)>,
+    /// Files served as Xet-backed: `false` through a bridge host, `true` refused over plain HTTP.
+    pub(crate) xet: HashMap<String, bool>,
 }
 
 impl FaultTable {
@@ -75,6 +83,8 @@ impl FaultTable {
     pub(crate) fn clear(&mut self) {
         self.by_file.clear();
         self.resolve.clear();
+        self.resolve_headers.clear();
+        self.xet.clear();
     }
 
     /// The fault for the next request of `file`, if any (consumes one use).

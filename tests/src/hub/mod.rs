@@ -216,6 +216,21 @@ impl FakeHub {
         self.shared.faults().push_resolve(status, times);
     }
 
+    /// Answer the next `times` resolve requests with `429` and `headers` (e.g. `Retry-After`,
+    /// or huggingface.co's `RateLimit: "resolvers";r=0;t=2`).
+    pub fn set_rate_limit(&self, times: usize, headers: &[(&str, &str)]) {
+        let mut faults = self.shared.faults();
+        faults.resolve_headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        faults.push_resolve(429, times);
+    }
+
+    /// Serve the LFS file `file` as Xet-backed: its resolve answer carries `X-Xet-Hash`, a `Link`
+    /// to xet-auth and a `Location` on a bridge host of another origin, which redirects on to the
+    /// CDN — or, with `refuse_http`, answers `400` (the file is only available through Xet).
+    pub fn set_xet(&self, file: &str, refuse_http: bool) {
+        self.shared.faults().xet.insert(file.to_owned(), refuse_http);
+    }
+
     /// Forget every pending fault.
     pub fn clear_faults(&self) {
         self.shared.faults().clear();

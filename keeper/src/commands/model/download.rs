@@ -1,4 +1,5 @@
-//! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all]`.
+//! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all | --include GLOB… --exclude GLOB…]
+//! [--dry-run] [--max-rate RATE]`; MODEL may be a pasted hub URL.
 
 use anyhow::Result;
 use rbee_protocol::{ModelDownload, Operation};
@@ -19,23 +20,46 @@ pub(crate) struct Args {
     /// Every file of the revision (MODEL must be a bare `org/repo`)
     #[arg(long)]
     all: bool,
+    /// Only files matching these patterns (fnmatch, as `hf download`: `*` matches `/` too)
+    #[arg(long, num_args = 1.., value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files matching these patterns
+    #[arg(long, num_args = 1.., value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// List what would be fetched, the sizes and what is cached; download nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Cap this download's bandwidth, bytes/s with K/M/G (1024-based): `20M`
+    #[arg(long, value_name = "RATE", value_parser = rbee_protocol::text::parse_rate)]
+    max_rate: Option<u64>,
 }
 
 impl Args {
     fn operation(&self, hive_id: &str) -> Result<Operation, UsageError> {
-        let model = self.model.model_ref()?;
-        if self.all && model.file.is_some() {
-            return Err(UsageError(format!("--all downloads a whole repo: give `{}` without a file", model.repo)));
+        let (model, url_revision) = self.model.model_ref_and_revision()?;
+        let patterns = !self.include.is_empty() || !self.exclude.is_empty();
+        if (self.all || patterns) && model.file.is_some() {
+            let flag = if self.all { "--all" } else { "--include/--exclude" };
+            return Err(UsageError(format!("{flag} selects files of a repo: give `{}` without a file", model.repo)));
         }
         let mut d = ModelDownload::new(&model);
         d.hive_id = hive_id.to_owned();
-        d.revision.clone_from(&self.revision);
+        d.revision = match (&self.revision, url_revision) {
+            (Some(r), Some(u)) if *r != u => {
+                return Err(UsageError(format!("the URL names revision `{u}` but --revision says `{r}`")))
+            }
+            (r, u) => r.clone().or(u),
+        };
         d.all = self.all;
+        d.include.clone_from(&self.include);
+        d.exclude.clone_from(&self.exclude);
+        d.dry_run = self.dry_run;
+        d.max_rate = self.max_rate;
         checked(Operation::ModelDownload(d))
     }
 
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         let op = self.operation(&ctx.hive_id)?;
-        submit(ctx, &op, Show::Path).await
+        submit(ctx, &op, if self.dry_run { Show::Result } else { Show::Path }).await
     }
 }

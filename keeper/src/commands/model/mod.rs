@@ -6,6 +6,7 @@ mod delete;
 mod download;
 mod get;
 mod list;
+mod verify;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -28,6 +29,8 @@ pub(crate) enum ModelCommand {
     /// Remove a cached model or file
     #[command(visible_alias = "rm", alias = "remove")]
     Delete(delete::Args),
+    /// Re-hash cached blobs; quarantine (never delete) the ones that do not match (exit 1 then)
+    Verify(verify::Args),
 }
 
 impl ModelCommand {
@@ -37,6 +40,7 @@ impl ModelCommand {
             Self::List(args) => args.execute(ctx).await,
             Self::Get(args) => args.execute(ctx).await,
             Self::Delete(args) => args.execute(ctx).await,
+            Self::Verify(args) => args.execute(ctx).await,
         }
     }
 }
@@ -44,7 +48,8 @@ impl ModelCommand {
 /// A model as the user typed it: `org/repo:file`, `org/repo`, or `org/repo` and a FILE word.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ModelArg {
-    /// `org/repo:file`, or `org/repo` (then FILE, or the hive picks)
+    /// `org/repo:file`, or `org/repo` (then FILE, or the hive picks), or a pasted hub URL
+    /// (`https://huggingface.co/org/repo/blob/main/file.gguf`)
     #[arg(default_value = DEFAULT_MODEL, value_name = "MODEL")]
     model: String,
     /// File inside the repo, when MODEL is a bare `org/repo`
@@ -55,8 +60,21 @@ pub(crate) struct ModelArg {
 impl ModelArg {
     /// The validated model reference (exit 2 for a name the hive would refuse).
     fn model_ref(&self) -> Result<ModelRef, UsageError> {
+        self.model_ref_and_revision().map(|(m, _)| m)
+    }
+
+    /// The model reference and, for a pasted URL, the revision it names.
+    fn model_ref_and_revision(&self) -> Result<(ModelRef, Option<String>), UsageError> {
         let usage = |e: rbee_protocol::validate::InvalidName| UsageError(e.to_string());
-        let model = ModelRef::parse(&self.model).map_err(usage)?;
+        let (model, revision) = match ModelRef::parse_url(&self.model).map_err(usage)? {
+            Some(parsed) => parsed,
+            None => (ModelRef::parse(&self.model).map_err(usage)?, None),
+        };
+        self.with_file(model).map(|m| (m, revision))
+    }
+
+    fn with_file(&self, model: ModelRef) -> Result<ModelRef, UsageError> {
+        let usage = |e: rbee_protocol::validate::InvalidName| UsageError(e.to_string());
         match (&model.file, &self.file) {
             (Some(_), Some(file)) => Err(UsageError(format!(
                 "`{}` already names a file; drop `{file}`, or give `{}` and `{file}`",
@@ -92,5 +110,8 @@ mod tests {
         assert!(err.to_string().starts_with("invalid model `org/../x`"), "{err}");
         assert!(arg("org/name", Some("/etc/passwd")).is_err());
         assert_eq!(arg(DEFAULT_MODEL, None).unwrap().to_string(), DEFAULT_MODEL);
+        let url = ModelArg { model: "https://huggingface.co/org/m/resolve/v1/a.gguf".into(), file: None };
+        let (m, rev) = url.model_ref_and_revision().unwrap();
+        assert_eq!((m.to_string(), rev.as_deref()), ("org/m:a.gguf".to_owned(), Some("v1")));
     }
 }
