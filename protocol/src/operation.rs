@@ -94,6 +94,10 @@ pub struct ModelDownload {
     /// With a bare `org/repo`: download every file of the revision (ours).
     #[serde(default, skip_serializing_if = "is_false")]
     pub all: bool,
+    /// Most upstream connections this download may use at once (ours; capped by the hive's
+    /// `--max-parts`; rbee's hive ignores it). `None`: the hive's cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
 }
 
 /// `model_list` fields.
@@ -219,7 +223,7 @@ impl ModelDownload {
     /// A download of `model` at the default revision on the default hive.
     #[must_use]
     pub fn new(model: &ModelRef) -> Self {
-        Self { hive_id: default_hive_id(), model: model.to_string(), revision: None, all: false }
+        Self { hive_id: default_hive_id(), model: model.to_string(), revision: None, all: false, connections: None }
     }
 
     /// The revision to fetch, `main` when none was given.

@@ -132,9 +132,11 @@ proptest! {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (text(), text(), prop::option::of(text()), any::<bool>()).prop_map(|(hive_id, model, revision, all)| {
-            Operation::ModelDownload(ModelDownload { hive_id, model, revision, all })
-        }),
+        (text(), text(), prop::option::of(text()), any::<bool>(), prop::option::of(any::<u32>())).prop_map(
+            |(hive_id, model, revision, all, connections)| {
+                Operation::ModelDownload(ModelDownload { hive_id, model, revision, all, connections })
+            }
+        ),
         text().prop_map(|hive_id| Operation::ModelList(ModelList { hive_id })),
         (text(), text()).prop_map(|(hive_id, id)| Operation::ModelGet(ModelGet { hive_id, id })),
         (text(), text(), any::<bool>(), any::<bool>()).prop_map(|(hive_id, id, partial, force)| {
@@ -144,7 +146,8 @@ fn operation() -> impl Strategy<Value = Operation> {
     ]
 }
 
-const FIELDS: &[&str] = &["operation", "hive_id", "model", "id", "revision", "all", "partial", "force", "alias"];
+const FIELDS: &[&str] =
+    &["operation", "hive_id", "model", "id", "revision", "all", "connections", "partial", "force", "alias"];
 const NAMES: &[&str] = &["model_download", "model_list", "model_get", "model_delete", "hive_check"];
 
 fn parse(json: &Value) -> Result<Submitted, String> {

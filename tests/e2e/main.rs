@@ -20,6 +20,7 @@ mod jobs_api;
 mod keeper_cli;
 mod load;
 mod models;
+mod parallel;
 mod rbee_wire;
 mod reconnect;
 mod repo;

@@ -1,14 +1,17 @@
-//! Model downloads into the HF cache: resolve with HEAD, stream through surf chunk by chunk into
-//! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
-//! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
+//! Model downloads into the HF cache. [`Downloader`] reads as the steps of one file:
+//! resolve (the [`hub`] conversation) → lock the blob → transfer (in parts over several
+//! connections, or one stream; hashed on the way) → verify → publish blob, snapshot link and ref.
+//! One [`retry`] policy covers every step; a heartbeat task narrates "still downloading…"
+//! meanwhile.
 
 mod busy;
 mod curl;
 mod error;
-mod fetch;
 mod heartbeat;
-mod partial;
-mod resolve;
+mod hub;
+mod retry;
+mod transfer;
+mod verify;
 
 pub use busy::{Busy, BusyGuard};
 pub use error::DownloadError;
@@ -22,19 +25,17 @@ use surf::Url;
 
 use crate::cache::{BlobLock, RepoDir};
 use crate::jobs::JobCtx;
-use partial::Partial;
-use resolve::{Digest, Resolved};
+use hub::{Hub, Resolved};
+use retry::Retry;
+use transfer::Transfer;
 
 /// Everything a download needs; shared by all jobs.
 pub struct Downloader {
-    client: surf::Client,
-    endpoint: Url,
-    token: Option<String>,
+    hub: Hub,
     cache: PathBuf,
     heartbeat: Duration,
-    stall: Duration,
-    retries: u32,
-    backoff_base: Duration,
+    retry: Retry,
+    max_parts: usize,
     busy: Busy,
     write_batch: Option<usize>,
 }
@@ -56,6 +57,8 @@ pub struct Settings {
     pub retries: u32,
     /// First retry delay (doubles each time, at most 10 s).
     pub backoff_base: Duration,
+    /// Most upstream connections one file may use at once (`--max-parts`).
+    pub max_parts: usize,
     /// Tests only: a fixed disk write batch size in bytes (`None`: adaptive).
     pub write_batch: Option<usize>,
 }
@@ -66,16 +69,12 @@ impl Downloader {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
-        let client = surf::Client::with_http_client(curl::CurlClient::new()?);
         Ok(Self {
-            client,
-            endpoint: s.endpoint,
-            token: s.token,
+            hub: Hub::new(s.endpoint, s.token)?,
             cache: s.cache,
             heartbeat: s.heartbeat,
-            stall: s.stall,
-            retries: s.retries,
-            backoff_base: s.backoff_base,
+            retry: Retry { retries: s.retries, backoff_base: s.backoff_base, stall: s.stall },
+            max_parts: s.max_parts.max(1),
             busy: Busy::default(),
             write_batch: s.write_batch,
         })
@@ -118,16 +117,16 @@ impl Downloader {
         let repo = RepoDir::new(&self.cache, &model.repo);
         let file = match (&model.file, req.all) {
             (Some(file), _) => file.clone(),
-            (None, true) => return self.whole_repo(ctx, &repo, &model.repo, revision).await,
+            (None, true) => return self.whole_repo(ctx, &repo, &model.repo, revision, self.parts_for(req)).await,
             (None, false) => self.pick_gguf(ctx, &model.repo, revision).await?,
         };
         ctx.narrate(format!("📥 Downloading {}:{file} @ {revision}", model.repo));
-        self.file(ctx, &repo, &model.repo, revision, &file).await
+        self.file(ctx, &repo, &model.repo, revision, &file, self.parts_for(req)).await
     }
 
     /// rbee's pick for a bare `org/repo`: one GGUF, by [`rbee_protocol::GGUF_PREFERENCE`].
     async fn pick_gguf(&self, ctx: &JobCtx, id: &str, revision: &str) -> Result<String, DownloadError> {
-        let (_, files) = self.list_files(id, revision).await?;
+        let (_, files) = self.hub.list_files(id, revision).await?;
         let Some(pick) = rbee_protocol::pick_gguf(&files).map(str::to_owned) else {
             return Err(DownloadError::NoGguf { repo: id.to_owned(), files: files.len() });
         };
@@ -148,18 +147,25 @@ impl Downloader {
         repo: &RepoDir,
         id: &str,
         revision: &str,
+        parts: usize,
     ) -> Result<PathBuf, DownloadError> {
-        let (commit, files) = self.list_files(id, revision).await?;
+        let (commit, files) = self.hub.list_files(id, revision).await?;
         ctx.narrate(format!("📥 Downloading {} files of {id} @ {revision}", files.len()));
         repo.write_ref(revision, &commit)?;
         for file in &files {
             validate::file_name(file)?;
-            self.file(ctx, repo, id, &commit, file).await?;
+            self.file(ctx, repo, id, &commit, file, parts).await?;
         }
         Ok(repo.snapshot(&commit))
     }
 
-    /// One file: resolve, reuse the cache when possible, else fetch, verify and publish.
+    /// Most connections for this job: the hive's `--max-parts`, or fewer when the job asks.
+    fn parts_for(&self, req: &ModelDownload) -> usize {
+        let asked = req.connections.and_then(|c| usize::try_from(c).ok()).filter(|c| *c > 0);
+        asked.map_or(self.max_parts, |c| c.min(self.max_parts))
+    }
+
+    /// One file: resolve → (reuse the cache, or) lock → transfer → verify → publish.
     async fn file(
         &self,
         ctx: &JobCtx,
@@ -167,6 +173,7 @@ impl Downloader {
         id: &str,
         revision: &str,
         file: &str,
+        max_parts: usize,
     ) -> Result<PathBuf, DownloadError> {
         let res = self.resolve_retrying(ctx, id, revision, file).await?;
         repo.write_ref(revision, &res.commit)?;
@@ -180,11 +187,28 @@ impl Downloader {
             ctx.narrate(format!("⏳ `{file}` is being downloaded by another job; waiting for it"));
         })
         .await?;
-        if !repo.blob(&res.etag).exists() {
-            repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
-            self.fetch_blob(ctx, repo, file, &res).await?;
-        } else {
+        if repo.blob(&res.etag).exists() {
             ctx.narrate(format!("✔️  blob of `{file}` is already in the cache"));
+        } else {
+            repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
+            let transfer = Transfer {
+                hub: &self.hub,
+                retry: self.retry,
+                ctx,
+                repo,
+                file,
+                res: &res,
+                write_batch: self.write_batch,
+                max_parts,
+            };
+            let got = transfer.run().await?;
+            if let Err(e) = verify::verify(ctx, file, &res, &got).await {
+                if got.in_parts {
+                    repo.remove_parts(&res.etag);
+                }
+                return Err(e);
+            }
+            repo.finish_blob(&res.etag, &got.path)?;
         }
         Ok(repo.link(&res.commit, file, &res.etag)?)
     }
@@ -199,78 +223,10 @@ impl Downloader {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.resolve(id, revision, file).await {
-                Err(e) if e.retryable() && attempt <= self.retries => {
-                    let wait = self.backoff(attempt);
-                    ctx.narrate(format!(
-                        "🔁 retry {attempt}/{} resolving `{file}` in {} ms: {e}",
-                        self.retries,
-                        wait.as_millis()
-                    ));
-                    smol::Timer::after(wait).await;
-                }
-                Err(e) if e.retryable() => return Err(e.after_attempts(attempt)),
-                other => return other,
+            match self.hub.resolve(id, revision, file).await {
+                Err(e) => self.retry.after_failure(ctx, attempt, format!("resolving `{file}`"), e).await?,
+                ok => return ok,
             }
-        }
-    }
-
-    async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
-        let path = repo.incomplete(&res.etag);
-        let mut partial = Partial::open(&path, res.size, ctx.outstanding.clone(), self.write_batch).await?;
-        if let Err(e) = self.fetch(ctx, file, res, &mut partial).await {
-            if matches!(e, DownloadError::Oversized { .. }) {
-                let _ = partial.flush().await;
-                drop(partial);
-                let _ = std::fs::remove_file(&path);
-            }
-            return Err(e);
-        }
-        let (size, sha) = partial.finish().await?;
-        let mismatch = if res.size.is_some_and(|s| s != size) {
-            Some(DownloadError::SizeMismatch { file: file.into(), expected: res.size.unwrap_or(0), actual: size })
-        } else {
-            let wrong = |algorithm, expected: &str, actual: String| {
-                (expected != actual).then(|| DownloadError::HashMismatch {
-                    algorithm,
-                    file: file.into(),
-                    expected: expected.to_owned(),
-                    actual,
-                })
-            };
-            match res.digest() {
-                Digest::Sha256(want) => wrong("sha256", want, sha),
-                Digest::GitSha1(want) => {
-                    let p = path.clone();
-                    let actual =
-                        smol::unblock(move || resolve::git_blob_sha1(&p)).await.map_err(crate::cache::at(&path))?;
-                    wrong("git blob sha1", want, actual)
-                }
-                Digest::Unverifiable => None,
-            }
-        };
-        if let Some(e) = mismatch {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        ctx.narrate(match res.digest() {
-            Digest::Sha256(_) => format!("🔒 verified `{file}`: {size} bytes, sha256 ok"),
-            Digest::GitSha1(_) => format!("🔒 verified `{file}`: {size} bytes, git blob sha1 ok"),
-            Digest::Unverifiable => format!(
-                "⚠️  `{file}`: {size} bytes, content not verifiable: its ETag `{}` is neither a sha256 nor a git sha1",
-                rbee_protocol::escape(&res.etag)
-            ),
-        });
-        repo.finish_blob(&res.etag)?;
-        Ok(())
-    }
-
-    /// A request to the hub, with HF_TOKEN when set.
-    fn request(&self, method: surf::http::Method, url: &Url) -> surf::RequestBuilder {
-        let req = surf::RequestBuilder::new(method, url.clone());
-        match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all]`.
+//! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all] [--connections N]`.
 
 use anyhow::Result;
 use rbee_protocol::{ModelDownload, Operation};
@@ -19,6 +19,10 @@ pub(crate) struct Args {
     /// Every file of the revision (MODEL must be a bare `org/repo`)
     #[arg(long)]
     all: bool,
+    /// Most upstream connections the hive may use for this download [default: the hive's
+    /// `--max-parts`, 16]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: Option<u32>,
 }
 
 impl Args {
@@ -31,6 +35,7 @@ impl Args {
         d.hive_id = hive_id.to_owned();
         d.revision.clone_from(&self.revision);
         d.all = self.all;
+        d.connections = self.connections;
         checked(Operation::ModelDownload(d))
     }
 

@@ -1,14 +1,20 @@
-//! Asking the hub what a file is: `HEAD {endpoint}/{repo}/resolve/{revision}/{file}` without
-//! following the redirect to the CDN, and `GET /api/models/{repo}/revision/{revision}` for
-//! whole-repo downloads.
+//! The hub conversation: what a file is (`HEAD {endpoint}/{repo}/resolve/{revision}/{file}`
+//! without following the redirect to the CDN), what a revision holds
+//! (`GET /api/models/{repo}/revision/{revision}`), where HF_TOKEN may go (the endpoint's origin
+//! only, never a CDN on another host), and what a refusal means (status → [`DownloadError`]).
+//! The transfer asks this module for every request it sends, so the token rule lives here alone.
 
-use std::time::Duration;
-
-use futures_lite::future;
 use surf::{StatusCode, Url};
 
 use super::error::{network, DownloadError};
-use super::Downloader;
+use super::retry::{with_timeout, HEAD_TIMEOUT};
+
+/// The hub: its HTTP client, endpoint and token.
+pub(crate) struct Hub {
+    client: surf::Client,
+    endpoint: Url,
+    token: Option<String>,
+}
 
 /// What the hub said about one file.
 #[derive(Debug, Clone)]
@@ -70,9 +76,36 @@ pub fn git_blob_sha1(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+impl Hub {
+    /// A hub with its own HTTP client (no redirects followed, no overall timeout).
+    pub(crate) fn new(endpoint: Url, token: Option<String>) -> anyhow::Result<Self> {
+        let client = surf::Client::with_http_client(super::curl::CurlClient::new()?);
+        Ok(Self { client, endpoint, token })
+    }
 
-impl Downloader {
+    /// Sends a request built by [`Hub::get`].
+    pub(crate) async fn send(&self, req: surf::RequestBuilder) -> surf::Result<surf::Response> {
+        self.client.send(req.build()).await
+    }
+
+    /// A GET of `url`, carrying HF_TOKEN only when `url` is on the endpoint's origin.
+    pub(crate) fn get(&self, url: &Url) -> surf::RequestBuilder {
+        if same_origin(url, &self.endpoint) {
+            self.request(surf::http::Method::Get, url)
+        } else {
+            surf::RequestBuilder::new(surf::http::Method::Get, url.clone())
+        }
+    }
+
+    /// A request to the hub, with HF_TOKEN when set.
+    fn request(&self, method: surf::http::Method, url: &Url) -> surf::RequestBuilder {
+        let req = surf::RequestBuilder::new(method, url.clone());
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
     /// `{endpoint}/{repo}/resolve/{revision}/{file}`, each part percent-encoded.
     pub(crate) fn resolve_url(&self, repo: &str, revision: &str, file: &str) -> Url {
         let mut url = self.endpoint.clone();
@@ -185,22 +218,10 @@ pub(crate) fn header(res: &surf::Response, name: &str) -> Option<String> {
     res.header(name).map(|v| v.last().as_str().to_owned())
 }
 
-pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
+fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
-fn protocol(what: &str, reason: impl std::fmt::Display) -> DownloadError {
+pub(crate) fn protocol(what: &str, reason: impl std::fmt::Display) -> DownloadError {
     DownloadError::Protocol { what: what.to_owned(), reason: reason.to_string() }
-}
-
-/// Runs `fut`, failing with "timed out" after `limit`.
-pub(crate) async fn with_timeout<T>(
-    fut: impl std::future::Future<Output = surf::Result<T>>,
-    limit: Duration,
-) -> Result<T, String> {
-    let timeout = async {
-        smol::Timer::after(limit).await;
-        Err(format!("no answer within {}s", limit.as_secs()))
-    };
-    future::or(async { fut.await.map_err(|e| e.to_string()) }, timeout).await
 }
