@@ -62,7 +62,8 @@ fn is_text(name: &str) -> bool {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = HubConfig { port: args.port, cdn_port: args.cdn_port, rate: args.rate, token: args.token.clone() };
+    let config =
+        HubConfig { port: args.port, cdn_port: args.cdn_port, rate: args.rate, token: args.token.clone(), cdn: None };
     let hub = match FakeHub::try_start(config) {
         Ok(hub) => hub,
         Err(e) => {

@@ -10,6 +10,7 @@
 //! ```
 
 mod cancel;
+mod cdn;
 mod download;
 mod footprint;
 mod proc;
@@ -54,6 +55,8 @@ enum Section {
     Download,
     /// Hive peak memory with 100 concurrent jobs
     Concurrent,
+    /// nginx as the CDN, capped per connection and not: rbee in parts vs aria2c, hf_transfer, curl
+    Cdn,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
 }
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Section::Resume => resume::run(&ctx),
         Section::Download => download::run(&ctx),
         Section::Concurrent => download::concurrent(&ctx),
+        Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
     };
     match out {
