@@ -7,10 +7,11 @@
 //! connection at once ([`crate::download::curl`]). Disk writes and hashing run off the executor
 //! through the job's [`Outstanding`](crate::jobs::Outstanding), so a cancel still waits for them.
 //!
-//! * **Plan.** What is missing is cut into parts at block boundaries. A worker takes a part no
-//!   one holds, else splits the biggest remaining one in half and takes the back half (the other
-//!   worker stops at the split point and drops its connection), so connections stay busy to
-//!   the end.
+//! * **Plan.** What is missing is cut into chunks of [`chunk_for`] bytes at block boundaries
+//!   (one request each). A worker takes the lowest chunk no one holds, so the parts in flight stay
+//!   next to each other and the contiguous prefix grows steadily behind them; once none is left
+//!   it splits the biggest remaining one in half and takes the back half (the other worker stops
+//!   at the split point and drops its connection), so connections stay busy to the end.
 //! * **How many.** [`START_PARTS`] workers first; after each measured window the count doubles
 //!   while the aggregate throughput rose by at least [`RISE`] since the last widening, never
 //!   beyond the job's cap. A CDN that caps each connection keeps rewarding more; a loopback or a
@@ -41,16 +42,19 @@ use crate::download::retry::{or_stall, with_timeout, Retry};
 pub(crate) const PARALLEL_MIN: u64 = 8 << 20;
 /// Connections a download in parts starts with.
 pub(crate) const START_PARTS: usize = 4;
+/// Chunks of a file in parts: about 1/64 of it, between these (block multiples).
+const CHUNK_MIN: u64 = 2 << 20;
+const CHUNK_MAX: u64 = 8 << 20;
 /// A part is split only when both halves get at least this much.
-const MIN_SPLIT: u64 = 1 << 20;
+const MIN_SPLIT: u64 = 512 << 10;
 /// Disk write batch of one part (two per connection at most: one filling, one being written).
 const PART_BATCH: usize = 256 << 10;
 /// Bytes hashed per blocking call.
 const HASH_STEP: usize = 1 << 20;
 /// How often the controller looks at progress and throughput.
-const TICK: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(25);
 /// How long throughput is measured before deciding to widen.
-const WINDOW: Duration = Duration::from_millis(150);
+const WINDOW: Duration = Duration::from_millis(100);
 /// Widen again only when the last widening raised throughput at least this much.
 const RISE: f64 = 1.25;
 /// Longest wait for new connections' first bytes before measuring anyway.
@@ -161,10 +165,20 @@ impl Transfer<'_> {
                 size - done
             ));
         }
+        let chunk = chunk_for(size);
         let parts = sparse
             .missing()
             .into_iter()
-            .map(|(start, end)| Part { start, cursor: start, written: start, end, taken: false })
+            .flat_map(|(start, end)| {
+                (start..end).step_by(usize::try_from(chunk).unwrap_or(usize::MAX)).map(move |s| (s, end))
+            })
+            .map(|(start, end)| Part {
+                start,
+                cursor: start,
+                written: start,
+                end: (start + chunk).min(end),
+                taken: false,
+            })
             .collect();
         let (ends, ended) = async_channel::unbounded();
         let shared = Shared {
@@ -228,6 +242,12 @@ impl Transfer<'_> {
     }
 }
 
+/// The chunk size of a `size`-byte file: ~1/64 of it, block-aligned, within
+/// [`CHUNK_MIN`]..=[`CHUNK_MAX`].
+fn chunk_for(size: u64) -> u64 {
+    (size / 64).clamp(CHUNK_MIN, CHUNK_MAX).next_multiple_of(BLOCK)
+}
+
 /// The adaptive connection count.
 struct Widen {
     n: usize,
@@ -276,6 +296,10 @@ async fn worker(shared: &Shared<'_>) {
             let _ = shared.ends.try_send(end);
             return;
         }
+    }
+    if let Err(e) = w.flush(shared).await {
+        let _ = shared.ends.try_send(End::Failed(e.into()));
+        return;
     }
     if !warm {
         shared.plan().warm += 1;
@@ -374,7 +398,8 @@ async fn part_attempt(
         w.push(shared, i, at, &chunk[..take]).await?;
         body.consume(n);
         if finished {
-            w.flush(shared).await?;
+            // The part's last batch goes to the disk while the next part connects.
+            w.send(shared).await?;
             return Ok(());
         }
     }
@@ -405,6 +430,9 @@ impl Writer {
 
     /// Buffers `data` of part `i` at offset `at`; a full batch goes to the disk.
     async fn push(&mut self, shared: &Shared<'_>, i: usize, at: u64, mut data: &[u8]) -> Result<(), CacheError> {
+        if !self.buf.is_empty() && (self.part != i || self.pos + self.buf.len() as u64 != at) {
+            self.send(shared).await?;
+        }
         if self.buf.is_empty() {
             (self.part, self.pos) = (i, at);
         }
@@ -429,6 +457,15 @@ impl Writer {
             self.settle(shared).await?;
         }
         if self.in_flight.is_none() && !self.buf.is_empty() {
+            self.start(shared);
+        }
+        Ok(())
+    }
+
+    /// What is buffered goes to the disk (waiting only for the write before it).
+    async fn send(&mut self, shared: &Shared<'_>) -> Result<(), CacheError> {
+        self.settle(shared).await?;
+        if !self.buf.is_empty() {
             self.start(shared);
         }
         Ok(())
