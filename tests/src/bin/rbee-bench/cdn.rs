@@ -48,6 +48,8 @@ print(json.dumps({"size": os.path.getsize(p)}))
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
     Rbee,
+    /// rbee with `--max-parts 1`: one stream.
+    RbeeOneStream,
     Aria2,
     HfTransfer,
     HfHub,
@@ -62,12 +64,13 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Self::Rbee => "rbee (keeper → hive, verified)",
+            Self::RbeeOneStream => "rbee --max-parts 1 (one stream, verified)",
             Self::Aria2 => "aria2c -x16 -s16",
             Self::HfTransfer => "hf_transfer.download (16 connections)",
             Self::HfHub => "huggingface_hub hf_hub_download",
             Self::Curl => "curl -L -o",
             Self::RbeeOneCore => "taskset -c 0: rbee (verified)",
-            Self::CurlOpensslOneCore => "taskset -c 0: curl | tee file | openssl dgst -sha256",
+            Self::CurlOpensslOneCore => "taskset -c 0: curl \\| tee file \\| openssl dgst -sha256",
         }
     }
 }
@@ -191,7 +194,13 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let capped_small =
         b.rows(true, "small.bin", small, runs, &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer, Tool::HfHub, Tool::Curl])?;
     let capped_big = b.rows(true, "big.bin", big, 1, &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer])?;
-    let free_big = b.rows(false, "big.bin", big, runs, &[Tool::Rbee, Tool::Curl, Tool::Aria2, Tool::HfTransfer])?;
+    let free_big = b.rows(
+        false,
+        "big.bin",
+        big,
+        runs,
+        &[Tool::Rbee, Tool::RbeeOneStream, Tool::Curl, Tool::Aria2, Tool::HfTransfer],
+    )?;
     let one_core = b.rows(false, "big.bin", big, ctx.pick(2, 1), &[Tool::RbeeOneCore, Tool::CurlOpensslOneCore])?;
     let _ = write!(
         md,
@@ -353,7 +362,7 @@ impl Bench<'_> {
         let url = format!("{}/{REPO}/resolve/main/{file}", hub.endpoint());
         let out = dir.join(file);
         let sample = match tool {
-            Tool::Rbee | Tool::RbeeOneCore => self.rbee(hub, file, bytes, &dir, tool == Tool::RbeeOneCore)?,
+            Tool::Rbee | Tool::RbeeOneCore | Tool::RbeeOneStream => self.rbee(hub, file, bytes, &dir, tool)?,
             _ => {
                 let mut cmd = match tool {
                     Tool::Aria2 => {
@@ -390,7 +399,7 @@ impl Bench<'_> {
                             .env_remove("HF_TOKEN");
                         c
                     }
-                    Tool::Rbee | Tool::RbeeOneCore => unreachable!("handled above"),
+                    Tool::Rbee | Tool::RbeeOneCore | Tool::RbeeOneStream => unreachable!("handled above"),
                 };
                 cmd.env("NO_PROXY", "127.0.0.1,localhost");
                 let run = timed(&cmd, &dir)?.ok(tool.name())?;
@@ -404,10 +413,11 @@ impl Bench<'_> {
         Ok(sample)
     }
 
-    fn rbee(&self, hub: &FakeHub, file: &str, bytes: u64, dir: &Path, one_core: bool) -> Result<Sample> {
+    fn rbee(&self, hub: &FakeHub, file: &str, bytes: u64, dir: &Path, tool: Tool) -> Result<Sample> {
         let cache = dir.join("cache");
-        let hive = Hive::spawn(self.ctx, hub.endpoint(), &cache, &[])?;
-        let mut cmd = if one_core {
+        let extra: &[&str] = if tool == Tool::RbeeOneStream { &["--max-parts", "1"] } else { &[] };
+        let hive = Hive::spawn(self.ctx, hub.endpoint(), &cache, extra)?;
+        let mut cmd = if tool == Tool::RbeeOneCore {
             let pin = Command::new("taskset").args(["-a", "-p", "-c", "0", &hive.pid().to_string()]).output()?;
             if !pin.status.success() {
                 bail!("taskset -a -p: {}", String::from_utf8_lossy(&pin.stderr));
