@@ -22,7 +22,7 @@
 //!   meanwhile the others keep going. A server that answers a range with `200` ends the plan:
 //!   the caller falls back to one stream.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncBufReadExt};
@@ -78,6 +78,10 @@ struct Plan {
     parts: Vec<Part>,
     /// Workers that received their first byte (or ended without work).
     warm: usize,
+    /// Most workers that may take another part (lowered when a widening did not pay).
+    limit: usize,
+    /// Workers that may still take parts.
+    workers: usize,
 }
 
 /// Why a worker ended the whole plan.
@@ -110,6 +114,28 @@ struct Shared<'a> {
     /// Rung when a part's written prefix grows.
     written: event_listener::Event,
     ends: async_channel::Sender<End>,
+    hash: Arc<Mutex<Hashing>>,
+}
+
+/// sha256 over the contiguous prefix `..at`. A write that lands exactly at `at` is hashed from
+/// memory by the thread that wrote it; the hasher task reads the rest back from the part file.
+struct Hashing {
+    sha: Sha256,
+    at: u64,
+    /// The hasher task's read buffer.
+    buf: Vec<u8>,
+}
+
+impl Hashing {
+    /// Hashes `data` (just written at `offset`) if it extends the prefix.
+    fn inline(hash: &Mutex<Hashing>, offset: u64, data: &[u8]) {
+        if let Ok(mut h) = hash.try_lock() {
+            if h.at == offset {
+                h.sha.update(data);
+                h.at += data.len() as u64;
+            }
+        }
+    }
 }
 
 impl Shared<'_> {
@@ -131,6 +157,15 @@ impl Shared<'_> {
     /// A part for a worker: one no one holds, else the back half of the biggest one left.
     fn claim(&self) -> Option<usize> {
         let mut plan = self.plan();
+        let claimed = if plan.workers > plan.limit { None } else { Self::claim_in(&mut plan) };
+        if claimed.is_none() {
+            // This worker is done: one worker too many, or no work left.
+            plan.workers -= 1;
+        }
+        claimed
+    }
+
+    fn claim_in(plan: &mut Plan) -> Option<usize> {
         if let Some(i) = plan.parts.iter().position(|p| !p.taken && p.written < p.end) {
             plan.parts[i].taken = true;
             return Some(i);
@@ -184,9 +219,10 @@ impl Transfer<'_> {
         let shared = Shared {
             t: self,
             sparse,
-            plan: Mutex::new(Plan { parts, warm: 0 }),
+            plan: Mutex::new(Plan { parts, warm: 0, limit: usize::MAX, workers: 0 }),
             written: event_listener::Event::new(),
             ends,
+            hash: Arc::new(Mutex::new(Hashing { sha: Sha256::new(), at: 0, buf: Vec::new() })),
         };
         let ex = smol::Executor::new();
         let mut workers = Vec::new();
@@ -207,8 +243,10 @@ impl Transfer<'_> {
         done: u64,
     ) -> Result<Option<String>, DownloadError> {
         let cap = self.max_parts.max(1);
-        let mut widen = Widen { n: START_PARTS.min(cap), cap, best: 0.0, window: None, since: Instant::now() };
-        workers.extend((0..widen.n).map(|_| ex.spawn(worker(shared))));
+        let n = START_PARTS.min(cap);
+        let mut widen = Widen { n, cap, best: 0.0, window: None, since: Instant::now(), prev: n };
+        shared.plan().workers += n;
+        workers.extend((0..n).map(|_| ex.spawn(worker(shared))));
         self.ctx.narrate(format!(
             "🔀 fetching `{}` in parts over {} connections (widening up to {cap} while throughput rises)",
             self.file, widen.n
@@ -234,9 +272,17 @@ impl Transfer<'_> {
             }
             let received = shared.received(done);
             meter.tick(received, false);
-            if let Some(more) = widen.step(shared, received) {
-                workers.extend((0..more).map(|_| ex.spawn(worker(shared))));
-                self.ctx.narrate(format!("🔀 `{}`: widened to {} connections", self.file, widen.n));
+            match widen.step(shared, received) {
+                Some(Change::Widen(more)) => {
+                    shared.plan().workers += more;
+                    workers.extend((0..more).map(|_| ex.spawn(worker(shared))));
+                    self.ctx.narrate(format!("🔀 `{}`: widened to {} connections", self.file, widen.n));
+                }
+                Some(Change::Back(n)) => self.ctx.narrate(format!(
+                    "🔀 `{}`: more connections were slower; back to {n} as their parts end",
+                    self.file
+                )),
+                None => {}
             }
         }
     }
@@ -258,11 +304,21 @@ struct Widen {
     window: Option<(Instant, u64)>,
     /// When the count last changed.
     since: Instant,
+    /// The count before the last widening.
+    prev: usize,
+}
+
+/// What the controller does after a measuring window.
+enum Change {
+    /// Start this many more workers.
+    Widen(usize),
+    /// The last widening made it slower: back to this many.
+    Back(usize),
 }
 
 impl Widen {
-    /// How many workers to add now, if any.
-    fn step(&mut self, shared: &Shared<'_>, received: u64) -> Option<usize> {
+    /// Whether to change the number of workers now.
+    fn step(&mut self, shared: &Shared<'_>, received: u64) -> Option<Change> {
         if self.n >= self.cap {
             return None;
         }
@@ -278,12 +334,18 @@ impl Widen {
         }
         let rate = (received - b0) as f64 / elapsed.as_secs_f64();
         if rate < self.best * RISE {
-            self.cap = self.n; // settled: more connections no longer pay
-            return None;
+            // Settled: more connections no longer pay; fewer did better.
+            let back = (rate < self.best).then_some(self.prev);
+            self.cap = back.unwrap_or(self.n);
+            if let Some(n) = back {
+                self.n = n;
+                shared.plan().limit = n;
+            }
+            return back.map(Change::Back);
         }
         let more = (self.n * 2).min(self.cap) - self.n;
-        (self.best, self.n, self.window, self.since) = (rate, self.n + more, None, Instant::now());
-        Some(more)
+        (self.best, self.prev, self.n, self.window, self.since) = (rate, self.n, self.n + more, None, Instant::now());
+        Some(Change::Widen(more))
     }
 }
 
@@ -488,8 +550,12 @@ impl Writer {
         let (offset, len) = (self.pos, buf.len() as u64);
         self.pos += len;
         let write = shared.sparse.writer(offset, len);
+        let hash = shared.hash.clone();
         let task = shared.t.ctx.outstanding.unblock(move || {
             let res = write(&buf);
+            if res.is_ok() {
+                Hashing::inline(&hash, offset, &buf);
+            }
             (buf, res)
         });
         self.in_flight = Some((self.part, offset + len, task));
@@ -508,42 +574,52 @@ impl Writer {
     }
 }
 
-/// sha256 over the part file in file order, following the contiguous written prefix.
+/// sha256 over the part file in file order, following the contiguous written prefix: what the
+/// writers did not hash from memory is read back, 1 MiB at a time.
 async fn hash(shared: &Shared<'_>) -> Result<String, CacheError> {
     let size = shared.sparse.size;
-    let mut state = Some((Sha256::new(), vec![0u8; HASH_STEP]));
-    let mut hashed = 0;
-    while hashed < size {
+    let at = || shared.hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner).at;
+    while at() < size {
         let frontier = loop {
             let listener = shared.written.listen();
             let f = shared.frontier();
-            if f > hashed {
+            if f > at() {
                 break f;
+            }
+            // Also woken when a write hashed inline finished the file.
+            if at() >= size {
+                break size;
             }
             listener.await;
         };
-        while hashed < frontier {
-            let n = usize::try_from(frontier - hashed).unwrap_or(HASH_STEP).min(HASH_STEP);
-            let (mut hasher, mut buf) = state.take().expect("hasher state");
-            let data = shared.sparse.data.clone();
-            let at_offset = hashed;
-            let (hasher, buf, res) = shared
-                .t
-                .ctx
-                .outstanding
-                .unblock(move || {
-                    let res = std::os::unix::fs::FileExt::read_exact_at(&*data, &mut buf[..n], at_offset);
-                    if res.is_ok() {
-                        hasher.update(&buf[..n]);
-                    }
-                    (hasher, buf, res)
-                })
-                .await;
-            res.map_err(at(&shared.t.repo.parts(&shared.t.res.etag)))?;
-            state = Some((hasher, buf));
-            hashed += n as u64;
-        }
+        let (hash, data) = (shared.hash.clone(), shared.sparse.data.clone());
+        let res = shared
+            .t
+            .ctx
+            .outstanding
+            .unblock(move || {
+                let mut h = hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut buf = std::mem::take(&mut h.buf);
+                buf.resize(HASH_STEP, 0);
+                // One step per blocking call: a cancel waits for at most one.
+                let n = usize::try_from(frontier.saturating_sub(h.at)).unwrap_or(HASH_STEP).min(HASH_STEP);
+                let from = h.at;
+                let res = std::os::unix::fs::FileExt::read_exact_at(&*data, &mut buf[..n], from);
+                if res.is_ok() {
+                    h.sha.update(&buf[..n]);
+                    h.at += n as u64;
+                }
+                h.buf = buf;
+                res
+            })
+            .await;
+        res.map_err(at_path(shared))?;
     }
-    let (hasher, _) = state.take().expect("hasher state");
-    Ok(hex::encode(hasher.finalize()))
+    let h = shared.hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(hex::encode(h.sha.clone().finalize()))
+}
+
+fn at_path<'a>(shared: &'a Shared<'_>) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    let path = shared.t.repo.parts(&shared.t.res.etag);
+    move |e| at(&path)(e)
 }
