@@ -473,6 +473,9 @@ fn retry_err(what: &str, reason: impl std::fmt::Display) -> Stop {
     retry(network(what, reason))
 }
 
+/// A batch being written on a blocking thread: gives back the (emptied) buffer.
+type InFlight = smol::Task<(Vec<u8>, std::io::Result<()>)>;
+
 /// One worker's disk writes: a batch filling while the previous one is written.
 struct Writer {
     buf: Vec<u8>,
@@ -482,7 +485,7 @@ struct Writer {
     part: usize,
     pos: u64,
     /// The write on a blocking thread: its part, where the part's written prefix then ends.
-    in_flight: Option<(usize, u64, smol::Task<(Vec<u8>, std::io::Result<()>)>)>,
+    in_flight: Option<(usize, u64, InFlight)>,
 }
 
 impl Writer {

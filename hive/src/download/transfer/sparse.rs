@@ -123,3 +123,37 @@ fn open(data: &Path, map: &Path, incomplete: &Path, size: u64) -> Result<Sparse,
     let map = File::options().write(true).open(map).map_err(at(map))?;
     Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header: head.len() as u64, done })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_prefix_is_taken_over_and_blocks_are_marked_after_their_bytes() {
+        smol::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = RepoDir::new(dir.path(), "org/name");
+            let etag = "e".repeat(64);
+            let size = 4 * BLOCK + 100;
+            create_parent(&repo.incomplete(&etag)).unwrap();
+            std::fs::write(repo.incomplete(&etag), vec![7u8; usize::try_from(2 * BLOCK + 5).unwrap()]).unwrap();
+            let gate = Outstanding::default();
+            let sparse = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert!(!repo.incomplete(&etag).exists(), "the prefix moved beside the lock");
+            assert_eq!(sparse.missing(), vec![(2 * BLOCK, size)], "whole blocks of the prefix are done");
+            assert_eq!(sparse.done_bytes(), 2 * BLOCK);
+            // The last block ends at the file's end; one write covering blocks 2..=4 marks all three.
+            sparse.writer(2 * BLOCK, size - 2 * BLOCK)(&vec![1u8; usize::try_from(size - 2 * BLOCK).unwrap()]).unwrap();
+            drop(sparse);
+            let again = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert_eq!((again.missing(), again.done_bytes()), (vec![], size));
+            // A write that ends mid-block marks only the blocks it completes.
+            repo.remove_parts(&etag);
+            let fresh = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            fresh.writer(0, BLOCK + 1)(&vec![1u8; usize::try_from(BLOCK + 1).unwrap()]).unwrap();
+            drop(fresh);
+            let reopened = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert_eq!(reopened.missing(), vec![(BLOCK, size)]);
+        });
+    }
+}

@@ -212,7 +212,14 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
          (default `--max-parts 16`) per run, wall = `rbee --hive URL model download` from spawn to exit, i.e. \
          to a size- and sha256-verified, published blob; CPU = hive + keeper; RSS = the hive's VmHWM. Others: \
          wall from spawn to exit, CPU and peak RSS from `/usr/bin/time`. Only rbee verifies what it \
-         downloaded. Python rows include interpreter start and import.\n\n",
+         downloaded. Python rows include interpreter start and import.\n\n\
+         How nginx caps: `limit_rate` allows a request `rate × (seconds since it started + 1)` bytes \
+         (`ngx_http_write_filter`), so the first second's {CAP_MIB} MiB of every request go out at once and \
+         only what follows is paced. Tools that ask for ranges of at most {CAP_MIB} MiB per request (rbee's \
+         2–8 MiB parts, hf_transfer's 10 MiB chunks) therefore get more than {CAP_MIB} MiB/s per connection \
+         here; aria2c's 16 splits of the file are paced after their first {CAP_MIB} MiB. A CDN that paces \
+         each connection steadily is the fake hub's throttle: `tests/e2e/parallel.rs` \
+         (`a_capped_cdn_is_beaten_by_parts_at_least_4x`) measures rbee in parts ≥ 4× one connection there.\n\n",
         nginx_version()
     );
     let _ = write!(md, "### Capped, {}\n\n{}", size(small), table(&capped_small, small));
