@@ -1,7 +1,7 @@
 //! Model downloads into the HF cache. [`Downloader`] reads as the steps of one file:
-//! resolve (the [`hub`] conversation) → lock the blob → transfer (in parts over several
+//! resolve (the `hub` conversation) → lock the blob → transfer (in parts over several
 //! connections, or one stream; hashed on the way) → verify → publish blob, snapshot link and ref.
-//! One [`retry`] policy covers every step; a heartbeat task narrates "still downloading…"
+//! One `retry` policy covers every step; a heartbeat task narrates "still downloading…"
 //! meanwhile.
 
 mod busy;
