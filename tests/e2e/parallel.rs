@@ -264,3 +264,20 @@ fn a_one_stream_incomplete_is_taken_over_and_hf_scans_cleanly() {
     assert_published(&hive, &hub, MODEL);
     assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "after the download");
 }
+
+#[test]
+fn the_keeper_asks_for_fewer_connections() {
+    let size = 16 << 20;
+    let hub = hub_with_model(size);
+    let hive = Hive::spawn(&hub);
+    let out =
+        crate::harness::Keeper::new().hive(&hive).args(["model", "download", "--connections", "1", REPO, MODEL]).run();
+    out.assert_success();
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let conns = hub.connections();
+    assert_eq!((conns.len(), conns[0].range.as_deref()), (1, None), "one plain stream: {conns:#?}");
+    assert_published(&hive, &hub, MODEL);
+    let out =
+        crate::harness::Keeper::new().hive(&hive).args(["model", "download", "--connections", "0", REPO, MODEL]).run();
+    out.assert_code(2);
+}
