@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/target/release
 quick=${BENCH_QUICK:-0}
-sections=${BENCH_SECTIONS:-footprint cancel resume download concurrent scale}
+sections=${BENCH_SECTIONS:-footprint cancel resume download cdn concurrent scale}
 if [ "$quick" = 1 ]; then
     out=${BENCH_OUT:-$root/target/BENCHMARKS.quick.md}
     args=(--quick)
@@ -22,6 +22,21 @@ fi
 for b in rbee rbee-hive rbee-bench; do
     [ -x "$bin/$b" ] || { echo "bench: $bin/$b is missing: run \`just bench\` (it builds --release first)" >&2; exit 2; }
 done
+
+# The real CDN and the parallel peers of the `cdn` section: Debian's nginx-light and aria2.
+if [[ " $sections " == *" cdn "* ]]; then
+    missing=()
+    command -v nginx >/dev/null || missing+=(nginx-light)
+    command -v aria2c >/dev/null || missing+=(aria2)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "bench: installing ${missing[*]} with apt-get (the cdn section needs them)" >&2
+        sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+        if ! { $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}"; } >&2; then
+            echo "bench: ERROR: could not install ${missing[*]} (apt-get failed); install them, or run without the cdn section (BENCH_SECTIONS)" >&2
+            exit 2
+        fi
+    fi
+fi
 
 # Python peers: huggingface_hub (as `just py` installs it) and hf_transfer if it installs.
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -83,14 +98,16 @@ cmd="just bench"
     echo "| kernel | $(uname -sr) |"
     echo "| rustc | $(rustc --version 2>/dev/null || echo '?') |"
     echo "| curl | $(curl --version | head -1 | cut -d' ' -f1-2) |"
+    command -v nginx >/dev/null && echo "| nginx | $(nginx -v 2>&1 | cut -d/ -f2) (Debian nginx-light) |"
+    command -v aria2c >/dev/null && echo "| aria2c | $(aria2c --version | head -1 | awk '{print $3}') |"
     echo "| python peers | huggingface_hub $(.venv/bin/python -c 'import huggingface_hub as h; print(h.__version__)' 2>/dev/null || echo 'missing') (pinned by \`just py\`), hf_transfer $(.venv/bin/python -c 'import hf_transfer as h; print(h.__version__)' 2>/dev/null || echo 'missing') |"
     echo "| scratch dir | $(df -T "$scratch_root" | awk 'NR==2 {print $2}') ($scratch_root) |"
     echo "| load average before | $load_before |"
     echo "| total bench time | ${total}s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g')) |"
     echo
     cat "$body"
-    # Keep the figures `just soak` (bench/soak.sh) and `just bench-mirror` (bench/mirror.sh) wrote.
-    for block in soak mirror; do
+    # Keep the figures `just soak` (bench/soak.sh), the hostile tests and `just bench-mirror` (bench/mirror.sh) wrote.
+    for block in soak hostile mirror; do
         if [ -f "$out" ] && grep -q "^<!-- $block -->\$" "$out"; then
             echo
             awk -v b="$block" '$0 == "<!-- " b " -->"{keep=1} keep{print} $0 == "<!-- /" b " -->"{keep=0}' "$out"

@@ -50,6 +50,12 @@ pub struct Args {
     /// Connections served at once; further clients wait in the kernel's accept queue.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Most upstream connections one file may use at once: a big file travels as byte ranges over
+    /// up to this many (starting with 4 and widening while throughput rises); 1 fetches every
+    /// file as one stream. A job may ask for fewer (`connections`). Not `--max-connections`, which
+    /// caps the hive's own HTTP server.
+    #[arg(long, env = "RBEE_HIVE_MAX_PARTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_parts: u32,
     /// Seconds between "still downloading" heartbeats.
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_secs: f64,
@@ -143,6 +149,7 @@ impl Args {
                 stall: secs(self.stall_secs, "stall-secs")?,
                 retries: self.retries,
                 backoff_base: Duration::from_millis(self.retry_backoff_ms),
+                max_parts: self.max_parts as usize,
                 write_batch: self.test_write_batch.map(|n| n as usize),
                 offline: self.offline,
                 max_rate: self.max_rate,

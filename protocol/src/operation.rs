@@ -60,16 +60,31 @@ fn default_hive_id() -> String {
 const MAX_RATE: u64 = 18_000_000_000_000_000_000;
 
 /// A positive whole number, also written as a float (`39120.0` is an integer in JSON Schema).
+/// `n` as a whole number within `range` (a JSON client may send `3.0` for 3).
+fn whole_in(n: &serde_json::Number, range: std::ops::RangeInclusive<u64>) -> Option<u64> {
+    n.as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1.8e19).map(|f| f as u64))
+        .filter(|n| range.contains(n))
+}
+
 fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let value: Option<serde_json::Number> = Option::deserialize(d)?;
     value
         .map(|n| {
-            n.as_u64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1.8e19).map(|f| f as u64))
-                .filter(|n| (1..=MAX_RATE).contains(n))
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!("expected a positive whole number of bytes per second, got {n}"))
-                })
+            whole_in(&n, 1..=MAX_RATE).ok_or_else(|| {
+                serde::de::Error::custom(format!("expected a positive whole number of bytes per second, got {n}"))
+            })
+        })
+        .transpose()
+}
+
+fn connection_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let value: Option<serde_json::Number> = Option::deserialize(d)?;
+    value
+        .map(|n| {
+            whole_in(&n, 0..=u64::from(u32::MAX))
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number of connections, got {n}")))
         })
         .transpose()
 }
@@ -114,6 +129,10 @@ pub struct ModelDownload {
     /// With a bare `org/repo`: download every file of the revision (ours).
     #[serde(default, skip_serializing_if = "is_false")]
     pub all: bool,
+    /// Most upstream connections this download may use at once (ours; capped by the hive's
+    /// `--max-parts`; rbee's hive ignores it). `None`: the hive's cap.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "connection_count")]
+    pub connections: Option<u32>,
     /// With a bare `org/repo`: download the files matching any of these `fnmatch` patterns
     /// (`hf download --include`; see [`crate::select`]) (ours).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -277,6 +296,7 @@ impl ModelDownload {
             model: model.to_string(),
             revision: None,
             all: false,
+            connections: None,
             include: Vec::new(),
             exclude: Vec::new(),
             dry_run: false,

@@ -132,11 +132,14 @@ proptest! {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (text(), text(), prop::option::of(text()), any::<bool>(), prop::collection::vec(text(), 0..3), any::<bool>())
-            .prop_map(|(hive_id, model, revision, all, include, dry_run)| {
+        (
+            (text(), text(), prop::option::of(text()), any::<bool>()),
+            (prop::collection::vec(text(), 0..3), any::<bool>(), prop::option::of(1..=64u32))
+        )
+            .prop_map(|((hive_id, model, revision, all), (include, dry_run, connections))| {
                 let mut d = ModelDownload::new(&rbee_protocol::ModelRef::parse("o/m").expect("valid"));
-                (d.hive_id, d.model, d.revision, d.all, d.include, d.dry_run) =
-                    (hive_id, model, revision, all, include, dry_run);
+                (d.hive_id, d.model, d.revision, d.all, d.include, d.dry_run, d.connections) =
+                    (hive_id, model, revision, all, include, dry_run, connections);
                 Operation::ModelDownload(d)
             }),
         text().prop_map(|hive_id| Operation::ModelList(ModelList { hive_id })),
@@ -148,8 +151,23 @@ fn operation() -> impl Strategy<Value = Operation> {
     ]
 }
 
-const FIELDS: &[&str] = &["operation", "hive_id", "model", "id", "revision", "all", "partial", "force", "alias"];
-const NAMES: &[&str] = &["model_download", "model_list", "model_get", "model_delete", "hive_check"];
+const FIELDS: &[&str] = &[
+    "operation",
+    "hive_id",
+    "model",
+    "id",
+    "revision",
+    "all",
+    "connections",
+    "include",
+    "exclude",
+    "dry_run",
+    "max_rate",
+    "partial",
+    "force",
+    "alias",
+];
+const NAMES: &[&str] = &["model_download", "model_list", "model_get", "model_delete", "model_verify", "hive_check"];
 
 fn parse(json: &Value) -> Result<Submitted, String> {
     Operation::parse(json.to_string().as_bytes()).map_err(|e| e.to_string())

@@ -22,7 +22,8 @@ fn sigint_mid_download_stops_the_job_on_the_hive() {
     let size = 48 << 20;
     let hub = hub_with_model(size);
     hub.set_rate(2 << 20);
-    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
+    // One stream: the cancel of a download in parts is `parallel::a_cancel_closes_every_part`.
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
     let keeper = keeper_download(&hive, MODEL).spawn();
     let id = keeper_job_id(&keeper);
     let mut live = SseStream::connect(&hive, &id, None);

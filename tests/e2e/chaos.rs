@@ -6,6 +6,7 @@
 //! * nothing corrupt or unverified is in the cache: every finished blob's content matches its
 //!   name (sha256 for LFS, the hub's content otherwise), every snapshot link points at such a
 //!   blob, every `.incomplete` is a prefix of its file, at most one per blob, no stray files;
+//!   every block a part map under `.locks/` marks done holds the file's bytes;
 //! * no task is left (`/health` `live_tasks` = 0 once every `DELETE` has returned);
 //! * each job's replayed stream ends with exactly one terminal event — `cancelled` for a `200`,
 //!   `done` for a `409` — and nothing follows it;
@@ -28,6 +29,12 @@ use crate::harness::{disk_state, FakeHub, Hive, RepoSpec, SseEnd, TIMEOUT};
 use rbee_tests::hub::{FileInfo, HubConfig};
 
 const REPO: &str = "rbee-test/chaos";
+
+/// `.locks/models--…/` of [`REPO`]: blob locks, and the part files of downloads in parts.
+fn locks_dir(hive: &Hive) -> std::path::PathBuf {
+    let folder = hive.repo_dir(REPO).file_name().expect("repo folder").to_owned();
+    hive.cache_dir().join(".locks").join(folder)
+}
 
 /// (name, size, LFS): a spread from one byte to throttled 20 MiB ones. The first [`LARGE`] are
 /// the large files, one per thread (each thread mostly cancels its own, so most cancels land
@@ -179,6 +186,35 @@ fn audit(repo_dir: &Path, files: &HashMap<String, (&'static str, FileInfo, Vec<u
     problems
 }
 
+/// Checks the part files under `.locks/`: every block a part map marks done holds the file's
+/// bytes. Returns the problems found.
+fn audit_parts(locks: &Path, files: &HashMap<String, (&'static str, FileInfo, Vec<u8>)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(locks).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(etag) = name.strip_suffix(".partmap") else { continue };
+        let Some((file, _, bytes)) = files.get(etag) else {
+            problems.push(format!("part map of an unknown blob: {name}"));
+            continue;
+        };
+        let map = std::fs::read(entry.path()).unwrap_or_default();
+        let data = std::fs::read(locks.join(format!("{etag}.parts"))).unwrap_or_default();
+        let Some(nl) = map.iter().position(|b| *b == b'\n') else {
+            problems.push(format!("{file}: part map without a header"));
+            continue;
+        };
+        let head = String::from_utf8_lossy(&map[..nl]).into_owned();
+        let block: usize = head.rsplit(' ').next().and_then(|b| b.parse().ok()).unwrap_or(0);
+        for (i, done) in map[nl + 1..].iter().enumerate() {
+            let (a, b) = (i * block, ((i + 1) * block).min(bytes.len()));
+            if *done == b'1' && data.get(a..b) != Some(&bytes[a..b]) {
+                problems.push(format!("{file}: block {i} is marked done but does not hold the file's bytes ({head})"));
+            }
+        }
+    }
+    problems
+}
+
 /// Replays `job`'s log: exactly one terminal event, last, of the `expected` kind; then the end.
 fn check_replay(hive: &Hive, o: &Outcome) -> Option<String> {
     let mut sse = hive.sse(&o.job);
@@ -245,7 +281,8 @@ fn random_point_cancels_leave_a_clean_cache() {
     let (_, health) = hive.get("/health");
     assert_eq!(health["live_tasks"], 0, "tasks alive after every DELETE returned: {health}\n{}", hive.log());
     assert_eq!(health["running_jobs"], 0, "{health}");
-    let problems = audit(&hive.repo_dir(REPO), &files);
+    let mut problems = audit(&hive.repo_dir(REPO), &files);
+    problems.extend(audit_parts(&locks_dir(&hive), &files));
     assert!(
         problems.is_empty(),
         "seed {seed}: the cache is not clean:\n{}\nhive log:\n{}",
@@ -286,6 +323,14 @@ fn random_point_cancels_leave_a_clean_cache() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".incomplete"))
         .count();
     assert_eq!(partials, 0, "partials left after every file completed");
+    let parts: Vec<String> = std::fs::read_dir(locks_dir(&hive))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parts") || n.ends_with(".partmap"))
+        .collect();
+    assert!(parts.is_empty(), "part files left after every file completed: {parts:?}");
     eprintln!(
         "chaos: {n} downloads, {cancelled} cancelled (200), {} ended first (409), {mid_body} mid-body cancels \
          (CDN connection closed by the hive, bytes sent > 0), in {chaos_secs:.2} s; cache clean",
@@ -311,16 +356,24 @@ struct SyncCancel {
 /// file of the repo's cache (length, mtime) and `/health`; 300 ms later the snapshot must be
 /// the same and `live_tasks` must have been 0.
 fn sync_cancel(hive: &Hive, file: &'static str, delay: Duration) -> SyncCancel {
-    let dir = hive.repo_dir(REPO);
+    // The repo's files and its `.locks/` dir, where a download in parts writes.
+    let state = || {
+        let mut state = disk_state(&hive.repo_dir(REPO));
+        state.extend(disk_state(&locks_dir(hive)));
+        state
+    };
     let job = hive.start_download(REPO, file);
     std::thread::sleep(delay);
     let (status, body) = hive.delete(&format!("/v1/jobs/{job}"));
-    let at_delete = disk_state(&dir);
+    let at_delete = state();
     let (_, health) = hive.get("/health");
     std::thread::sleep(Duration::from_millis(300));
-    let later = disk_state(&dir);
-    let partial =
-        at_delete.iter().find(|(p, _)| p.extension().is_some_and(|e| e == "incomplete")).map_or(0, |(_, s)| s.0);
+    let later = state();
+    let partial = at_delete
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "incomplete" || e == "parts"))
+        .map(|(_, s)| s.0)
+        .sum();
     let mut problems = Vec::new();
     if !matches!(status, 200 | 409) {
         problems.push(format!("DELETE answered {status} {body}"));
@@ -344,7 +397,8 @@ fn sync_cancel(hive: &Hive, file: &'static str, delay: Duration) -> SyncCancel {
 
 /// `DELETE` answers only when no byte of the job can follow: over many random-point cancels,
 /// with a write in flight at almost every moment (tiny batches, unthrottled upstream), nothing in
-/// the job's cache changes after the answer and no task of it is alive. Several hives run side by
+/// the job's cache (part files under `.locks/` included: `big.bin` travels in parts) changes
+/// after the answer and no task of it is alive. Several hives run side by
 /// side, each one job at a time, so `live_tasks` speaks for the cancelled job alone.
 #[test]
 fn no_byte_after_delete() {
@@ -371,6 +425,7 @@ fn no_byte_after_delete() {
                         runs.push(run);
                         // Start the next one from nothing (no job runs: it was cancelled or ended).
                         std::fs::remove_dir_all(hive.repo_dir(REPO)).ok();
+                        std::fs::remove_dir_all(locks_dir(&hive)).ok();
                     }
                     runs
                 })

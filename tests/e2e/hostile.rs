@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::fixtures::{
-    file_len, hub_with_model, incomplete, job, op_download, op_remove, raw, wait_for, wait_status, MODEL, REPO,
+    hub_with_model, job, op_download, op_remove, partial_len, raw, wait_for, wait_status, MODEL, REPO,
 };
 use crate::harness::{download_ok, Fault, Hive, Keeper, TIMEOUT};
 
@@ -149,8 +149,7 @@ fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
     hub.set_rate(1 << 20);
     let hive = Hive::spawn(&hub);
     let id = hive.start_download(REPO, MODEL);
-    let part = incomplete(&hive, &hub, MODEL);
-    wait_for(&hive, TIMEOUT, "the partial grows", || file_len(&part) > 0);
+    wait_for(&hive, TIMEOUT, "the partial grows", || partial_len(&hive, &hub, MODEL) > 0);
 
     for path in [
         format!("/v1/models/{REPO}"),
@@ -175,14 +174,14 @@ fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
     let out = Keeper::new().hive(&hive).args(["model", "rm", REPO]).run();
     out.assert_code(1).assert_stderr_contains(&id);
 
-    let len = file_len(&part);
-    wait_for(&hive, TIMEOUT, "the download goes on", || file_len(&part) > len);
+    let sent = hub.stats().cdn_bytes;
+    assert!(hub.wait_for_bytes(sent + (256 << 10), TIMEOUT), "the download stopped");
     assert_eq!(job(&hive, &id)["status"], "running");
 
     let (status, body) = hive.delete(&format!("/v1/models/{REPO}?force=true"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(job(&hive, &id)["status"], "cancelled");
-    assert!(!part.exists() && !hive.repo_dir(REPO).exists(), "force removed it all");
+    assert!(partial_len(&hive, &hub, MODEL) == 0 && !hive.repo_dir(REPO).exists(), "force removed it all");
 }
 
 #[test]
@@ -226,8 +225,7 @@ fn interrupted_downloads_leave_a_cache_huggingface_hub_scans_cleanly() {
     let mut hive = Hive::builder().hub(&hub).retries(0).spawn();
     // Cancelled.
     let id = hive.start_download(REPO, MODEL);
-    let part = incomplete(&hive, &hub, MODEL);
-    wait_for(&hive, TIMEOUT, "the partial grows", || file_len(&part) > 0);
+    wait_for(&hive, TIMEOUT, "the partial grows", || partial_len(&hive, &hub, MODEL) > 0);
     assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
     assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "after a cancel");
     // Failed.
@@ -238,7 +236,7 @@ fn interrupted_downloads_leave_a_cache_huggingface_hub_scans_cleanly() {
     // Killed (SIGKILL) mid-download of a file never seen before.
     let _ = std::fs::remove_dir_all(hive.repo_dir(REPO));
     let _id = hive.start_download(REPO, MODEL);
-    wait_for(&hive, TIMEOUT, "the partial grows", || file_len(&part) > 0);
+    wait_for(&hive, TIMEOUT, "the partial grows", || partial_len(&hive, &hub, MODEL) > 0);
     hive.kill();
     assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "after a kill");
 }

@@ -5,8 +5,8 @@ use rbee_protocol::Event;
 
 use std::time::Duration;
 
-use crate::harness::fixtures::{hub_with_model, incomplete, job, live_tasks, wait_status, MODEL, REPO};
-use crate::harness::{disk_state, Hive, TIMEOUT};
+use crate::harness::fixtures::{cache_state, hub_with_model, job, live_tasks, parts_file, wait_status, MODEL, REPO};
+use crate::harness::{CloseReason, Hive, TIMEOUT};
 
 #[test]
 fn delete_of_an_unknown_job_is_404_with_a_json_error() {
@@ -45,18 +45,21 @@ fn delete_of_a_running_job_cancels_it_and_frees_its_tasks() {
 
     // At the instant DELETE answers: no task left, and nothing in the cache changes any more.
     let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
-    let at_delete = disk_state(&hive.repo_dir(REPO));
+    let at_delete = cache_state(&hive);
     assert_eq!(live_tasks(&hive), 0, "tasks alive when DELETE answered\nhive log:\n{}", hive.log());
     assert_eq!(status, 200, "{body}\nhive log:\n{}", hive.log());
     assert_eq!(body["status"], "cancelled", "{body}");
     assert_eq!(job(&hive, &id)["status"], "cancelled");
-    let part = incomplete(&hive, &hub, MODEL);
+    let part = parts_file(&hive, &hub, MODEL);
     assert!(at_delete.get(&part).is_some_and(|(len, _)| *len > 0), "partial kept: {at_delete:?}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(disk_state(&hive.repo_dir(REPO)), at_delete, "the cache changed after DELETE answered");
-    assert!(hub.wait_closed(0, TIMEOUT).is_some(), "the CDN connection stayed open");
-    let conn = &hub.connections()[0];
-    assert!(conn.cancelled_mid_body(), "closed by the hive while open: {conn:?}");
+    assert_eq!(cache_state(&hive), at_delete, "the cache changed after DELETE answered");
+    assert!(hub.wait_all_closed(TIMEOUT), "a CDN connection stayed open");
+    let conns = hub.connections();
+    for conn in conns.iter().filter(|c| c.close != Some(CloseReason::Finished)) {
+        assert!(conn.closed_by_client(), "closed by the hive while open: {conn:?}");
+    }
+    assert!(conns.iter().any(|c| c.cancelled_mid_body()), "no part was cut mid-body: {conns:#?}");
 
     let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
     assert_eq!(status, 409, "a second DELETE: {body}");

@@ -23,6 +23,7 @@ mod load;
 mod mirror;
 mod models;
 mod operator;
+mod parallel;
 mod parity;
 mod parity_net;
 mod rbee_wire;

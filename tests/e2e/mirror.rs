@@ -206,28 +206,31 @@ fn huggingface_hub_downloads_from_a_hives_mirror() {
     assert_eq!(after.connections.len(), before.connections.len());
 }
 
-/// A second hive with `HF_ENDPOINT=<first>/hf` downloads (through the keeper) from the first.
+/// A second hive with `HF_ENDPOINT=<first>/hf` downloads (through the keeper) from the first,
+/// in parallel parts (the mirror answers `Range`).
 #[test]
 fn a_second_hive_downloads_from_the_first_hives_mirror() {
-    let hub = hub(4 << 20, 0);
+    let hub = hub(24 << 20, 0);
     let first = Hive::spawn(&hub);
     cache(&first, MODEL);
     let before = hub.stats();
     let second = Hive::builder().endpoint(&endpoint(&first)).spawn();
-    Keeper::new().hive(&second).args(["model", "download", REPO, MODEL]).run().assert_success();
+    let out = Keeper::new().hive(&second).args(["model", "download", REPO, MODEL]).run();
+    out.assert_success().assert_stderr_contains(&format!("🔀 fetching `{MODEL}` in parts over"));
     let path = second.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
     assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
     assert_eq!(hub.stats().requests.len(), before.requests.len(), "the hub was asked again");
 }
 
-/// Through a pull-through mirror fed by a slow hub: the second hive's download is cancelled
+/// Through a pull-through mirror fed by a slow hub: the second hive's download (one stream, so
+/// the partial is the `.incomplete`; parts resume the same way, see `parallel.rs`) is cancelled
 /// midway, and the next one resumes from its `.incomplete` with a `Range` the mirror answers.
 #[test]
 fn a_download_from_a_mirror_resumes_after_a_cancel() {
     const SIZE: u64 = 16 << 20;
     let hub = hub(SIZE, 4 << 20);
     let mirror = Hive::builder().hub(&hub).arg("--mirror-upstream").spawn();
-    let second = Hive::builder().endpoint(&endpoint(&mirror)).spawn();
+    let second = Hive::builder().endpoint(&endpoint(&mirror)).arg("--max-parts").arg("1").spawn();
     let id = second.start_download(REPO, MODEL);
     let part = incomplete(&second, &hub, MODEL);
     wait_for(&second, 3 * TIMEOUT, "2 MiB in the .incomplete", || file_len(&part) >= 2 << 20);

@@ -1,6 +1,7 @@
 //! Resume: a cancelled (or killed) download keeps its `.incomplete`, and the next download of the
 //! same file asks for `Range: bytes=N-` and fetches only the rest; a server that ignores the
-//! range makes it restart cleanly from zero. Either way the result verifies.
+//! range makes it restart cleanly from zero. Either way the result verifies. These are the
+//! one-stream resumes (`--max-parts 1`); resumes in parts are `parallel`'s.
 
 use rbee_protocol::Event;
 
@@ -16,7 +17,7 @@ const SIZE: u64 = 16 << 20;
 fn cancelled_midway() -> (FakeHub, Hive, u64) {
     let hub = hub_with_model(SIZE);
     hub.set_rate(4 << 20);
-    let hive = Hive::spawn(&hub);
+    let hive = one_stream(&hub);
     let id = hive.start_download(REPO, MODEL);
     let part = incomplete(&hive, &hub, MODEL);
     wait_for(&hive, TIMEOUT, "2 MiB in the .incomplete", || file_len(&part) >= 2 << 20);
@@ -27,6 +28,11 @@ fn cancelled_midway() -> (FakeHub, Hive, u64) {
     assert!((2 << 20..SIZE).contains(&kept), "partial kept after cancel: {kept} bytes");
     hub.set_rate(0);
     (hub, hive, kept)
+}
+
+/// A hive fetching every file as one stream.
+fn one_stream(hub: &FakeHub) -> Hive {
+    Hive::builder().hub(hub).arg("--max-parts").arg("1").spawn()
 }
 
 /// Download [`MODEL`] again to completion; returns the job's events.
@@ -78,7 +84,7 @@ fn a_server_ignoring_range_restarts_from_zero() {
 fn a_download_resumes_after_the_hive_was_killed() {
     let hub = hub_with_model(SIZE);
     hub.set_rate(4 << 20);
-    let mut hive = Hive::spawn(&hub);
+    let mut hive = one_stream(&hub);
     hive.start_download(REPO, MODEL);
     let part = incomplete(&hive, &hub, MODEL);
     wait_for(&hive, TIMEOUT, "2 MiB in the .incomplete", || file_len(&part) >= 2 << 20);

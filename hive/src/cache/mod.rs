@@ -7,7 +7,13 @@
 //!     snapshots/{commit}/{file}   →   ../../blobs/{etag} (relative symlink)
 //!     refs/{revision}                 the commit a branch or tag pointed at
 //! {cache}/.locks/models--{org}--{name}/{etag}.lock
+//! {cache}/.locks/models--{org}--{name}/{etag}.parts      partial download in parts (sparse)
+//! {cache}/.locks/models--{org}--{name}/{etag}.partmap    which blocks of it are done
 //! ```
+//!
+//! Part files live beside the lock, where no HF tool resumes or reports them: an older
+//! huggingface_hub resumes `.incomplete` by its length, so that file only ever holds a
+//! contiguous prefix.
 
 mod lock;
 mod scan;
@@ -117,13 +123,36 @@ impl RepoDir {
         std::fs::rename(&tmp, &path).map_err(at(&path))
     }
 
-    /// Publishes a verified partial: renames it to `blobs/{etag}`.
+    /// `.locks/models--org--name/{etag}.parts`: a download in parts (sparse).
+    #[must_use]
+    pub fn parts(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.parts"))
+    }
+
+    /// `.locks/models--org--name/{etag}.partmap`: which blocks of [`RepoDir::parts`] are done.
+    #[must_use]
+    pub fn part_map(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.partmap"))
+    }
+
+    /// Deletes the part files of `etag` (best effort).
+    pub fn remove_parts(&self, etag: &str) {
+        let _ = std::fs::remove_file(self.part_map(etag));
+        let _ = std::fs::remove_file(self.parts(etag));
+    }
+
+    /// Publishes a verified download (`.incomplete` or part file): renames it to `blobs/{etag}`,
+    /// then drops what is left of the other form.
     ///
     /// # Errors
     /// When the rename fails.
-    pub fn finish_blob(&self, etag: &str) -> Result<(), CacheError> {
+    pub fn finish_blob(&self, etag: &str, from: &Path) -> Result<(), CacheError> {
         let blob = self.blob(etag);
-        std::fs::rename(self.incomplete(etag), &blob).map_err(at(&blob))
+        create_parent(&blob)?;
+        std::fs::rename(from, &blob).map_err(at(&blob))?;
+        let _ = std::fs::remove_file(self.incomplete(etag));
+        self.remove_parts(etag);
+        Ok(())
     }
 
     /// Creates (or replaces) the snapshot link `snapshots/{commit}/{file}` → `../../blobs/{etag}`.
@@ -173,7 +202,7 @@ mod tests {
         let commit = "c".repeat(40);
         create_parent(&repo.incomplete(&etag)).unwrap();
         std::fs::write(repo.incomplete(&etag), b"hello").unwrap();
-        repo.finish_blob(&etag).unwrap();
+        repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
         let p = repo.link(&commit, "sub/f.bin", &etag).unwrap();
         repo.write_ref("main", &commit).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello");

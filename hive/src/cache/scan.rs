@@ -232,11 +232,43 @@ fn blobs(dir: &RepoDir) -> Vec<(String, u64)> {
     blob_entries(dir).into_iter().filter(|(n, _)| !n.ends_with(".incomplete")).collect()
 }
 
+/// Partial downloads: `blobs/<etag>.incomplete` (one stream) and `.locks/…/<etag>.parts` (in
+/// parts), with the bytes each holds.
 fn partials(dir: &RepoDir) -> Vec<(String, u64)> {
-    blob_entries(dir)
+    let mut out: Vec<(String, u64)> = blob_entries(dir)
         .into_iter()
         .filter_map(|(n, s)| n.strip_suffix(".incomplete").map(|e| (e.to_owned(), s)))
-        .collect()
+        .collect();
+    let Ok(rd) = fs::read_dir(&dir.locks) else { return out };
+    for name in rd.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()) {
+        if let Some(etag) = name.strip_suffix(".parts") {
+            out.push((etag.to_owned(), parts_done(dir, etag)));
+        }
+    }
+    out
+}
+
+/// Bytes of `<etag>.parts` its part map marks done (`rbee-parts 1 {size} {block}\n` + a byte per
+/// block, `1` = done).
+fn parts_done(dir: &RepoDir, etag: &str) -> u64 {
+    let Ok(map) = fs::read(dir.part_map(etag)) else { return 0 };
+    let Some(nl) = map.iter().position(|b| *b == b'\n') else { return 0 };
+    let head = String::from_utf8_lossy(&map[..nl]);
+    let mut nums = head.split(' ').skip(2).map(|n| n.parse::<u64>().unwrap_or(0));
+    let (size, block) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    let ones = map[nl + 1..].iter().filter(|b| **b == b'1').count() as u64;
+    (ones * block).min(size)
+}
+
+/// Deletes a partial download of `etag`, whichever form it has.
+fn remove_partial(dir: &RepoDir, etag: &str) -> Result<(), CacheError> {
+    let p = dir.incomplete(etag);
+    match fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(at(&p)(e)),
+        _ => {}
+    }
+    dir.remove_parts(etag);
+    Ok(())
 }
 
 fn blob_entries(dir: &RepoDir) -> Vec<(String, u64)> {
@@ -309,8 +341,7 @@ pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) 
     for (etag, size) in partials(&dir) {
         let of_file = dir.read_meta(&etag).map(|m| m.file);
         if file.is_none() || of_file.as_deref() == file {
-            let p = dir.incomplete(&etag);
-            fs::remove_file(&p).map_err(at(&p))?;
+            remove_partial(&dir, &etag)?;
             let _ = fs::remove_file(dir.lock_path(&etag).with_extension("meta"));
             report.partials += 1;
             report.bytes += size;

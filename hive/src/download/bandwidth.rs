@@ -5,7 +5,8 @@
 //! cancel drops it at once) when the bucket runs dry. Over any window of a few seconds the
 //! average stays within a few percent of the cap (measured in BENCHMARKS.md).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The most a bucket holds: a quarter second of its rate.
@@ -57,6 +58,56 @@ impl Bucket {
         if !wait.is_zero() {
             smol::Timer::after(wait).await;
         }
+    }
+}
+
+/// Every cap in force: the hive's own and each running job's.
+#[derive(Debug, Default)]
+pub(crate) struct Pacer {
+    hive: Option<Bucket>,
+    jobs: Mutex<HashMap<String, Arc<Bucket>>>,
+}
+
+impl Pacer {
+    /// The hive's cap (`--max-rate`), shared by every job.
+    pub(crate) fn new(hive: Option<u64>) -> Self {
+        Self { hive: hive.map(Bucket::new), jobs: Mutex::default() }
+    }
+
+    /// Registers job `id`'s own cap until the guard drops.
+    pub(crate) fn job(&self, id: &str, bytes_per_sec: u64) -> JobRate<'_> {
+        let bucket = Arc::new(Bucket::new(bytes_per_sec));
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), bucket);
+        JobRate { pacer: self, id: id.to_owned() }
+    }
+
+    /// Waits until `n` more bytes of job `id` are within the hive's and the job's caps.
+    pub(crate) async fn pace(&self, id: &str, n: usize) {
+        if let Some(hive) = &self.hive {
+            hive.pace(n).await;
+        }
+        let job = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        if let Some(job) = job {
+            job.pace(n).await;
+        }
+    }
+
+    /// The slowest rate job `id` may be capped to (the stall detector's floor follows it).
+    pub(crate) fn cap(&self, id: &str) -> Option<u64> {
+        let job = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).get(id).map(|b| b.rate());
+        [job, self.hive.as_ref().map(Bucket::rate)].into_iter().flatten().min()
+    }
+}
+
+/// A job's cap, removed when the job ends (or is dropped).
+pub(crate) struct JobRate<'a> {
+    pacer: &'a Pacer,
+    id: String,
+}
+
+impl Drop for JobRate<'_> {
+    fn drop(&mut self) {
+        self.pacer.jobs.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
     }
 }
 

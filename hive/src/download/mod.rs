@@ -1,21 +1,24 @@
-//! Model downloads into the HF cache: resolve with HEAD, stream through surf chunk by chunk into
-//! `blobs/<etag>.incomplete` (resuming what is there), verify size and sha256, then publish blob,
-//! snapshot link and ref. A heartbeat task narrates "still downloading…" meanwhile.
+//! Model downloads into the HF cache. [`Downloader`] reads as the steps of one file:
+//! resolve (the `hub` conversation) → lock the blob → transfer (in parts over several
+//! connections, or one stream; hashed on the way) → verify → publish blob, snapshot link and ref.
+//! One `retry` policy covers every step; a heartbeat task narrates "still downloading…"
+//! meanwhile.
 
 mod bandwidth;
 mod busy;
 mod curl;
 mod diskspace;
 mod error;
-mod fetch;
 mod heartbeat;
+mod hub;
 mod offline;
-mod partial;
 mod ratelimit;
-mod resolve;
+mod retry;
 mod select;
 mod snapshot;
 mod stall;
+mod transfer;
+mod verify;
 mod xet;
 
 pub use busy::{Busy, BusyGuard};
@@ -24,9 +27,7 @@ pub use error::DownloadError;
 pub use heartbeat::Heartbeat;
 pub use snapshot::TOTAL;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rbee_protocol::{validate, Event, ModelDownload};
@@ -34,25 +35,25 @@ use surf::Url;
 
 use crate::cache::{BlobLock, RepoDir};
 use crate::jobs::JobCtx;
-use partial::Partial;
-use resolve::{Digest, Resolved};
+use bandwidth::Pacer;
+use hub::{Hub, Resolved};
+use retry::Retry;
+use transfer::Transfer;
 
 /// Everything a download needs; shared by all jobs.
 pub struct Downloader {
-    client: surf::Client,
-    endpoint: Url,
-    token: Option<String>,
+    hub: Hub,
     cache: PathBuf,
     heartbeat: Duration,
-    stall: Duration,
-    retries: u32,
-    backoff_base: Duration,
+    retry: Retry,
+    max_parts: usize,
     busy: Busy,
     write_batch: Option<usize>,
-    // issue 13: offline mode, bandwidth caps, free-space override (tests).
+    /// `HF_HUB_OFFLINE`: answer from the cache alone.
     offline: bool,
-    hive_rate: Option<bandwidth::Bucket>,
-    job_rates: Mutex<HashMap<String, Arc<bandwidth::Bucket>>>,
+    /// Bandwidth caps (the hive's and each job's).
+    pacer: Pacer,
+    /// Tests only: the free space the disk-space check sees.
     free_space: Option<u64>,
 }
 
@@ -73,6 +74,8 @@ pub struct Settings {
     pub retries: u32,
     /// First retry delay (doubles each time, at most 10 s).
     pub backoff_base: Duration,
+    /// Most upstream connections one file may use at once (`--max-parts`).
+    pub max_parts: usize,
     /// Tests only: a fixed disk write batch size in bytes (`None`: adaptive).
     pub write_batch: Option<usize>,
     /// `HF_HUB_OFFLINE`: answer downloads from the cache alone, never calling the hub.
@@ -91,41 +94,36 @@ impl Downloader {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
-        let client = surf::Client::with_http_client(curl::CurlClient::new(s.proxy.clone())?);
         Ok(Self {
-            client,
-            endpoint: s.endpoint,
-            token: s.token,
+            hub: Hub::new(s.endpoint, s.token, s.proxy)?,
             cache: s.cache,
             heartbeat: s.heartbeat,
-            stall: s.stall,
-            retries: s.retries,
-            backoff_base: s.backoff_base,
+            retry: Retry { retries: s.retries, backoff_base: s.backoff_base, stall: s.stall },
+            max_parts: s.max_parts.max(1),
             busy: Busy::default(),
             write_batch: s.write_batch,
             offline: s.offline,
-            hive_rate: s.max_rate.map(bandwidth::Bucket::new),
-            job_rates: Mutex::default(),
+            pacer: Pacer::new(s.max_rate),
             free_space: s.free_space,
         })
+    }
+
+    /// The hub it downloads from (`HF_ENDPOINT`).
+    #[must_use]
+    pub fn endpoint(&self) -> &surf::Url {
+        self.hub.endpoint()
+    }
+
+    /// Whether it sends an `HF_TOKEN` (the token itself never leaves the downloader).
+    #[must_use]
+    pub fn has_token(&self) -> bool {
+        self.hub.has_token()
     }
 
     /// The cache directory.
     #[must_use]
     pub fn cache(&self) -> &std::path::Path {
         &self.cache
-    }
-
-    /// The hub it downloads from (`HF_ENDPOINT`).
-    #[must_use]
-    pub fn endpoint(&self) -> &surf::Url {
-        &self.endpoint
-    }
-
-    /// Whether it sends an `HF_TOKEN` (the token itself never leaves the downloader).
-    #[must_use]
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
     }
 
     /// What downloads are in flight (taken when a download job is spawned, see [`Busy`]).
@@ -137,9 +135,9 @@ impl Downloader {
     /// Runs a download job; its output is the job's terminal event.
     pub async fn run(&self, ctx: JobCtx, req: ModelDownload) -> Event {
         if req.dry_run {
-            return self.dry_run(&ctx, &req).await; // issue 13: snapshot.rs
+            return self.dry_run(&ctx, &req).await; // snapshot.rs
         }
-        let _rate = req.max_rate.map(|r| self.job_rate(&ctx.id, r)); // issue 13: bandwidth.rs
+        let _rate = req.max_rate.map(|r| self.pacer.job(&ctx.id, r)); // bandwidth.rs
         let what = req.model.clone();
         let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));
         let heartbeat = Heartbeat::start(&ctx, self.heartbeat, beat);
@@ -158,7 +156,7 @@ impl Downloader {
 
     async fn download(&self, ctx: &JobCtx, req: &ModelDownload) -> Result<PathBuf, DownloadError> {
         if self.offline {
-            return offline::answer(&self.cache, req); // issue 13: offline.rs
+            return offline::answer(&self.cache, req);
         }
         let model = req.model_ref()?;
         let revision = req.revision();
@@ -166,16 +164,16 @@ impl Downloader {
         let repo = RepoDir::new(&self.cache, &model.repo);
         let file = match (&model.file, req.is_snapshot()) {
             (Some(file), _) => file.clone(),
-            (None, true) => return self.snapshot(ctx, &repo, req).await, // issue 13: snapshot.rs
+            (None, true) => return self.snapshot(ctx, &repo, req).await,
             (None, false) => self.pick_gguf(ctx, &model.repo, revision).await?,
         };
         ctx.narrate(format!("📥 Downloading {}:{file} @ {revision}", model.repo));
-        self.file(ctx, &repo, &model.repo, revision, &file).await
+        self.file(ctx, &repo, &model.repo, revision, &file, self.parts_for(req)).await
     }
 
     /// rbee's pick for a bare `org/repo`: one GGUF, by [`rbee_protocol::GGUF_PREFERENCE`].
     async fn pick_gguf(&self, ctx: &JobCtx, id: &str, revision: &str) -> Result<String, DownloadError> {
-        let (_, files) = self.list_files(id, revision).await?;
+        let (_, files) = self.hub.list_files(id, revision).await?;
         let Some(pick) = rbee_protocol::pick_gguf(&files).map(str::to_owned) else {
             return Err(DownloadError::NoGguf { repo: id.to_owned(), files: files.len() });
         };
@@ -190,7 +188,23 @@ impl Downloader {
         Ok(pick)
     }
 
-    /// One file: resolve, reuse the cache when possible, else fetch, verify and publish.
+    /// HEADs `file` on the hub (the mirror's pull-through asks what a miss is).
+    pub(crate) async fn resolve(&self, repo: &str, revision: &str, file: &str) -> Result<Resolved, DownloadError> {
+        self.hub.resolve(repo, revision, file).await
+    }
+
+    /// A revision's commit and files on the hub (the mirror's pull-through listing).
+    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
+        self.hub.list_files(repo, revision).await
+    }
+
+    /// Most connections for this job: the hive's `--max-parts`, or fewer when the job asks.
+    fn parts_for(&self, req: &ModelDownload) -> usize {
+        let asked = req.connections.and_then(|c| usize::try_from(c).ok()).filter(|c| *c > 0);
+        asked.map_or(self.max_parts, |c| c.min(self.max_parts))
+    }
+
+    /// One file: resolve → (reuse the cache, or) lock → transfer → verify → publish.
     async fn file(
         &self,
         ctx: &JobCtx,
@@ -198,6 +212,7 @@ impl Downloader {
         id: &str,
         revision: &str,
         file: &str,
+        max_parts: usize,
     ) -> Result<PathBuf, DownloadError> {
         let res = self.resolve_retrying(ctx, id, revision, file).await?;
         repo.write_ref(revision, &res.commit)?;
@@ -211,14 +226,32 @@ impl Downloader {
             ctx.narrate(format!("⏳ `{file}` is being downloaded by another job; waiting for it"));
         })
         .await?;
-        if !repo.blob(&res.etag).exists() {
-            // issue 13: refuse what the disk cannot hold (diskspace.rs)
+        if repo.blob(&res.etag).exists() {
+            ctx.narrate(format!("✔️  blob of `{file}` is already in the cache"));
+        } else {
+            // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
             let have = std::fs::metadata(repo.incomplete(&res.etag)).map_or(0, |m| m.len());
             diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
             repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
-            self.fetch_blob(ctx, repo, file, &res).await?;
-        } else {
-            ctx.narrate(format!("✔️  blob of `{file}` is already in the cache"));
+            let transfer = Transfer {
+                pacer: &self.pacer,
+                hub: &self.hub,
+                retry: self.retry,
+                ctx,
+                repo,
+                file,
+                res: &res,
+                write_batch: self.write_batch,
+                max_parts,
+            };
+            let got = transfer.run().await?;
+            if let Err(e) = verify::verify(ctx, file, &res, &got).await {
+                if got.in_parts {
+                    repo.remove_parts(&res.etag);
+                }
+                return Err(e);
+            }
+            repo.finish_blob(&res.etag, &got.path)?;
         }
         Ok(repo.link(&res.commit, file, &res.etag)?)
     }
@@ -233,120 +266,10 @@ impl Downloader {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.resolve(id, revision, file).await {
-                Err(e) if e.retryable() && attempt <= self.retries => {
-                    let wait = if let Some(wait) = e.rate_limit_wait() {
-                        ctx.narrate(ratelimit::narration(wait, attempt, self.retries)); // issue 13
-                        wait
-                    } else {
-                        let wait = self.backoff(attempt);
-                        ctx.narrate(format!(
-                            "🔁 retry {attempt}/{} resolving `{file}` in {} ms: {e}",
-                            self.retries,
-                            wait.as_millis()
-                        ));
-                        wait
-                    };
-                    smol::Timer::after(wait).await;
-                }
-                Err(e) if e.retryable() => return Err(e.after_attempts(attempt)),
-                other => return other,
+            match self.hub.resolve(id, revision, file).await {
+                Err(e) => self.retry.after_failure(ctx, attempt, format!("resolving `{file}`"), e).await?,
+                ok => return ok,
             }
         }
-    }
-
-    async fn fetch_blob(&self, ctx: &JobCtx, repo: &RepoDir, file: &str, res: &Resolved) -> Result<(), DownloadError> {
-        let path = repo.incomplete(&res.etag);
-        let mut partial = Partial::open(&path, res.size, ctx.outstanding.clone(), self.write_batch).await?;
-        if let Err(e) = self.fetch(ctx, file, res, &mut partial).await {
-            if matches!(e, DownloadError::Oversized { .. }) {
-                let _ = partial.flush().await;
-                drop(partial);
-                let _ = std::fs::remove_file(&path);
-            }
-            return Err(e);
-        }
-        let (size, sha) = partial.finish().await?;
-        let mismatch = if res.size.is_some_and(|s| s != size) {
-            Some(DownloadError::SizeMismatch { file: file.into(), expected: res.size.unwrap_or(0), actual: size })
-        } else {
-            let wrong = |algorithm, expected: &str, actual: String| {
-                (expected != actual).then(|| DownloadError::HashMismatch {
-                    algorithm,
-                    file: file.into(),
-                    expected: expected.to_owned(),
-                    actual,
-                })
-            };
-            match res.digest() {
-                Digest::Sha256(want) => wrong("sha256", want, sha),
-                Digest::GitSha1(want) => {
-                    let p = path.clone();
-                    let actual =
-                        smol::unblock(move || resolve::git_blob_sha1(&p)).await.map_err(crate::cache::at(&path))?;
-                    wrong("git blob sha1", want, actual)
-                }
-                Digest::Unverifiable => None,
-            }
-        };
-        if let Some(e) = mismatch {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        ctx.narrate(match res.digest() {
-            Digest::Sha256(_) => format!("🔒 verified `{file}`: {size} bytes, sha256 ok"),
-            Digest::GitSha1(_) => format!("🔒 verified `{file}`: {size} bytes, git blob sha1 ok"),
-            Digest::Unverifiable => format!(
-                "⚠️  `{file}`: {size} bytes, content not verifiable: its ETag `{}` is neither a sha256 nor a git sha1",
-                rbee_protocol::escape(&res.etag)
-            ),
-        });
-        repo.finish_blob(&res.etag)?;
-        Ok(())
-    }
-
-    /// Registers job `id`'s own bandwidth cap until the guard drops.
-    fn job_rate(&self, id: &str, bytes_per_sec: u64) -> JobRate<'_> {
-        let bucket = Arc::new(bandwidth::Bucket::new(bytes_per_sec));
-        self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), bucket);
-        JobRate { downloader: self, id: id.to_owned() }
-    }
-
-    /// Waits until `n` more bytes of job `id` are within the hive's and the job's caps.
-    pub(crate) async fn pace(&self, id: &str, n: usize) {
-        if let Some(hive) = &self.hive_rate {
-            hive.pace(n).await;
-        }
-        let job = self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
-        if let Some(job) = job {
-            job.pace(n).await;
-        }
-    }
-
-    /// The slowest rate a download may be capped to (the stall detector's floor follows it).
-    pub(crate) fn cap(&self, id: &str) -> Option<u64> {
-        let job = self.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).map(|b| b.rate());
-        [job, self.hive_rate.as_ref().map(bandwidth::Bucket::rate)].into_iter().flatten().min()
-    }
-
-    /// A request to the hub, with HF_TOKEN when set.
-    fn request(&self, method: surf::http::Method, url: &Url) -> surf::RequestBuilder {
-        let req = surf::RequestBuilder::new(method, url.clone());
-        match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        }
-    }
-}
-
-/// A job's bandwidth cap, removed when the job ends (or is dropped).
-struct JobRate<'a> {
-    downloader: &'a Downloader,
-    id: String,
-}
-
-impl Drop for JobRate<'_> {
-    fn drop(&mut self) {
-        self.downloader.job_rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
     }
 }

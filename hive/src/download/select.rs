@@ -8,8 +8,7 @@
 use rbee_protocol::text;
 use serde::Deserialize;
 
-use super::error::{network, DownloadError};
-use super::resolve::with_timeout;
+use super::error::DownloadError;
 use super::Downloader;
 use crate::cache::RepoDir;
 use crate::jobs::JobCtx;
@@ -129,42 +128,16 @@ pub(crate) fn plan(repo: &RepoDir, listing: &Listing, names: &[String]) -> Plan 
 }
 
 impl Downloader {
-    /// `GET /api/models/{repo}/revision/{revision}?blobs=true`.
+    /// The revision's listing with sizes ([`super::hub::Hub::listing`]), under the retry policy
+    /// (a 429 waits as the hub says).
     pub(crate) async fn listing(&self, ctx: &JobCtx, repo: &str, revision: &str) -> Result<Listing, DownloadError> {
-        #[derive(Deserialize)]
-        struct Info {
-            sha: String,
-            siblings: Vec<Sibling>,
-        }
-        let mut url = self.endpoint.clone();
-        url.path_segments_mut()
-            .expect("endpoint is a base URL")
-            .pop_if_empty()
-            .extend(["api", "models"])
-            .extend(repo.split('/'))
-            .extend(["revision", revision]);
-        url.set_query(Some("blobs=true"));
-        let what = format!("listing `{repo}`");
         let mut attempt = 0;
-        let mut res = loop {
+        loop {
             attempt += 1;
-            let req = self.request(surf::http::Method::Get, &url).build();
-            let res = with_timeout(self.client.send(req), super::resolve::HEAD_TIMEOUT)
-                .await
-                .map_err(|r| network(&what, r))?;
-            if res.status() == surf::StatusCode::TooManyRequests && attempt <= self.retries {
-                let wait = super::ratelimit::wait_of(&res);
-                ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries));
-                smol::Timer::after(wait).await;
-                continue;
+            match self.hub.listing(repo, revision).await {
+                Err(e) => self.retry.after_failure(ctx, attempt, format!("listing `{repo}`"), e).await?,
+                ok => return ok,
             }
-            break res;
-        };
-        if !res.status().is_success() {
-            return Err(self.status_error(&res, repo, revision, "(repo listing)"));
         }
-        let info: Info = res.body_json().await.map_err(|e| DownloadError::Protocol { what, reason: e.to_string() })?;
-        rbee_protocol::validate::revision(&info.sha)?;
-        Ok(Listing { commit: info.sha, files: info.siblings })
     }
 }

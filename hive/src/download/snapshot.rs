@@ -49,7 +49,9 @@ impl Downloader {
         super::diskspace::check(&self.cache, plan.to_fetch(), self.free_space)?;
         repo.write_ref(revision, &plan.commit)?;
         let commit = plan.commit.clone();
-        let work: Vec<_> = plan.files.iter().map(|f| self.file(ctx, repo, &id, &commit, &f.file)).collect();
+        // Files run side by side: their parts share the job's connection budget.
+        let parts = (self.parts_for(req) / CONCURRENT_FILES.min(plan.files.len()).max(1)).max(1);
+        let work: Vec<_> = plan.files.iter().map(|f| self.file(ctx, repo, &id, &commit, &f.file, parts)).collect();
         let results = future::or(bounded(work, CONCURRENT_FILES), total_meter(ctx, &plan)).await;
         let whole: u64 = plan.files.iter().zip(&results).filter(|(_, r)| r.is_ok()).filter_map(|(f, _)| f.size).sum();
         let total = Some(plan.total());

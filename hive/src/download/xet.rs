@@ -5,7 +5,7 @@
 //! redirect again before the bytes come. The hive downloads such files over plain HTTP:
 //!
 //! - the GET follows at most [`MAX_REDIRECTS`] redirects, sending `HF_TOKEN` only to a hop on the
-//!   endpoint's own origin (`request_to`);
+//!   endpoint's own origin (`Hub::get_following`);
 //! - the content is verified against `X-Linked-Etag` (the sha256), never against `X-Xet-Hash`
 //!   (a Xet merkle hash, not a digest of the bytes) — `resolve::parse` never reads it;
 //! - when the hub refuses plain HTTP for a Xet file (a 4xx that is no auth, 404, 416 or 429
@@ -13,40 +13,11 @@
 
 use surf::StatusCode;
 
-use super::error::{network, DownloadError};
-use super::resolve::{header, with_timeout, Resolved};
-use super::Downloader;
+use super::error::DownloadError;
+use super::hub::{header, Resolved};
 
 /// Redirects a download's GET follows.
 pub(crate) const MAX_REDIRECTS: usize = 5;
-
-impl Downloader {
-    /// GETs `res.url` from `offset`, following a bounded redirect chain.
-    pub(crate) async fn get_following(
-        &self,
-        res: &Resolved,
-        offset: u64,
-        what: &str,
-    ) -> Result<surf::Response, DownloadError> {
-        let mut url = res.url.clone();
-        for _ in 0..=MAX_REDIRECTS {
-            let mut req = self.request_to(surf::http::Method::Get, &url);
-            if offset > 0 {
-                req = req.header("Range", format!("bytes={offset}-"));
-            }
-            let response =
-                with_timeout(self.client.send(req.build()), self.stall).await.map_err(|r| network(what, r))?;
-            let location = header(&response, "Location");
-            match location {
-                Some(location) if response.status().is_redirection() => {
-                    url = url.join(&location).map_err(|e| network(what, format!("bad redirect `{location}`: {e}")))?;
-                }
-                _ => return Ok(response),
-            }
-        }
-        Err(DownloadError::Protocol { what: what.to_owned(), reason: format!("more than {MAX_REDIRECTS} redirects") })
-    }
-}
 
 /// The plain "Xet only" error, when `res` is a Xet file and `response` a refusal.
 pub(crate) fn refused(res: &Resolved, response: &surf::Response, file: &str) -> Option<DownloadError> {

@@ -177,7 +177,7 @@ mod tests {
         let (etag, commit) = ("a".repeat(64), "c".repeat(40));
         crate::cache::create_parent(&repo.incomplete(&etag)).unwrap();
         std::fs::write(repo.incomplete(&etag), b"hello").unwrap();
-        repo.finish_blob(&etag).unwrap();
+        repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
         repo.link(&commit, "sub/f.bin", &etag).unwrap();
         repo.write_ref("main", &commit).unwrap();
         (dir, etag, commit)

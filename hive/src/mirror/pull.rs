@@ -44,12 +44,12 @@ impl Hive {
         let mut download =
             ModelDownload::new(&rbee_protocol::ModelRef { repo: repo.to_owned(), file: Some(file.to_owned()) });
         download.revision = Some(revision.to_owned());
+        // One stream: its `.incomplete` grows as a contiguous prefix, which is what the waiting
+        // clients are served from while it runs (parts land in a sparse file out of order).
+        download.connections = Some(1);
         let op = Operation::ModelDownload(download);
         let id = self.clone().submit(Submitted::Supported(op));
-        eprintln!(
-            "rbee-hive: mirror: pulling `{}` through {id}",
-            rbee_protocol::escape(&format!("{repo}:{file}@{revision}"))
-        );
+        log::info!("mirror: pulling `{}` through {id}", rbee_protocol::escape(&format!("{repo}:{file}@{revision}")));
         let log = self.registry.log(&id).unwrap_or_default();
         jobs.insert(key, log.clone());
         log

@@ -34,6 +34,10 @@ struct Args {
     /// Make the repo gated, accepting this bearer token.
     #[arg(long)]
     token: Option<String>,
+    /// Redirect LFS files to this CDN (`{cdn}/blobs/{org}/{name}/{sha256}`, e.g. an nginx serving
+    /// the blobs) instead of the built-in one.
+    #[arg(long)]
+    cdn: Option<String>,
 }
 
 fn parse_file(s: &str) -> Result<(String, u64), String> {
@@ -62,7 +66,13 @@ fn is_text(name: &str) -> bool {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = HubConfig { port: args.port, cdn_port: args.cdn_port, rate: args.rate, token: args.token.clone() };
+    let config = HubConfig {
+        port: args.port,
+        cdn_port: args.cdn_port,
+        rate: args.rate,
+        token: args.token.clone(),
+        cdn: args.cdn.clone(),
+    };
     let hub = match FakeHub::try_start(config) {
         Ok(hub) => hub,
         Err(e) => {

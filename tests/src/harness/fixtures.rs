@@ -40,6 +40,30 @@ pub fn incomplete(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
     hive.repo_dir(REPO).join("blobs").join(format!("{}.incomplete", etag(hub, file)))
 }
 
+/// `.locks/models--…/<etag>.parts` of `file`: the sparse data of a download in parts.
+pub fn parts_file(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
+    locks_dir(hive).join(format!("{}.parts", etag(hub, file)))
+}
+
+/// `.locks/models--…/` of [`REPO`] (blob locks, part files and their maps).
+pub fn locks_dir(hive: &Hive) -> PathBuf {
+    let folder = hive.repo_dir(REPO).file_name().expect("repo folder").to_owned();
+    hive.cache_dir().join(".locks").join(folder)
+}
+
+/// Bytes kept for resume of `file`: the `.incomplete` (one stream) plus the part file's extent
+/// (a download in parts).
+pub fn partial_len(hive: &Hive, hub: &FakeHub, file: &str) -> u64 {
+    file_len(&incomplete(hive, hub, file)) + file_len(&parts_file(hive, hub, file))
+}
+
+/// Every file of [`REPO`]'s cache: its repo dir and its `.locks/` dir (part files live there).
+pub fn cache_state(hive: &Hive) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut state = super::disk_state(&hive.repo_dir(REPO));
+    state.extend(super::disk_state(&locks_dir(hive)));
+    state
+}
+
 /// `snapshots/<commit>/<file>`.
 pub fn snapshot(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
     hive.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(file)
@@ -122,6 +146,7 @@ pub fn assert_published(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
     assert!(blob.is_file() && !blob.is_symlink(), "blob {} missing", blob.display());
     assert_eq!(sha256_of(&pointer), hub.sha256(REPO, file), "content of {}", pointer.display());
     assert!(!incomplete(hive, hub, file).exists(), ".incomplete left behind after publishing");
+    assert!(!parts_file(hive, hub, file).exists(), "part file left behind after publishing");
     let main = std::fs::read_to_string(hive.repo_dir(REPO).join("refs/main")).expect("refs/main");
     assert_eq!(main.trim(), hub.commit(REPO), "refs/main");
     pointer

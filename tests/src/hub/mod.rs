@@ -51,6 +51,10 @@ pub struct HubConfig {
     pub rate: u64,
     /// The token gated repos accept (`None`: any bearer token).
     pub token: Option<String>,
+    /// Where resolves redirect LFS files to (`{cdn}/blobs/{org}/{name}/{sha256}`) instead of the
+    /// built-in CDN: e.g. an nginx serving the same blobs (the benchmarks' real CDN). Its
+    /// connections are not recorded.
+    pub cdn: Option<String>,
 }
 
 /// State shared by the hub routes, the CDN and the [`FakeHub`] handle.
@@ -120,7 +124,7 @@ impl FakeHub {
             faults: Mutex::default(),
             rate: AtomicU64::new(config.rate),
             token: config.token,
-            cdn_url: format!("http://{}", cdn.local_addr()?),
+            cdn_url: config.cdn.clone().unwrap_or(format!("http://{}", cdn.local_addr()?)),
             recorder: Recorder::new(),
         });
         let (stop, stopped) = async_channel::bounded::<()>(1);

@@ -1,5 +1,5 @@
 //! `rbee model download|dl [MODEL] [FILE] [--revision R] [--all | --include GLOB… --exclude GLOB…]
-//! [--dry-run] [--max-rate RATE]`; MODEL may be a pasted hub URL.
+//! [--dry-run] [--max-rate RATE] [--connections N]`; MODEL may be a pasted hub URL.
 
 use anyhow::Result;
 use rbee_protocol::{ModelDownload, Operation};
@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// Cap this download's bandwidth, bytes/s with K/M/G (1024-based): `20M`
     #[arg(long, value_name = "RATE", value_parser = rbee_protocol::text::parse_rate)]
     max_rate: Option<u64>,
+    /// Most upstream connections the hive may use for this download [default: the hive's
+    /// `--max-parts`, 16]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: Option<u32>,
 }
 
 impl Args {
@@ -55,6 +59,7 @@ impl Args {
         d.exclude.clone_from(&self.exclude);
         d.dry_run = self.dry_run;
         d.max_rate = self.max_rate;
+        d.connections = self.connections;
         checked(Operation::ModelDownload(d))
     }
 

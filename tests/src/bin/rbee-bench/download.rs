@@ -17,14 +17,14 @@ const REPO: &str = "bench/big";
 const HIVE_RSS_TARGET_MIB: f64 = 32.0;
 const KEEPER_RSS_TARGET_MIB: f64 = 10.0;
 const RATIO_TARGET: f64 = 0.95;
-const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes. \
-    Per-thread CPU of one 2 GiB hive run (`/proc/<pid>/task/*/stat`): 2.3 s on the two blocking threads that \
-    hash and write (pipelined with the network, one batch in flight), 0.7 s on the executor, ~0.7 s on curl's \
-    thread; `perf record -g` puts ~33 % of all hive samples in `sha2::sha256::x86::digest_blocks` (SHA-NI), \
-    ~20 % in thread wake-ups between curl's thread, the executor and the writer, ~13 % in tmpfs writes. The \
-    fake hub needs ~1 s of the same 2 cores, so ~5 CPU-seconds share 2 cores: ~2.5 s is the floor for this \
-    design here, and 0.95× curl would need the hash to be nearly free. Against the same work \
-    (`curl → tee → sha256sum`) the hive is faster.";
+const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes, \
+    and the 2 GiB file travels in parts (4–8 connections on loopback: the widening stops when throughput no \
+    longer rises). `perf record -g` of a 2 GiB run in parts (nginx, unthrottled): the blocking threads that \
+    write the parts and hash the prefix take ~2.6 CPU-s (sha256 over 2 GiB with SHA-NI ~1.2 s, tmpfs writes, \
+    reading back the part of the prefix not hashed from memory: `_copy_to_iter` ~9 % of samples, inode lock \
+    contention between parallel writers ~1.5 %), the executor ~0.6 s, curl's threads the rest; ~12 % of \
+    samples are futex wake-ups between threads. With the fake hub on the same 2 cores, ~5 CPU-seconds share \
+    2 cores. Against the same work (`curl → tee → sha256sum`) the hive is faster.";
 const CONCURRENT_WHY: &str = "Why: the memory is data in flight, not a leak (RSS plateaus over repeated rounds, \
     see `tests/e2e/load.rs`). `/proc/<pid>/smaps` of a hive at peak with 100 throttled downloads (110 threads): \
     ~27 MiB anonymous, of which one malloc arena holds ~14.6 MiB (≈146 KiB per job: two write batches that \

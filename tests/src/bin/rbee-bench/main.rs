@@ -10,6 +10,7 @@
 //! ```
 
 mod cancel;
+mod cdn;
 mod download;
 mod footprint;
 mod mirror;
@@ -55,6 +56,8 @@ enum Section {
     Download,
     /// Hive peak memory with 100 concurrent jobs
     Concurrent,
+    /// nginx as the CDN, capped per connection and not: rbee in parts vs aria2c, hf_transfer, curl
+    Cdn,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Section::Resume => resume::run(&ctx),
         Section::Download => download::run(&ctx),
         Section::Concurrent => download::concurrent(&ctx),
+        Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
         Section::Mirror => mirror::run(&ctx),
     };

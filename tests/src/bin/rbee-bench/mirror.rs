@@ -125,7 +125,7 @@ fn report(names: &[&str], samples: &[Vec<Sample>], rss: [u64; 2], bytes: u64, ru
         format!("❌ missed: {ratio:.2}× < {TARGET}×")
     };
     format!(
-        "## 8. HF mirror vs nginx\n\n\
+        "## 9. HF mirror vs nginx\n\n\
          One {} blob in a tmpfs cache, fetched {runs}× by `curl -o /dev/null` over loopback from the hive's \
          `/hf/…/resolve/main/…` and from nginx-light (`sendfile on`, one process) serving the same file; \
          runs alternate. Target (issue 15): mirror ≥ {TARGET}× nginx — {verdict}.\n\n{}",

@@ -1,14 +1,21 @@
-//! Asking the hub what a file is: `HEAD {endpoint}/{repo}/resolve/{revision}/{file}` without
-//! following the redirect to the CDN, and `GET /api/models/{repo}/revision/{revision}` for
-//! whole-repo downloads.
+//! The hub conversation: what a file is (`HEAD {endpoint}/{repo}/resolve/{revision}/{file}`
+//! without following the redirect to the CDN), what a revision holds
+//! (`GET /api/models/{repo}/revision/{revision}`), where HF_TOKEN may go (the endpoint's origin
+//! only, never a CDN on another host), and what a refusal means (status → [`DownloadError`]).
+//! The transfer asks this module for every request it sends, so the token rule lives here alone.
 
-use std::time::Duration;
-
-use futures_lite::future;
 use surf::{StatusCode, Url};
 
 use super::error::{network, DownloadError};
-use super::Downloader;
+use super::retry::{with_timeout, HEAD_TIMEOUT};
+use super::select::{Listing, Sibling};
+
+/// The hub: its HTTP client, endpoint and token.
+pub(crate) struct Hub {
+    client: surf::Client,
+    endpoint: Url,
+    token: Option<String>,
+}
 
 /// What the hub said about one file.
 #[derive(Debug, Clone)]
@@ -72,9 +79,46 @@ pub fn git_blob_sha1(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+impl Hub {
+    /// A hub with its own HTTP client (no redirects followed, no overall timeout).
+    pub(crate) fn new(endpoint: Url, token: Option<String>, proxy: Option<super::curl::Proxy>) -> anyhow::Result<Self> {
+        let client = surf::Client::with_http_client(super::curl::CurlClient::new(proxy)?);
+        Ok(Self { client, endpoint, token })
+    }
 
-impl Downloader {
+    /// The hub (`HF_ENDPOINT`).
+    pub(crate) fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Whether requests to the hub carry an `HF_TOKEN`.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Sends a request built by [`Hub::get`].
+    pub(crate) async fn send(&self, req: surf::RequestBuilder) -> surf::Result<surf::Response> {
+        self.client.send(req.build()).await
+    }
+
+    /// A GET of `url`, carrying HF_TOKEN only when `url` is on the endpoint's origin.
+    pub(crate) fn get(&self, url: &Url) -> surf::RequestBuilder {
+        if same_origin(url, &self.endpoint) {
+            self.request(surf::http::Method::Get, url)
+        } else {
+            surf::RequestBuilder::new(surf::http::Method::Get, url.clone())
+        }
+    }
+
+    /// A request to the hub, with HF_TOKEN when set.
+    fn request(&self, method: surf::http::Method, url: &Url) -> surf::RequestBuilder {
+        let req = surf::RequestBuilder::new(method, url.clone());
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
     /// `{endpoint}/{repo}/resolve/{revision}/{file}`, each part percent-encoded.
     pub(crate) fn resolve_url(&self, repo: &str, revision: &str, file: &str) -> Url {
         let mut url = self.endpoint.clone();
@@ -142,16 +186,13 @@ impl Downloader {
         }
     }
 
-    /// Files and commit of a revision, from `/api/models/{repo}/revision/{revision}`.
-    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
+    /// A revision's commit and files with their sizes and blob ids:
+    /// `GET /api/models/{repo}/revision/{revision}?blobs=true`.
+    pub(crate) async fn listing(&self, repo: &str, revision: &str) -> Result<Listing, DownloadError> {
         #[derive(serde::Deserialize)]
         struct Info {
             sha: String,
             siblings: Vec<Sibling>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Sibling {
-            rfilename: String,
         }
         let mut url = self.endpoint.clone();
         url.path_segments_mut()
@@ -160,6 +201,7 @@ impl Downloader {
             .extend(["api", "models"])
             .extend(repo.split('/'))
             .extend(["revision", revision]);
+        url.set_query(Some("blobs=true"));
         let what = format!("listing `{repo}`");
         let mut res = with_timeout(self.client.send(self.request(surf::http::Method::Get, &url).build()), HEAD_TIMEOUT)
             .await
@@ -168,7 +210,44 @@ impl Downloader {
             return Err(self.status_error(&res, repo, revision, "(repo listing)"));
         }
         let info: Info = res.body_json().await.map_err(|e| protocol(&what, e))?;
-        Ok((info.sha, info.siblings.into_iter().map(|s| s.rfilename).collect()))
+        rbee_protocol::validate::revision(&info.sha)?;
+        Ok(Listing { commit: info.sha, files: info.siblings })
+    }
+
+    /// Files and commit of a revision ([`Hub::listing`] without the sizes).
+    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
+        let listing = self.listing(repo, revision).await?;
+        Ok((listing.commit, listing.files.into_iter().map(|s| s.rfilename).collect()))
+    }
+
+    /// GETs `url` from `offset`, following a bounded redirect chain ([`super::xet`]: Xet
+    /// bridges), the token only to hops on the endpoint's origin.
+    pub(crate) async fn get_following(
+        &self,
+        url: &Url,
+        offset: u64,
+        range_end: Option<u64>,
+        stall: std::time::Duration,
+        what: &str,
+    ) -> Result<surf::Response, DownloadError> {
+        let mut url = url.clone();
+        for _ in 0..=super::xet::MAX_REDIRECTS {
+            let mut req = self.get(&url);
+            match range_end {
+                Some(end) => req = req.header("Range", format!("bytes={offset}-{end}")),
+                None if offset > 0 => req = req.header("Range", format!("bytes={offset}-")),
+                None => {}
+            }
+            let response = with_timeout(self.send(req), stall).await.map_err(|r| network(what, r))?;
+            match header(&response, "Location") {
+                Some(location) if response.status().is_redirection() => {
+                    url = url.join(&location).map_err(|e| network(what, format!("bad redirect `{location}`: {e}")))?;
+                }
+                _ => return Ok(response),
+            }
+        }
+        let reason = format!("more than {} redirects", super::xet::MAX_REDIRECTS);
+        Err(DownloadError::Protocol { what: what.to_owned(), reason })
     }
 }
 
@@ -190,22 +269,10 @@ pub(crate) fn header(res: &surf::Response, name: &str) -> Option<String> {
     res.header(name).map(|v| v.last().as_str().to_owned())
 }
 
-pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
+fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
-fn protocol(what: &str, reason: impl std::fmt::Display) -> DownloadError {
+pub(crate) fn protocol(what: &str, reason: impl std::fmt::Display) -> DownloadError {
     DownloadError::Protocol { what: what.to_owned(), reason: reason.to_string() }
-}
-
-/// Runs `fut`, failing with "timed out" after `limit`.
-pub(crate) async fn with_timeout<T>(
-    fut: impl std::future::Future<Output = surf::Result<T>>,
-    limit: Duration,
-) -> Result<T, String> {
-    let timeout = async {
-        smol::Timer::after(limit).await;
-        Err(format!("no answer within {}s", limit.as_secs()))
-    };
-    future::or(async { fut.await.map_err(|e| e.to_string()) }, timeout).await
 }

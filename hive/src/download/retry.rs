@@ -1,0 +1,81 @@
+//! The one retry policy of a download, and its timeouts: how often a failed step (a resolve, a
+//! stream, one part) is tried again, how long it waits in between, and how long a silent
+//! connection is given before it counts as failed. Every retry loop of `download/` asks here.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_lite::future;
+
+use super::error::DownloadError;
+use crate::jobs::JobCtx;
+
+/// Longest wait for the hub's answer to a HEAD or a listing.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Retries, backoff and the stall timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retry {
+    /// Retries after the first attempt.
+    pub(crate) retries: u32,
+    /// First retry delay (doubles each time, at most [`MAX_BACKOFF`]).
+    pub(crate) backoff_base: Duration,
+    /// Longest wait for a byte (or a response head) before an attempt counts as failed.
+    pub(crate) stall: Duration,
+}
+
+impl Retry {
+    /// The delay before retry number `attempt` (from 1).
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.backoff_base.saturating_mul(1 << attempt.min(6).saturating_sub(1));
+        exp.min(MAX_BACKOFF)
+    }
+
+    /// After `attempt` failed with `e`: `Err` (the final error) when it may not be retried or
+    /// retries are used up; else narrates `🔁 retry … {what}` and waits the backoff.
+    pub(crate) async fn after_failure(
+        &self,
+        ctx: &JobCtx,
+        attempt: u32,
+        what: impl std::fmt::Display,
+        e: DownloadError,
+    ) -> Result<(), DownloadError> {
+        if !e.retryable() {
+            return Err(e);
+        }
+        if attempt > self.retries {
+            return Err(e.after_attempts(attempt));
+        }
+        // A 429 waits as long as the hub says (ratelimit.rs); anything else backs off.
+        let wait = if let Some(wait) = e.rate_limit_wait() {
+            ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries));
+            wait
+        } else {
+            let wait = self.backoff(attempt);
+            ctx.narrate(format!("🔁 retry {attempt}/{} {what} in {} ms: {e}", self.retries, wait.as_millis()));
+            wait
+        };
+        smol::Timer::after(wait).await;
+        Ok(())
+    }
+}
+
+/// Runs `fut`, failing with "no answer within …" after `limit`.
+pub(crate) async fn with_timeout<T>(fut: impl Future<Output = surf::Result<T>>, limit: Duration) -> Result<T, String> {
+    let timeout = async {
+        smol::Timer::after(limit).await;
+        Err(format!("no answer within {}s", limit.as_secs()))
+    };
+    future::or(async { fut.await.map_err(|e| e.to_string()) }, timeout).await
+}
+
+/// Runs `fut`, or gives `None` when it has not finished after `limit` (a stalled read).
+pub(crate) async fn or_stall<T>(fut: impl Future<Output = T>, limit: Duration) -> Option<T> {
+    let stalled = async {
+        smol::Timer::after(limit).await;
+        None
+    };
+    future::or(async { Some(fut.await) }, stalled).await
+}

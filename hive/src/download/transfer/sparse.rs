@@ -1,0 +1,159 @@
+//! Where a file fetched in parts lives until it is verified: a sparse data file and its part
+//! map, beside the blob's lock and under names no HF tool resumes or reports:
+//!
+//! ```text
+//! .locks/models--{org}--{name}/{etag}.parts      the bytes, each written at its offset
+//! .locks/models--{org}--{name}/{etag}.partmap    "rbee-parts 1 {size} {block}\n" + one byte per block
+//! ```
+//!
+//! `blobs/<etag>.incomplete` is never written while parts are in flight, so it is always what an
+//! older huggingface_hub expects: a contiguous prefix (or absent). One found at the start (left by
+//! huggingface_hub or a one-stream download) is taken over: renamed to `.parts`, its whole blocks
+//! marked done.
+//!
+//! A block's byte in the map turns `1` only after the block's data was written (same blocking
+//! call, data first), so after a cancel or a `kill -9` every block marked done holds its bytes;
+//! what a part had received beyond its last whole block is fetched again (less than one block plus
+//! what was buffered: under 1 MiB per connection).
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cache::{at, create_parent, CacheError, RepoDir};
+use crate::jobs::Outstanding;
+
+/// Granularity of the part map (and of every part boundary).
+pub(crate) const BLOCK: u64 = 256 << 10;
+
+/// The data file, the map, and which blocks were done when it was opened.
+pub(crate) struct Sparse {
+    pub(crate) data: Arc<File>,
+    map: Arc<File>,
+    pub(crate) size: u64,
+    header: u64,
+    done: Vec<bool>,
+}
+
+fn header(size: u64) -> String {
+    format!("rbee-parts 1 {size} {BLOCK}\n")
+}
+
+impl Sparse {
+    /// Opens the part files of `etag` (creating them, or taking over `.incomplete`), counted as
+    /// the job's outstanding work.
+    pub(crate) async fn open(repo: &RepoDir, etag: &str, size: u64, gate: &Outstanding) -> Result<Self, CacheError> {
+        let (data, map, incomplete) = (repo.parts(etag), repo.part_map(etag), repo.incomplete(etag));
+        gate.unblock(move || open(&data, &map, &incomplete, size)).await
+    }
+
+    /// The byte ranges still to fetch, in file order (block-aligned).
+    pub(crate) fn missing(&self) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, _) in self.done.iter().enumerate().filter(|(_, d)| !**d) {
+            let (start, end) = self.block(i as u64);
+            match runs.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => runs.push((start, end)),
+            }
+        }
+        runs
+    }
+
+    /// Bytes already there.
+    pub(crate) fn done_bytes(&self) -> u64 {
+        self.size - self.missing().iter().map(|(s, e)| e - s).sum::<u64>()
+    }
+
+    fn block(&self, i: u64) -> (u64, u64) {
+        (i * BLOCK, ((i + 1) * BLOCK).min(self.size))
+    }
+
+    /// A blocking write of `buf` at `offset` that also marks the blocks it completes, given that
+    /// the part writing it holds every byte from a block boundary up to `offset`.
+    pub(crate) fn writer(&self, offset: u64, len: u64) -> impl FnOnce(&[u8]) -> std::io::Result<()> + Send + 'static {
+        let (data, map, header, size) = (self.data.clone(), self.map.clone(), self.header, self.size);
+        let end = offset + len;
+        // Blocks whose end falls in (offset, end].
+        let first = offset / BLOCK;
+        let last = if end == size { size.div_ceil(BLOCK) } else { end / BLOCK };
+        move |buf: &[u8]| {
+            data.write_all_at(buf, offset)?;
+            if last > first {
+                let ones = vec![b'1'; usize::try_from(last - first).unwrap_or(0)];
+                map.write_all_at(&ones, header + first)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn open(data: &Path, map: &Path, incomplete: &Path, size: u64) -> Result<Sparse, CacheError> {
+    create_parent(data)?;
+    let head = header(size);
+    let blocks = usize::try_from(size.div_ceil(BLOCK)).unwrap_or(usize::MAX);
+    let known = std::fs::read(map)
+        .ok()
+        .filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()) && data.exists())
+        .map(|m| m[head.len()..].iter().map(|b| *b == b'1').collect::<Vec<bool>>());
+    let done = match known {
+        Some(done) => done,
+        None => {
+            let taken = match std::fs::metadata(incomplete) {
+                Ok(m) if m.len() <= size => std::fs::rename(incomplete, data).map(|()| m.len()).map_err(at(data))?,
+                Ok(_) => 0,
+                Err(e) if e.kind() == ErrorKind::NotFound => 0,
+                Err(e) => return Err(at(incomplete)(e)),
+            };
+            if taken == 0 {
+                File::create(data).map_err(at(data))?;
+            }
+            let done: Vec<bool> = (0..blocks as u64).map(|i| ((i + 1) * BLOCK).min(size) <= taken).collect();
+            let mut text = head.clone().into_bytes();
+            text.extend(done.iter().map(|d| if *d { b'1' } else { b'0' }));
+            let tmp = map.with_extension("partmap.tmp");
+            std::fs::write(&tmp, text).map_err(at(&tmp))?;
+            std::fs::rename(&tmp, map).map_err(at(map))?;
+            done
+        }
+    };
+    let data = File::options().read(true).write(true).open(data).map_err(at(data))?;
+    let map = File::options().write(true).open(map).map_err(at(map))?;
+    Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header: head.len() as u64, done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_prefix_is_taken_over_and_blocks_are_marked_after_their_bytes() {
+        smol::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = RepoDir::new(dir.path(), "org/name");
+            let etag = "e".repeat(64);
+            let size = 4 * BLOCK + 100;
+            create_parent(&repo.incomplete(&etag)).unwrap();
+            std::fs::write(repo.incomplete(&etag), vec![7u8; usize::try_from(2 * BLOCK + 5).unwrap()]).unwrap();
+            let gate = Outstanding::default();
+            let sparse = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert!(!repo.incomplete(&etag).exists(), "the prefix moved beside the lock");
+            assert_eq!(sparse.missing(), vec![(2 * BLOCK, size)], "whole blocks of the prefix are done");
+            assert_eq!(sparse.done_bytes(), 2 * BLOCK);
+            // The last block ends at the file's end; one write covering blocks 2..=4 marks all three.
+            sparse.writer(2 * BLOCK, size - 2 * BLOCK)(&vec![1u8; usize::try_from(size - 2 * BLOCK).unwrap()]).unwrap();
+            drop(sparse);
+            let again = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert_eq!((again.missing(), again.done_bytes()), (vec![], size));
+            // A write that ends mid-block marks only the blocks it completes.
+            repo.remove_parts(&etag);
+            let fresh = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            fresh.writer(0, BLOCK + 1)(&vec![1u8; usize::try_from(BLOCK + 1).unwrap()]).unwrap();
+            drop(fresh);
+            let reopened = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
+            assert_eq!(reopened.missing(), vec![(BLOCK, size)]);
+        });
+    }
+}

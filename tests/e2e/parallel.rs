@@ -1,0 +1,283 @@
+//! Downloads in parts: a big file travels as byte ranges over several connections at once, which
+//! a CDN that caps each connection rewards; every part closes on cancel; a cancel or `kill -9`
+//! keeps every finished block and the next download fetches only what is missing; a server that
+//! ignores `Range` still works over one stream; an `.incomplete` left by one stream (or
+//! huggingface_hub) is taken over; and huggingface_hub scans the cache cleanly throughout.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rbee_protocol::Event;
+use serde_json::json;
+
+use crate::harness::fixtures::{
+    assert_published, file_len, hub_with_model, incomplete, partial_len, parts_file, wait_for, wait_status, MODEL, REPO,
+};
+use crate::harness::{CloseReason, Fault, Hive, TIMEOUT};
+use rbee_tests::hub::Connection;
+
+/// Starts a download of [`MODEL`], at most `connections` at once (`None`: the hive's cap).
+fn start(hive: &Hive, connections: Option<u32>) -> String {
+    let mut op = json!({"operation": "model_download", "hive_id": "localhost", "model": format!("{REPO}:{MODEL}")});
+    if let Some(n) = connections {
+        op["connections"] = json!(n);
+    }
+    let (status, body) = hive.post_job(&op);
+    assert_eq!(status, 200, "{body}");
+    body["job_id"].as_str().expect("job_id").to_owned()
+}
+
+/// Runs a download to its end; returns its events and wall time.
+#[track_caller]
+fn download(hive: &Hive, connections: Option<u32>) -> (Vec<Event>, Duration) {
+    let t = Instant::now();
+    let id = start(hive, connections);
+    let frames = hive.sse(&id).until_terminal(6 * TIMEOUT);
+    let took = t.elapsed();
+    let events: Vec<Event> = frames.into_iter().map(|f| f.event).collect();
+    assert!(matches!(events.last(), Some(Event::Done { .. })), "{events:#?}\nhive log:\n{}", hive.log());
+    wait_status(hive, &id, "completed");
+    (events, took)
+}
+
+fn narration<'a>(events: &'a [Event], needle: &str) -> Option<&'a str> {
+    events.iter().find_map(|e| match e {
+        Event::Narration { message } if message.contains(needle) => Some(message.as_str()),
+        _ => None,
+    })
+}
+
+/// `bytes=A-B` → (A, B + 1).
+#[track_caller]
+fn span(c: &Connection) -> (u64, u64) {
+    let r = c.range.as_deref().unwrap_or_else(|| panic!("no Range: {c:?}"));
+    let (a, b) = r.strip_prefix("bytes=").and_then(|r| r.split_once('-')).unwrap_or_else(|| panic!("{r}"));
+    (a.parse().expect("start"), b.parse::<u64>().expect("end") + 1)
+}
+
+/// Most connections open at the same time.
+fn most_at_once(conns: &[Connection]) -> usize {
+    conns
+        .iter()
+        .map(|c| {
+            conns.iter().filter(|o| o.opened_at <= c.opened_at && o.closed_at.is_none_or(|t| t > c.opened_at)).count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_capped_cdn_is_beaten_by_parts_at_least_4x() {
+    let size = 16 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(4 << 20);
+    let hive = Hive::spawn(&hub);
+    // One connection (the job asks for it): the cap alone sets the pace, ~4 s.
+    let (_, one) = download(&hive, Some(1));
+    assert!(hub.wait_all_closed(TIMEOUT));
+    assert_eq!((hub.connections().len(), hub.connections()[0].range.as_deref()), (1, None), "one plain stream");
+    std::fs::remove_dir_all(hive.repo_dir(REPO)).expect("clear the cache");
+
+    let (events, parts) = download(&hive, None);
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let conns: Vec<Connection> = hub.connections().split_off(1);
+    let said = narration(&events, "in parts over").unwrap_or_else(|| panic!("no narration of the parts: {events:#?}"));
+    assert!(said.contains("over 4 connections"), "{said}");
+    assert!(narration(&events, "widened to").is_some(), "a capped CDN rewards more connections: {events:#?}");
+    let at_once = most_at_once(&conns);
+    assert!(at_once >= 4, "{at_once} connections at once: {conns:#?}");
+    assert!(conns.len() <= 16 && at_once <= 16, "never above --max-parts 16: {conns:#?}");
+    // The ranges asked cover the file, and every byte came once.
+    let mut spans: Vec<(u64, u64)> = conns.iter().map(span).collect();
+    spans.sort_unstable();
+    assert_eq!(spans.first().map(|s| s.0), Some(0));
+    let sent: u64 = conns.iter().map(|c| c.bytes_sent).sum();
+    assert!(sent <= size + (1 << 20) * conns.len() as u64, "sent {sent} for {size}: {conns:#?}");
+    assert_published(&hive, &hub, MODEL);
+    assert!(narration(&events, "sha256 ok").is_some(), "{events:#?}");
+    // Progress is the sum over parts: it ends at the size and never goes back.
+    let progress: Vec<u64> =
+        events.iter().filter_map(|e| if let Event::Progress { bytes, .. } = e { Some(*bytes) } else { None }).collect();
+    assert_eq!(progress.last(), Some(&size), "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    eprintln!("parallel: 16 MiB at 4 MiB/s per connection: one stream {one:?}, parts {parts:?} ({at_once} at once)");
+    assert!(parts * 4 <= one, "parts took {parts:?}, one connection {one:?}: not 4x faster");
+}
+
+#[test]
+fn a_cancel_closes_every_part() {
+    let size = 64 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(1 << 20);
+    let hive = Hive::spawn(&hub);
+    let id = start(&hive, None);
+    assert!(
+        hub.wait_until(3 * TIMEOUT, |s| s.open_connections >= 8),
+        "never 8 parts at once: {:?}",
+        hub.stats().connections
+    );
+    // Let every open part receive something, so each close is mid-body.
+    std::thread::sleep(Duration::from_millis(300));
+    let open: Vec<u64> = hub.stats().connections.iter().filter(|c| c.closed_at.is_none()).map(|c| c.id).collect();
+    let cancelled = Instant::now();
+    let (status, body) = hive.delete(&format!("/v1/jobs/{id}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(hub.wait_all_closed(TIMEOUT), "a part's connection outlived the cancel");
+    let conns = hub.connections();
+    let mut lags: Vec<Duration> = Vec::new();
+    for c in conns.iter().filter(|c| open.contains(&c.id)) {
+        assert!(c.closed_by_client(), "closed by the hive mid-body: {c:?}");
+        lags.push(c.closed_at.expect("closed").saturating_duration_since(cancelled));
+    }
+    lags.sort();
+    let worst = *lags.last().expect("open parts");
+    eprintln!("parallel: cancel closed {} parts, the last {worst:?} after DELETE was sent", lags.len());
+    assert!(worst < Duration::from_secs(2), "a part closed {worst:?} after the cancel");
+    assert!(partial_len(&hive, &hub, MODEL) > 0, "the parts are kept for resume");
+    assert!(!incomplete(&hive, &hub, MODEL).exists(), "parts never write the `.incomplete` older HF tools resume");
+}
+
+/// Cancel (or kill) a throttled download in parts once `at` bytes went out; download again
+/// unthrottled; the second run fetches at most what was missing plus 1 MiB per connection.
+fn interrupted_then_resumed(kill: bool) {
+    let size = 32 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(2 << 20);
+    let mut hive = Hive::spawn(&hub);
+    let id = start(&hive, Some(8));
+    assert!(hub.wait_for_bytes(10 << 20, 3 * TIMEOUT), "the first run never got 10 MiB");
+    if kill {
+        hive.restart();
+    } else {
+        assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
+    }
+    assert!(hub.wait_all_closed(TIMEOUT), "parts outlived the {}", if kill { "kill" } else { "cancel" });
+    let first = hub.stats();
+    let conns = first.connections.iter().filter(|c| c.closed_by_client()).count() as u64;
+    let missing = size - first.cdn_bytes;
+    hub.set_rate(0);
+    let (events, _) = download(&hive, None);
+    assert!(narration(&events, "resuming").is_some(), "{events:#?}");
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let again = hub.stats().cdn_bytes - first.cdn_bytes;
+    let bound = missing + (1 << 20) * conns;
+    eprintln!(
+        "parallel: {} with {conns} parts open: missing {missing}, fetched again {again} (bound {bound}: +{} per part)",
+        if kill { "kill -9" } else { "cancel" },
+        again.saturating_sub(missing) / conns.max(1)
+    );
+    assert!(again <= bound, "fetched {again} again for {missing} missing ({conns} parts were open)");
+    assert_published(&hive, &hub, MODEL);
+}
+
+#[test]
+fn a_cancelled_download_in_parts_fetches_only_what_is_missing() {
+    interrupted_then_resumed(false);
+}
+
+#[test]
+fn a_killed_download_in_parts_fetches_only_what_is_missing() {
+    interrupted_then_resumed(true);
+}
+
+#[test]
+fn a_server_ignoring_range_is_fetched_as_one_stream() {
+    let size = 16 << 20;
+    let hub = hub_with_model(size);
+    hub.set_fault(MODEL, Fault::IgnoreRange, 1000);
+    let hive = Hive::spawn(&hub);
+    let (events, _) = download(&hive, None);
+    assert!(narration(&events, "ignored the Range").is_some(), "{events:#?}");
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let conns = hub.connections();
+    let last = conns.last().expect("connections");
+    assert_eq!((last.status, last.range.as_deref(), last.bytes_sent), (Some(200), None, size), "{conns:#?}");
+    assert_published(&hive, &hub, MODEL);
+}
+
+#[test]
+fn a_failing_part_is_retried_alone() {
+    let size = 24 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(8 << 20);
+    hub.set_fault(MODEL, Fault::ResetAfter(1 << 20), 1);
+    let hive = Hive::builder().hub(&hub).arg("--retry-backoff-ms").arg("50").spawn();
+    let (events, _) = download(&hive, Some(4));
+    let retry = narration(&events, "retry").unwrap_or_else(|| panic!("no retry narration: {events:#?}"));
+    assert!(retry.contains("part"), "{retry}");
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let conns = hub.connections();
+    let reset = conns.iter().find(|c| c.close == Some(CloseReason::Reset)).expect("the reset part");
+    let (start, _) = span(reset);
+    // The retry asks for the rest of that part only; no other part started over.
+    let again = conns.iter().find(|c| c.id > reset.id && span(c).0 > start && span(c).0 <= start + (1 << 20));
+    assert!(again.is_some(), "the failed part was not resumed where it stopped: {conns:#?}");
+    let sent: u64 = conns.iter().map(|c| c.bytes_sent).sum();
+    assert!(sent <= size + (1 << 20), "sent {sent} for {size}: {conns:#?}");
+    assert_published(&hive, &hub, MODEL);
+}
+
+/// huggingface_hub's `scan_cache_dir` on `cache`: its warnings (empty = a consistent cache).
+fn hf_scan_warnings(cache: &Path) -> Vec<String> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(py.is_file(), "{} is missing: run `just py` (a venv with huggingface_hub) first", py.display());
+    let out = std::process::Command::new(py)
+        .args(["-c", "import sys\nfrom huggingface_hub import scan_cache_dir\ninfo = scan_cache_dir(sys.argv[1])\nfor w in info.warnings: print(w)"])
+        .arg(cache)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_one_stream_incomplete_is_taken_over_and_hf_scans_cleanly() {
+    let size = 24 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(4 << 20);
+    let hive = Hive::spawn(&hub);
+    // One stream leaves an `.incomplete` (as huggingface_hub would).
+    let id = start(&hive, Some(1));
+    let prefix = incomplete(&hive, &hub, MODEL);
+    wait_for(&hive, TIMEOUT, "4 MiB in the .incomplete", || file_len(&prefix) >= 4 << 20);
+    assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
+    let kept = file_len(&prefix);
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let before = hub.stats().cdn_bytes;
+    // In parts: the prefix is taken over; cancel midway, the cache stays clean for HF tools.
+    let id = start(&hive, None);
+    assert!(hub.wait_for_bytes(before + (4 << 20), TIMEOUT), "no parts flowed");
+    assert!(!prefix.exists(), "the .incomplete was not taken over");
+    assert!(file_len(&parts_file(&hive, &hub, MODEL)) > 0);
+    assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "during a download in parts");
+    assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
+    assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "after a cancel in parts");
+    assert!(hub.wait_all_closed(TIMEOUT));
+    hub.set_rate(0);
+    download(&hive, None);
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let ranged: Vec<(u64, u64)> = hub.connections().iter().filter(|c| c.range.is_some()).map(span).collect();
+    assert!(
+        ranged.iter().all(|(a, _)| *a >= kept - (kept % (256 << 10))),
+        "the taken-over prefix was fetched again: {ranged:?}"
+    );
+    assert_published(&hive, &hub, MODEL);
+    assert_eq!(hf_scan_warnings(hive.cache_dir()), Vec::<String>::new(), "after the download");
+}
+
+#[test]
+fn the_keeper_asks_for_fewer_connections() {
+    let size = 16 << 20;
+    let hub = hub_with_model(size);
+    let hive = Hive::spawn(&hub);
+    let out =
+        crate::harness::Keeper::new().hive(&hive).args(["model", "download", "--connections", "1", REPO, MODEL]).run();
+    out.assert_success();
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let conns = hub.connections();
+    assert_eq!((conns.len(), conns[0].range.as_deref()), (1, None), "one plain stream: {conns:#?}");
+    assert_published(&hive, &hub, MODEL);
+    let out =
+        crate::harness::Keeper::new().hive(&hive).args(["model", "download", "--connections", "0", REPO, MODEL]).run();
+    out.assert_code(2);
+}
