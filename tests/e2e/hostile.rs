@@ -262,7 +262,7 @@ fn stalled_requests_are_closed_and_connections_capped() {
         eprintln!("hostile: stalled request closed after {took:?}: {:?}", String::from_utf8_lossy(&out).lines().next());
     }
     // Only 4 connections are served at once: 40 idle ones hold at most 4 descriptors of the hive.
-    let fds = || std::fs::read_dir(format!("/proc/{}/fd", hive.pid())).map(Iterator::count).unwrap_or(0);
+    let fds = || crate::harness::process::fds(hive.pid());
     let base = fds();
     let idle: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr(&hive)).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));

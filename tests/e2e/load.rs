@@ -12,7 +12,8 @@ use rbee_protocol::sse::{Decoder, Frame};
 
 use crate::harness::sse::EndMarker;
 
-use crate::harness::fixtures::{rss_kib, soak, wait_idle};
+use crate::harness::fixtures::{soak, wait_idle};
+use crate::harness::process::{fd_kinds, fds, rss_kib};
 use crate::harness::{http, FakeHub, Hive, RepoSpec, TIMEOUT};
 use rbee_tests::hub::HubConfig;
 
@@ -24,22 +25,6 @@ const RATE: u64 = 256 << 10;
 /// Besides curl's pool of idle upstream connections, the hive's HTTP client creates a few fds
 /// (epoll, eventfd, wake-up pipes) on demand and keeps them: up to this many.
 const RUNTIME_FDS: usize = 6;
-
-/// Open file descriptors of process `pid`.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
-}
-
-/// Open file descriptors of `pid` by kind (`socket`, `pipe`, `anon_inode:[eventfd]`, paths…).
-fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
-    let mut kinds = std::collections::BTreeMap::new();
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-        let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
-        let kind = target.split(":[").next().unwrap_or_default().to_owned();
-        *kinds.entry(kind).or_default() += 1;
-    }
-    kinds
-}
 
 /// TCP sockets of process `pid` as (local port, remote port), from `/proc/<pid>/net/tcp{,6}`
 /// joined with its `fd` links; listening sockets left out.

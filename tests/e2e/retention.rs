@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::fixtures::{rss_kib, soak, wait_idle};
+use crate::harness::fixtures::{soak, wait_idle};
+use crate::harness::process::rss_kib;
 use crate::harness::{FakeHub, Hive, RepoSpec, TIMEOUT};
 
 fn model_list() -> Value {

@@ -166,13 +166,6 @@ pub fn keeper_download(hive: &Hive, file: &str) -> Keeper {
     Keeper::new().hive(hive).args(["model", "download", REPO, file])
 }
 
-/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
-}
-
 /// Whether the full (soak) sizes were asked for.
 pub fn soak() -> bool {
     std::env::var_os("RBEE_SOAK").is_some_and(|v| !v.is_empty() && v != "0")

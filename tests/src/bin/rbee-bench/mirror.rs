@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::proc::{cpu_secs, free_port, note, status_kib, timed, Ctx, Hive};
+use crate::proc::{free_port, note, timed, Ctx, Hive};
 use crate::table::{median, size, Table};
+use rbee_tests::harness::process::{cpu_secs, status_kib};
 
 const REPO_DIR: &str = "models--bench--mirror";
 const ETAG: &str = "5e1f0b2a7c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";

@@ -2,13 +2,13 @@
 //! client, and a SIGINT sender.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rbee_tests::harness::process;
 
 /// Where things are and how big to go.
 #[derive(Debug)]
@@ -59,9 +59,9 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// A free port on 127.0.0.1 (bind :0, read, release).
+/// A free port on 127.0.0.1 (the harness's).
 pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(rbee_tests::harness::free_port())
 }
 
 /// A running `rbee-hive` (killed on drop).
@@ -104,17 +104,17 @@ impl Hive {
 
     /// user + system CPU seconds so far.
     pub(crate) fn cpu(&self) -> f64 {
-        cpu_secs(self.pid()).unwrap_or(f64::NAN)
+        process::cpu_secs(self.pid()).unwrap_or(f64::NAN)
     }
 
     /// Peak resident set (VmHWM) in KiB.
     pub(crate) fn hwm_kib(&self) -> u64 {
-        status_kib(self.pid(), "VmHWM").unwrap_or(0)
+        process::hwm_kib(self.pid())
     }
 
     /// Current resident set (VmRSS) in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
-        status_kib(self.pid(), "VmRSS").unwrap_or(0)
+        process::status_kib(self.pid(), "VmRSS").unwrap_or(0)
     }
 
     /// POST a `model_download` job; returns its id.
@@ -150,31 +150,9 @@ impl Drop for Hive {
     }
 }
 
-/// Whether a job status is final.
+/// Whether a job status (as `GET /v1/jobs` spells it) is final.
 pub(crate) fn is_final(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "cancelled")
-}
-
-fn stat_fields(path: &str) -> Option<Vec<u64>> {
-    let text = fs::read_to_string(path).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    Some(after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
-}
-
-/// Clock ticks per second of `/proc/*/stat` (100 on every Linux this runs on).
-const TICKS: f64 = 100.0;
-
-/// utime + stime of `pid` in seconds.
-pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
-    let f = stat_fields(&format!("/proc/{pid}/stat"))?;
-    Some((f[11] + f[12]) as f64 / TICKS)
-}
-
-/// A `kB` line of `/proc/<pid>/status`.
-pub(crate) fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
-    line[key.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+    serde_json::from_value::<rbee_protocol::JobStatus>(serde_json::Value::from(status)).is_ok_and(|s| s.is_final())
 }
 
 /// What `/usr/bin/time` saw of one child.
@@ -237,37 +215,13 @@ pub(crate) fn timed(cmd: &Command, scratch: &Path) -> Result<Run> {
     })
 }
 
-/// One blocking HTTP/1.1 request with `Connection: close`; returns status and body.
+/// One blocking HTTP/1.1 request (the harness's client); returns status and body as text.
 pub(crate) fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").context("no response head")?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    Ok((status, if chunked { dechunk(rest) } else { rest.to_owned() }))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
+    let url = format!("http://{addr}{path}");
+    let res =
+        rbee_tests::harness::http::request(method, &url, &[("Accept", "application/json")], body.map(str::as_bytes))
+            .with_context(|| format!("{method} {url}"))?;
+    Ok((res.status, res.text()))
 }
 
 /// Sends SIGINT through a resident `bash` (its `kill` builtin is a plain `kill(2)`, no fork), so
