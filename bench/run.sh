@@ -107,7 +107,7 @@ cmd="just bench"
     echo
     cat "$body"
     # Keep the figures `just soak` (bench/soak.sh), the hostile tests and `just bench-mirror` (bench/mirror.sh) wrote.
-    for block in soak hostile mirror; do
+    for block in soak hostile bandwidth mirror; do
         if [ -f "$out" ] && grep -q "^<!-- $block -->\$" "$out"; then
             echo
             awk -v b="$block" '$0 == "<!-- " b " -->"{keep=1} keep{print} $0 == "<!-- /" b " -->"{keep=0}' "$out"
