@@ -417,25 +417,9 @@ impl std::fmt::Display for ModelRef {
     }
 }
 
-/// `%XX` escapes of a URL path segment decoded (invalid ones kept as they are).
+/// A URL path segment, percent-decoded, or as given when that is not UTF-8 (validation refuses it).
 fn decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    validate::percent_decode(segment).unwrap_or_else(|| segment.to_owned())
 }
 
 /// Picks the GGUF file rbee would pick among `files`: the first quantisation of

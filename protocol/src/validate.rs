@@ -123,6 +123,35 @@ pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     value.chars().map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
+/// `%XX` escapes of a URL path segment decoded (malformed escapes kept as they are); `None` when
+/// the result is not UTF-8. Decoded names are then validated like any other.
+///
+/// ```
+/// assert_eq!(rbee_protocol::validate::percent_decode("refs%2Fpr%2F1").as_deref(), Some("refs/pr/1"));
+/// assert_eq!(rbee_protocol::validate::percent_decode("100%").as_deref(), Some("100%"));
+/// assert_eq!(rbee_protocol::validate::percent_decode("%ff"), None);
+/// ```
+#[must_use]
+pub fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `value` is a full 40-hex commit id (a revision that never moves).
 #[must_use]
 pub fn is_commit(value: &str) -> bool {

@@ -13,7 +13,6 @@
 //!
 //! The token and browser checks of every route apply here too.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use rbee_protocol::{routes, validate, ErrorCode};
@@ -35,7 +34,7 @@ enum Ask {
 
 /// A path segment, percent-decoded (`refs%2Fpr%2F1` → `refs/pr/1`); names are validated later.
 fn decode(segment: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(Cow::into_owned)
+    rbee_protocol::validate::percent_decode(segment)
 }
 
 /// Parses the path after `/hf/`; `None` for anything else. A repo id is `org/name` or `name`.

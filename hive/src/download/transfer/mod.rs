@@ -48,6 +48,16 @@ impl Transfer<'_> {
     }
 }
 
+/// Moves what fits of `data` into the write batch `buf` (up to `batch` bytes); returns the rest.
+fn fill<'d>(buf: &mut Vec<u8>, batch: usize, data: &'d [u8]) -> &'d [u8] {
+    if buf.capacity() < batch {
+        buf.reserve_exact(batch - buf.len());
+    }
+    let (now, rest) = data.split_at(data.len().min(batch - buf.len()));
+    buf.extend_from_slice(now);
+    rest
+}
+
 /// A fetched file, not yet verified nor published.
 pub(crate) struct Fetched {
     /// Where its bytes are.

@@ -110,12 +110,7 @@ impl Partial {
     /// Appends bytes; once a batch is full it goes to the disk (waiting only for the previous one).
     pub async fn append(&mut self, mut data: &[u8]) -> Result<(), CacheError> {
         while !data.is_empty() {
-            if self.buf.capacity() < self.batch {
-                self.buf.reserve_exact(self.batch - self.buf.len());
-            }
-            let (now, rest) = data.split_at(data.len().min(self.batch - self.buf.len()));
-            self.buf.extend_from_slice(now);
-            data = rest;
+            data = super::fill(&mut self.buf, self.batch, data);
             if self.buf.len() >= self.batch {
                 if self.batch_started.elapsed() < GROW_IF_FILLED_WITHIN {
                     self.batch = (self.batch * 2).min(self.max_batch);

@@ -507,12 +507,7 @@ impl Writer {
             (self.part, self.pos) = (i, at);
         }
         while !data.is_empty() {
-            if self.buf.capacity() < self.batch {
-                self.buf.reserve_exact(self.batch - self.buf.len());
-            }
-            let (now, rest) = data.split_at(data.len().min(self.batch - self.buf.len()));
-            self.buf.extend_from_slice(now);
-            data = rest;
+            data = super::fill(&mut self.buf, self.batch, data);
             if self.buf.len() >= self.batch {
                 self.settle(shared).await?;
                 self.start(shared);

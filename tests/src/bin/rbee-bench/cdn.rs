@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{file_len, free_port, note, timed, Ctx, Hive};
+use crate::proc::{file_len, free_port, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
 
 const REPO: &str = "bench/cdn";
@@ -21,29 +21,6 @@ const CAP_MIB: u64 = 16;
 const PARALLEL_TARGET: f64 = 1.1;
 const UNTHROTTLED_TARGET: f64 = 0.8;
 const RSS_TARGET_MIB: f64 = 32.0;
-
-/// hf_transfer's Python API with 16 connections (what huggingface_hub 0.x did with
-/// HF_HUB_ENABLE_HF_TRANSFER=1; ≥ 1.0 dropped it): HEAD the resolve URL, then `download`.
-const HF_TRANSFER_PY: &str = r#"
-import http.client, json, os, sys, time, urllib.parse
-t0 = time.perf_counter()
-import hf_transfer
-t1 = time.perf_counter()
-u = urllib.parse.urlsplit(sys.argv[1])
-c = http.client.HTTPConnection(u.hostname, u.port)
-c.request("HEAD", u.path)
-loc = urllib.parse.urljoin(sys.argv[1], c.getresponse().getheader("Location"))
-hf_transfer.download(url=loc, filename=sys.argv[2], max_files=16, chunk_size=10 * 1024 * 1024)
-t2 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(sys.argv[2])}))
-"#;
-
-const HF_HUB_PY: &str = r#"
-import json, os, sys
-from huggingface_hub import hf_hub_download
-p = hf_hub_download(sys.argv[1], sys.argv[2])
-print(json.dumps({"size": os.path.getsize(p)}))
-"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
@@ -395,7 +372,7 @@ impl Bench<'_> {
                     Tool::HfTransfer | Tool::HfHub => {
                         let mut c = Command::new(self.ctx.venv_bin("python").context("no venv python")?);
                         if tool == Tool::HfTransfer {
-                            c.arg(&self.scripts.0).arg(&url).arg(&out);
+                            c.arg(&self.scripts.0).arg(&url).arg(&out).arg("16");
                         } else {
                             c.arg(&self.scripts.1).args([REPO, file]);
                         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{file_len, is_final, note, timed, Ctx, Hive};
+use crate::proc::{file_len, is_final, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
 
 const REPO: &str = "bench/big";
@@ -33,32 +33,6 @@ const CONCURRENT_WHY: &str = "Why: the memory is data in flight, not a leak (RSS
     thread stack. `MALLOC_ARENA_MAX=1` made no measurable difference; first batches of 32 KiB that grow only \
     above ~3 MB/s took the peak from ~35 to ~30 MiB (run-to-run noise ±3 MiB). Next step: one shared curl thread for all transfers, and fewer chunks in flight \
     for slow transfers.\n\n";
-
-const HF_HUB_PY: &str = r#"
-import json, os, sys, time
-t0 = time.perf_counter()
-from huggingface_hub import hf_hub_download
-t1 = time.perf_counter()
-p = hf_hub_download(sys.argv[1], sys.argv[2])
-t2 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(p)}))
-"#;
-
-/// hf_transfer the way huggingface_hub 0.x drove it (HF_HUB_ENABLE_HF_TRANSFER=1): resolve with a
-/// HEAD that does not follow the redirect, then `download(cdn_url, ...)` with its defaults then.
-const HF_TRANSFER_PY: &str = r#"
-import http.client, json, os, sys, time, urllib.parse
-t0 = time.perf_counter()
-import hf_transfer
-t1 = time.perf_counter()
-u = urllib.parse.urlsplit(sys.argv[1])
-c = http.client.HTTPConnection(u.hostname, u.port)
-c.request("HEAD", u.path)
-loc = urllib.parse.urljoin(sys.argv[1], c.getresponse().getheader("Location"))
-hf_transfer.download(url=loc, filename=sys.argv[2], max_files=100, chunk_size=10 * 1024 * 1024)
-t2 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(sys.argv[2])}))
-"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
@@ -202,7 +176,7 @@ impl Bench<'_> {
         if tool == Tool::HfHub {
             cmd.arg(&self.scripts.0).args([REPO, file]);
         } else {
-            cmd.arg(&self.scripts.1).arg(self.resolve_url(file)).arg(dir.join(file));
+            cmd.arg(&self.scripts.1).arg(self.resolve_url(file)).arg(dir.join(file)).arg("100");
         }
         cmd.env("HF_ENDPOINT", self.hub.endpoint())
             .env("HF_HUB_CACHE", dir.join("cache"))

@@ -54,6 +54,34 @@ pub(crate) fn note(msg: impl AsRef<str>) {
     eprintln!("rbee-bench: {}", msg.as_ref());
 }
 
+/// huggingface_hub's `hf_hub_download(repo, file)`, timed: prints `{import, call, size}`.
+pub(crate) const HF_HUB_PY: &str = r#"
+import json, os, sys, time
+t0 = time.perf_counter()
+from huggingface_hub import hf_hub_download
+t1 = time.perf_counter()
+p = hf_hub_download(sys.argv[1], sys.argv[2])
+t2 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(p)}))
+"#;
+
+/// hf_transfer the way huggingface_hub 0.x drove it (HF_HUB_ENABLE_HF_TRANSFER=1): resolve with a
+/// HEAD that does not follow the redirect, then `download(cdn_url, file, max_files=argv[3])` with
+/// 10 MiB chunks; prints `{import, call, size}`.
+pub(crate) const HF_TRANSFER_PY: &str = r#"
+import http.client, json, os, sys, time, urllib.parse
+t0 = time.perf_counter()
+import hf_transfer
+t1 = time.perf_counter()
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port)
+c.request("HEAD", u.path)
+loc = urllib.parse.urljoin(sys.argv[1], c.getresponse().getheader("Location"))
+hf_transfer.download(url=loc, filename=sys.argv[2], max_files=int(sys.argv[3]), chunk_size=10 * 1024 * 1024)
+t2 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "call": t2 - t1, "size": os.path.getsize(sys.argv[2])}))
+"#;
+
 /// Milliseconds of a duration.
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
