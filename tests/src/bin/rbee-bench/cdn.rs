@@ -5,13 +5,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{file_len, free_port, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
+use crate::nginx::Nginx;
+use crate::proc::{file_len, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
 
 const REPO: &str = "bench/cdn";
@@ -61,66 +61,6 @@ struct Sample {
     connections: Option<usize>,
 }
 
-/// nginx in the foreground on two ports (capped, unthrottled); killed on drop.
-struct Nginx {
-    child: Child,
-    capped: u16,
-    free: u16,
-}
-
-impl Nginx {
-    fn start(ctx: &Ctx, www: &Path) -> Result<Self> {
-        let dir = ctx.fresh_dir("nginx")?;
-        let (capped, free) = (free_port()?, free_port()?);
-        let conf = dir.join("nginx.conf");
-        let d = dir.display();
-        fs::write(
-            &conf,
-            format!(
-                "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  default_type application/octet-stream;\n\
-                 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-                 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                 server {{ listen 127.0.0.1:{capped}; root {w}; limit_rate {CAP}; }}\n\
-                 server {{ listen 127.0.0.1:{free}; root {w}; }}\n}}\n",
-                w = www.display()
-            ),
-        )?;
-        let child = Command::new("nginx")
-            .args(["-p"])
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e"])
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting nginx (`bench/run.sh` installs Debian's nginx-light)")?;
-        let nginx = Self { child, capped, free };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", free)).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "nginx did not listen on {free}: {}",
-                    fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(nginx)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Bench<'a> {
     ctx: &'a Ctx,
     /// Hub redirecting to the capped nginx, and to the unthrottled one.
@@ -154,9 +94,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         }
     }
     drop(seed);
-    let nginx = Nginx::start(ctx, &www)?;
-    let hub = |port: u16| {
-        let hub = FakeHub::start(HubConfig { cdn: Some(format!("http://127.0.0.1:{port}")), ..HubConfig::default() });
+    let nginx = Nginx::start(&ctx.fresh_dir("nginx")?, &www, &[Some(CAP), None])?;
+    let hub = |cdn: String| {
+        let hub = FakeHub::start(HubConfig { cdn: Some(cdn), ..HubConfig::default() });
         hub.add_repo(spec(small, big));
         hub.sha256(REPO, "small.bin");
         hub.sha256(REPO, "big.bin");
@@ -165,7 +105,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let (hft, hfh) = (ctx.tmp.join("cdn_hf_transfer.py"), ctx.tmp.join("cdn_hf_hub.py"));
     fs::write(&hft, HF_TRANSFER_PY)?;
     fs::write(&hfh, HF_HUB_PY)?;
-    let b = Bench { ctx, capped: hub(nginx.capped), free: hub(nginx.free), scripts: (hft, hfh) };
+    let b = Bench { ctx, capped: hub(nginx.url(0)), free: hub(nginx.url(1)), scripts: (hft, hfh) };
     let runs = ctx.pick(3, 1);
     let mut md = String::new();
     let capped_small =

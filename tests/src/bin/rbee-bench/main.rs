@@ -14,6 +14,7 @@ mod cdn;
 mod download;
 mod footprint;
 mod mirror;
+mod nginx;
 mod proc;
 mod resume;
 mod scale;

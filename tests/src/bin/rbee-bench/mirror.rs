@@ -8,12 +8,12 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::proc::{free_port, note, timed, Ctx, Hive};
+use crate::nginx::Nginx;
+use crate::proc::{note, timed, Ctx, Hive};
 use crate::table::{median, size, Table};
 use rbee_tests::harness::process::{cpu_secs, status_kib};
 
@@ -36,10 +36,10 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let cache = dir.join("cache");
     let blob = write_cache(&cache, bytes)?;
     let hive = Hive::spawn(ctx, "http://127.0.0.1:9", &cache, &[])?;
-    let nginx = Nginx::start(&dir, blob.parent().context("blob dir")?)?;
+    let nginx = Nginx::start(&dir.join("nginx"), blob.parent().context("blob dir")?, &[None])?;
     let urls = [
         ("rbee-hive mirror", format!("{}/hf/bench/mirror/resolve/main/model.gguf", hive.url), hive.pid()),
-        ("nginx (sendfile)", format!("{}/{ETAG}", nginx.url), nginx.child.id()),
+        ("nginx (sendfile)", format!("{}/{ETAG}", nginx.url(0)), nginx.pid()),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); urls.len()];
     for r in 0..runs {
@@ -51,7 +51,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
             samples[i].push(fetch(url, *pid, bytes, &dir)?);
         }
     }
-    let rss = [hive.hwm_kib(), status_kib(nginx.child.id(), "VmHWM").unwrap_or(0)];
+    let rss = [hive.hwm_kib(), status_kib(nginx.pid(), "VmHWM").unwrap_or(0)];
     Ok(report(&urls.map(|(n, _, _)| n), &samples, rss, bytes, runs))
 }
 
@@ -133,58 +133,4 @@ fn report(names: &[&str], samples: &[Vec<Sample>], rss: [u64; 2], bytes: u64, ru
         size(bytes),
         t.done()
     )
-}
-
-/// A one-process nginx serving `root` on a free port (killed on drop).
-struct Nginx {
-    child: Child,
-    url: String,
-}
-
-impl Nginx {
-    fn start(dir: &Path, root: &Path) -> Result<Self> {
-        let port = free_port()?;
-        let prefix = dir.join("nginx");
-        fs::create_dir_all(prefix.join("tmp"))?;
-        let conf = prefix.join("nginx.conf");
-        fs::write(
-            &conf,
-            format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
-                 events {{ worker_connections 64; }}\n\
-                 http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  default_type application/octet-stream;\n\
-                 client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n\
-                 uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n\
-                 server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
-                p = prefix.display(),
-                r = root.display()
-            ),
-        )?;
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nginx: install Debian's nginx-light (bench/mirror.sh does)")?;
-        let nginx = Self { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("nginx never listened on {port}; see {}", prefix.join("error.log").display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(nginx)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
