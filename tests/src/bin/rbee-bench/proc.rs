@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rbee_tests::harness::process;
+use rbee_tests::harness::{self, process};
 
 /// Where things are and how big to go.
 #[derive(Debug)]
@@ -92,42 +92,27 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(rbee_tests::harness::free_port())
 }
 
-/// A running `rbee-hive` (killed on drop).
+/// A running `rbee-hive`: the harness's (killed on drop), with the cache a benchmark chose.
 pub(crate) struct Hive {
-    child: Child,
+    inner: harness::Hive,
     pub(crate) addr: String,
     pub(crate) url: String,
 }
 
 impl Hive {
-    /// Starts the hive on a free port against `endpoint` with `cache`, and waits for `/health`.
-    pub(crate) fn spawn(ctx: &Ctx, endpoint: &str, cache: &Path, extra: &[&str]) -> Result<Self> {
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let log = fs::File::create(cache.with_extension("hive.log"))?;
-        let child = Command::new(ctx.bin("rbee-hive"))
-            .args(["--addr", &addr, "--cache-dir"])
-            .arg(cache)
-            .args(extra)
-            .env("HF_ENDPOINT", endpoint)
-            .env_remove("HF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} (run `just bench`)", ctx.bin("rbee-hive").display()))?;
-        let hive = Self { child, url: format!("http://{addr}"), addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http(&hive.addr, "GET", "/health", None).map(|(s, _)| s).ok() != Some(200) {
-            if Instant::now() > deadline {
-                bail!("the hive on {} never answered /health", hive.addr);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(hive)
+    /// Starts the hive (the one beside this executable) on a free port against `endpoint` with
+    /// `cache`, and waits for `/health`.
+    pub(crate) fn spawn(_ctx: &Ctx, endpoint: &str, cache: &Path, extra: &[&str]) -> Result<Self> {
+        let cache = cache.to_str().context("the cache path is not UTF-8")?;
+        let builder = extra.iter().fold(harness::Hive::builder().endpoint(endpoint), |b, a| b.arg(a));
+        let inner = builder.arg("--cache-dir").arg(cache).spawn();
+        let url = inner.url().to_owned();
+        let addr = url.trim_start_matches("http://").to_owned();
+        Ok(Self { inner, addr, url })
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.inner.pid()
     }
 
     /// user + system CPU seconds so far.
@@ -168,13 +153,6 @@ impl Hive {
                 (s("job_id"), s("status"), j["events"].as_u64().unwrap_or(0))
             })
             .collect())
-    }
-}
-
-impl Drop for Hive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
