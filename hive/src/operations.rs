@@ -24,10 +24,15 @@ impl JobEnd {
         Self { id: id.to_owned(), started: Instant::now(), log, logged: false }
     }
 
+    /// Seconds since the job started, and the bytes it fetched.
+    fn spent(&self) -> (f64, String) {
+        (self.started.elapsed().as_secs_f64(), text::bytes(received(&self.log)))
+    }
+
     /// The job's own end: its terminal event.
     fn ended(mut self, event: &Event) {
         self.logged = true;
-        let (took, bytes) = (self.started.elapsed().as_secs_f64(), text::bytes(received(&self.log)));
+        let (took, bytes) = self.spent();
         let id = &self.id;
         match event {
             Event::Done { .. } => log::info!("{id} completed in {took:.1} s, {bytes} received"),
@@ -42,7 +47,7 @@ impl JobEnd {
 impl Drop for JobEnd {
     fn drop(&mut self) {
         if !self.logged {
-            let (took, bytes) = (self.started.elapsed().as_secs_f64(), text::bytes(received(&self.log)));
+            let (took, bytes) = self.spent();
             log::info!("{} cancelled after {took:.1} s, {bytes} received (task dropped)", self.id);
         }
     }

@@ -99,6 +99,17 @@ impl RepoDir {
         Some(text.trim().to_owned()).filter(|s| !s.is_empty())
     }
 
+    /// The cached commit `revision` names: a 40-hex commit whose snapshot exists, or the commit
+    /// `refs/{revision}` records. What the mirror serves and what an offline download answers from.
+    #[must_use]
+    pub fn commit_of(&self, revision: &str) -> Option<String> {
+        if rbee_protocol::validate::is_commit(revision) {
+            Some(revision.to_ascii_lowercase()).filter(|c| self.snapshot(c).is_dir())
+        } else {
+            self.read_ref(revision).filter(|c| rbee_protocol::validate::is_commit(c))
+        }
+    }
+
     /// Creates `snapshots/{commit}/`, then records `refs/{revision}` = `commit` (skipped when the
     /// revision is the commit itself).
     ///

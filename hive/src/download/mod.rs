@@ -173,12 +173,14 @@ impl Downloader {
 
     /// rbee's pick for a bare `org/repo`: one GGUF, by [`rbee_protocol::GGUF_PREFERENCE`].
     async fn pick_gguf(&self, ctx: &JobCtx, id: &str, revision: &str) -> Result<String, DownloadError> {
-        let (_, files) = self.hub.list_files(id, revision).await?;
+        // The listing under the retry policy (a 429 waits as the hub says), as snapshots read it.
+        let files: Vec<String> =
+            self.listing(ctx, id, revision).await?.files.into_iter().map(|s| s.rfilename).collect();
         let Some(pick) = rbee_protocol::pick_gguf(&files).map(str::to_owned) else {
             return Err(DownloadError::NoGguf { repo: id.to_owned(), files: files.len() });
         };
-        let others: Vec<&str> =
-            files.iter().map(String::as_str).filter(|f| f.ends_with(".gguf") && *f != pick).collect();
+        let is_gguf = |f: &str| f.to_ascii_lowercase().ends_with(".gguf");
+        let others: Vec<&str> = files.iter().map(String::as_str).filter(|f| is_gguf(f) && *f != pick).collect();
         ctx.narrate(format!(
             "🔎 `{id}` names no file: picked `{pick}` (rbee prefers Q4_K_M, Q5_K_M, Q4_0, Q5_0, Q8_0, F16)"
         ));

@@ -30,13 +30,9 @@ pub(crate) fn answer(cache: &std::path::Path, req: &ModelDownload) -> Result<Pat
     if !repo.root().is_dir() {
         return Err(missing(format!("`{id}` is not in the cache at {}", cache.display())));
     }
-    let commit = if validate::is_commit(revision) && repo.snapshot(revision).is_dir() {
-        revision.to_owned()
-    } else {
-        repo.read_ref(revision).ok_or_else(|| {
-            missing(format!("revision `{}` of `{id}` is not in the cache (no refs/{0})", escape(revision)))
-        })?
-    };
+    let commit = repo.commit_of(revision).ok_or_else(|| {
+        missing(format!("revision `{}` of `{id}` is not in the cache (no refs/{0})", escape(revision)))
+    })?;
     let at = format!("`{id}` @ {} (commit {})", escape(revision), &commit[..commit.len().min(12)]);
     let cached = repo.snapshot_files(&commit);
     let file = match (&model.file, req.is_snapshot()) {

@@ -129,14 +129,9 @@ fn repo_dir(cache: &Path, repo: &str, revision: &str) -> Result<RepoDir, MirrorE
     Ok(dir)
 }
 
-/// The commit `revision` names: a 40-hex commit whose snapshot exists, or what `refs/<revision>`
-/// records.
+/// The commit `revision` names in the cache ([`RepoDir::commit_of`]).
 fn commit_of(dir: &RepoDir, repo: &str, revision: &str) -> Result<String, MirrorError> {
-    let commit = if validate::is_commit(revision) {
-        Some(revision.to_ascii_lowercase()).filter(|c| dir.snapshot(c).is_dir())
-    } else {
-        dir.read_ref(revision).filter(|c| validate::is_commit(c))
-    };
+    let commit = dir.commit_of(revision);
     commit.ok_or_else(|| MirrorError::RevisionNotFound { repo: repo.to_owned(), revision: revision.to_owned() })
 }
 
