@@ -51,8 +51,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
     /// Most upstream connections one file may use at once: a big file travels as byte ranges over
-    /// up to this many (starting with 4 and widening while throughput rises); 1 fetches every
-    /// file as one stream. A job may ask for fewer (`connections`). Not `--max-connections`, which
+    /// up to this many (one first; 4, then doubling while throughput rises, once one connection
+    /// leaves the hive idle); 1 fetches every file as one stream. A job may ask for fewer (`connections`). Not `--max-connections`, which
     /// caps the hive's own HTTP server.
     #[arg(long, env = "RBEE_HIVE_MAX_PARTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_parts: u32,

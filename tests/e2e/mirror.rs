@@ -216,7 +216,7 @@ fn a_second_hive_downloads_from_the_first_hives_mirror() {
     let before = hub.stats();
     let second = Hive::builder().endpoint(&endpoint(&first)).spawn();
     let out = Keeper::new().hive(&second).args(["model", "download", REPO, MODEL]).run();
-    out.assert_success().assert_stderr_contains(&format!("🔀 fetching `{MODEL}` in parts over"));
+    out.assert_success().assert_stderr_contains(&format!("🔀 fetching `{MODEL}` in parts:"));
     let path = second.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
     assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
     assert_eq!(hub.stats().requests.len(), before.requests.len(), "the hub was asked again");

@@ -53,7 +53,7 @@ fn fill<'d>(buf: &mut Vec<u8>, batch: usize, data: &'d [u8]) -> &'d [u8] {
     if buf.capacity() < batch {
         buf.reserve_exact(batch - buf.len());
     }
-    let (now, rest) = data.split_at(data.len().min(batch - buf.len()));
+    let (now, rest) = data.split_at(data.len().min(batch.saturating_sub(buf.len())));
     buf.extend_from_slice(now);
     rest
 }

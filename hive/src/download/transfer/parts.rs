@@ -1,23 +1,31 @@
 //! A file in parts: byte ranges over several connections at once, each written at its offset
 //! into the sparse part file ([`super::sparse`]), while sha256 follows the contiguous prefix.
 //!
-//! Every part is a surf request read chunk by chunk by a *worker*, a task of an executor that
-//! lives inside this future (so inside the job's task): cancelling the job drops the executor,
-//! which drops every worker, which drops every response body, which closes every upstream
-//! connection at once ([`crate::download::curl`]). Disk writes and hashing run off the executor
-//! through the job's [`Outstanding`](crate::jobs::Outstanding), so a cancel still waits for them.
+//! Every part is read chunk by chunk by a *worker*, a task of an executor that lives inside this
+//! future (so inside the job's task): cancelling the job drops the executor, which drops every
+//! worker, which drops every response body, which closes every upstream connection at once
+//! ([`crate::download::curl`]). Disk writes and hashing run off the executor through the job's
+//! [`Outstanding`](crate::jobs::Outstanding), so a cancel still waits for them.
 //!
-//! * **Plan.** What is missing is cut into chunks of [`chunk_for`] bytes at block boundaries
-//!   (one request each). A worker takes the lowest chunk no one holds, so the parts in flight stay
-//!   next to each other and the contiguous prefix grows steadily behind them; once none is left
-//!   it splits the biggest remaining one in half and takes the back half (the other worker stops
-//!   at the split point and drops its connection), so connections stay busy to the end.
-//! * **How many.** [`START_PARTS`] workers first; after each measured window the count doubles
-//!   while the aggregate throughput rose by at least [`RISE`] since the last widening, never
-//!   beyond the job's cap. A CDN that caps each connection keeps rewarding more; a loopback or a
-//!   link that one connection fills stops the widening at once.
-//! * **Hash.** One hasher task reads the part file over the contiguous written prefix, 1 MiB
-//!   at a time, as it grows: the verdict comes within about one part of the last byte.
+//! * **One connection first.** A lone worker asks for everything that is missing in one request
+//!   and writes it in file order, hashed from memory as it is written: exactly as cheap as one
+//!   stream, which is all a link that one connection fills (a loopback, a LAN mirror) can use.
+//! * **Wider while it pays.** After a measured window the controller *probes*: it doubles the
+//!   workers and measures again. If the aggregate rose by at least [`RISE`] (a CDN that caps each
+//!   connection), the count stays and the next probe follows at once, never beyond the job's cap;
+//!   if not, the extra workers stop when their current request ends and the next probe waits
+//!   longer ([`REPROBE`], doubling).
+//! * **Where a new worker starts.** A worker takes the lowest missing range no one holds; once
+//!   none is left it *carves* the part with the most bytes left: just after that part's current
+//!   request (requests are [`chunk_for`] bytes long while workers share the file, so the carve
+//!   never cuts one), or, when that request runs to the part's end, [`chunk_for`] bytes (or half
+//!   of what is left) past its cursor, where the other worker stops and drops its connection.
+//!   Parts so stay next to each other, the contiguous prefix grows steadily behind them, and
+//!   connections stay busy to the end.
+//! * **Hash.** What is written exactly where the hashed prefix ends is hashed from memory by the
+//!   thread that wrote it; one hasher task reads the rest back from the part file, 1 MiB at a
+//!   time, as the contiguous written prefix grows: the verdict comes within about one part of the
+//!   last byte.
 //! * **Failures.** A part that fails is retried on its own from its last written byte ([`Retry`]);
 //!   meanwhile the others keep going. A server that answers a range with `200` ends the plan:
 //!   the caller falls back to one stream.
@@ -41,25 +49,33 @@ use crate::download::stall::Window;
 
 /// Files at least this big travel in parts.
 pub(crate) const PARALLEL_MIN: u64 = 8 << 20;
-/// Connections a download in parts starts with.
-pub(crate) const START_PARTS: usize = 4;
-/// Chunks of a file in parts: about 1/64 of it, between these (block multiples).
+/// Requests of workers that share a file: about 1/64 of it, between these (block multiples).
 const CHUNK_MIN: u64 = 2 << 20;
 const CHUNK_MAX: u64 = 8 << 20;
-/// A part is split only when both halves get at least this much.
+/// A part is carved only when both sides keep at least this much.
 const MIN_SPLIT: u64 = 512 << 10;
-/// Disk write batch of one part (two per connection at most: one filling, one being written).
+/// Disk write batch of a worker that shares the file (two per connection at most: one filling,
+/// one being written).
 const PART_BATCH: usize = 256 << 10;
+/// Disk write batch of a lone worker (as one stream's largest).
+const LONE_BATCH: usize = 1 << 20;
 /// Bytes hashed per blocking call.
 const HASH_STEP: usize = 1 << 20;
 /// How often the controller looks at progress and throughput.
 const TICK: Duration = Duration::from_millis(25);
-/// How long throughput is measured before deciding to widen.
+/// How long throughput is measured before deciding.
 const WINDOW: Duration = Duration::from_millis(100);
-/// Widen again only when the last widening raised throughput at least this much.
+/// A probe is kept when it raised throughput at least this much.
 const RISE: f64 = 1.25;
 /// Longest wait for new connections' first bytes before measuring anyway.
 const WARM_UP: Duration = Duration::from_secs(1);
+/// Workers once one connection turned out not to be enough.
+const START_PARTS: usize = 4;
+/// Cores the hive may keep busy and still widen: sha256 is one serial stream, so a hive that
+/// already keeps a core busy is what limits the pace, not the network.
+const BUSY: f64 = 1.0;
+/// Wait before probing again after a probe that did not pay (doubles each time).
+const REPROBE: Duration = Duration::from_secs(1);
 
 /// One byte range of the file and how far it got.
 #[derive(Debug)]
@@ -69,17 +85,25 @@ struct Part {
     cursor: u64,
     /// Bytes up to here are on disk.
     written: u64,
-    /// Where this part stops (moves down when another worker takes its back half).
+    /// Where this part stops (moves down when another worker carves its back).
     end: u64,
+    /// Where the current request stops by itself (`end` when it runs to the part's end).
+    asked: u64,
     taken: bool,
+}
+
+impl Part {
+    fn new(start: u64, end: u64, taken: bool) -> Self {
+        Self { start, cursor: start, written: start, end, asked: start, taken }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Plan {
     parts: Vec<Part>,
-    /// Workers that received their first byte (or ended without work).
-    warm: usize,
-    /// Most workers that may take another part (lowered when a widening did not pay).
+    /// Live workers that have not received a byte yet.
+    cold: usize,
+    /// Most workers that may take another part.
     limit: usize,
     /// Workers that may still take parts.
     workers: usize,
@@ -111,6 +135,8 @@ fn retry(e: DownloadError) -> Stop {
 struct Shared<'a> {
     t: &'a Transfer<'a>,
     sparse: Sparse,
+    /// Request length of workers that share the file.
+    chunk: u64,
     plan: Mutex<Plan>,
     /// Rung when a part's written prefix grows.
     written: event_listener::Event,
@@ -128,14 +154,15 @@ struct Hashing {
 }
 
 impl Hashing {
-    /// Hashes `data` (just written at `offset`) if it extends the prefix.
-    fn inline(hash: &Mutex<Hashing>, offset: u64, data: &[u8]) {
-        if let Ok(mut h) = hash.try_lock() {
-            if h.at == offset {
-                h.sha.update(data);
-                h.at += data.len() as u64;
-            }
+    /// Hashes `data` (just written at `offset`) if it extends the prefix; whether it did.
+    fn inline(hash: &Mutex<Hashing>, offset: u64, data: &[u8]) -> bool {
+        let Ok(mut h) = hash.try_lock() else { return false };
+        if h.at != offset {
+            return false;
         }
+        h.sha.update(data);
+        h.at += data.len() as u64;
+        true
     }
 }
 
@@ -155,10 +182,11 @@ impl Shared<'_> {
         done + self.plan().parts.iter().map(|p| p.cursor - p.start).sum::<u64>()
     }
 
-    /// A part for a worker: one no one holds, else the back half of the biggest one left.
+    /// A part for a worker: the lowest one no one holds, else one carved from the part with the
+    /// most bytes left.
     fn claim(&self) -> Option<usize> {
         let mut plan = self.plan();
-        let claimed = if plan.workers > plan.limit { None } else { Self::claim_in(&mut plan) };
+        let claimed = if plan.workers > plan.limit { None } else { self.claim_in(&mut plan) };
         if claimed.is_none() {
             // This worker is done: one worker too many, or no work left.
             plan.workers -= 1;
@@ -166,7 +194,7 @@ impl Shared<'_> {
         claimed
     }
 
-    fn claim_in(plan: &mut Plan) -> Option<usize> {
+    fn claim_in(&self, plan: &mut Plan) -> Option<usize> {
         if let Some(i) = plan.parts.iter().position(|p| !p.taken && p.written < p.end) {
             plan.parts[i].taken = true;
             return Some(i);
@@ -179,12 +207,15 @@ impl Shared<'_> {
             .map(|(i, p)| (i, p.end - p.cursor))
             .max_by_key(|(_, left)| *left)?;
         let victim = &mut plan.parts[i];
-        let mid = (victim.cursor + left / 2).next_multiple_of(BLOCK);
-        if mid < victim.cursor + MIN_SPLIT || victim.end < mid + MIN_SPLIT {
+        let ahead = victim.cursor + self.chunk.min(left / 2);
+        // Just after its current request, unless that one runs to the part's end.
+        let cut = if victim.asked < victim.end { ahead.max(victim.asked) } else { ahead };
+        let cut = cut.next_multiple_of(BLOCK);
+        if cut < victim.cursor + MIN_SPLIT || victim.end < cut + MIN_SPLIT {
             return None;
         }
-        let end = std::mem::replace(&mut victim.end, mid);
-        plan.parts.push(Part { start: mid, cursor: mid, written: mid, end, taken: true });
+        let end = std::mem::replace(&mut victim.end, cut);
+        plan.parts.push(Part::new(cut, end, true));
         Some(plan.parts.len() - 1)
     }
 }
@@ -201,26 +232,13 @@ impl Transfer<'_> {
                 size - done
             ));
         }
-        let chunk = chunk_for(size);
-        let parts = sparse
-            .missing()
-            .into_iter()
-            .flat_map(|(start, end)| {
-                (start..end).step_by(usize::try_from(chunk).unwrap_or(usize::MAX)).map(move |s| (s, end))
-            })
-            .map(|(start, end)| Part {
-                start,
-                cursor: start,
-                written: start,
-                end: (start + chunk).min(end),
-                taken: false,
-            })
-            .collect();
+        let parts = sparse.missing().into_iter().map(|(start, end)| Part::new(start, end, false)).collect();
         let (ends, ended) = async_channel::unbounded();
         let shared = Shared {
             t: self,
             sparse,
-            plan: Mutex::new(Plan { parts, warm: 0, limit: usize::MAX, workers: 0 }),
+            chunk: chunk_for(size),
+            plan: Mutex::new(Plan { parts, cold: 0, limit: 1, workers: 0 }),
             written: event_listener::Event::new(),
             ends,
             hash: Arc::new(Mutex::new(Hashing { sha: Sha256::new(), at: 0, buf: Vec::new() })),
@@ -244,13 +262,21 @@ impl Transfer<'_> {
         done: u64,
     ) -> Result<Option<String>, DownloadError> {
         let cap = self.max_parts.max(1);
-        let n = START_PARTS.min(cap);
-        let mut widen = Widen { n, cap, best: 0.0, window: None, since: Instant::now(), prev: n };
-        shared.plan().workers += n;
-        workers.extend((0..n).map(|_| ex.spawn(worker(shared))));
+        let mut widen = Widen::new(cap, Instant::now());
+        // `more` workers join, `n` in all.
+        let spawn = |more: usize, n: usize, workers: &mut Vec<smol::Task<()>>| {
+            {
+                let mut plan = shared.plan();
+                plan.workers += more;
+                plan.cold += more;
+                plan.limit = n;
+            }
+            workers.extend((0..more).map(|_| ex.spawn(worker(shared))));
+        };
+        spawn(1, 1, workers);
         self.ctx.narrate(format!(
-            "🔀 fetching `{}` in parts over {} connections (widening up to {cap} while throughput rises)",
-            self.file, widen.n
+            "🔀 fetching `{}` in parts: one connection first, more (up to {cap}) while they pay",
+            self.file
         ));
         let size = shared.sparse.size;
         let mut meter = Meter::new(self.ctx, self.file, Some(size), done);
@@ -275,87 +301,172 @@ impl Transfer<'_> {
             meter.tick(received, false);
             match widen.step(shared, received) {
                 Some(Change::Widen(more)) => {
-                    shared.plan().workers += more;
-                    workers.extend((0..more).map(|_| ex.spawn(worker(shared))));
+                    spawn(more, widen.n, workers);
                     self.ctx.narrate(format!("🔀 `{}`: widened to {} connections", self.file, widen.n));
                 }
-                Some(Change::Back(n)) => self.ctx.narrate(format!(
-                    "🔀 `{}`: more connections were slower; back to {n} as their parts end",
-                    self.file
-                )),
+                Some(Change::Back(n)) => {
+                    shared.plan().limit = n;
+                    let to = if n == 1 { "one connection".to_owned() } else { format!("{n} connections") };
+                    self.ctx.narrate(format!(
+                        "🔀 `{}`: more connections were not faster; back to {to} as their requests end",
+                        self.file
+                    ));
+                }
                 None => {}
             }
         }
     }
 }
 
-/// The chunk size of a `size`-byte file: ~1/64 of it, block-aligned, within
-/// [`CHUNK_MIN`]..=[`CHUNK_MAX`].
+/// The request length of workers sharing a `size`-byte file: ~1/64 of it, block-aligned,
+/// within [`CHUNK_MIN`]..=[`CHUNK_MAX`].
 fn chunk_for(size: u64) -> u64 {
     (size / 64).clamp(CHUNK_MIN, CHUNK_MAX).next_multiple_of(BLOCK)
 }
 
-/// The adaptive connection count.
+/// The adaptive connection count: one connection while the hive itself is what limits the pace,
+/// more while more pay.
 struct Widen {
+    /// Workers wanted now.
     n: usize,
     cap: usize,
-    /// Throughput measured with the previous count (bytes/s).
-    best: f64,
-    /// The measuring window: when it started, bytes received then.
-    window: Option<(Instant, u64)>,
+    /// While probing: the count before, and the throughput it had (bytes/s).
+    probing: Option<(usize, f64)>,
+    /// The last throughput measured with `n` workers (bytes/s).
+    base: Option<f64>,
+    /// The measuring window: when it started, bytes received and the hive's CPU time then.
+    window: Option<(Instant, u64, Option<Duration>)>,
     /// When the count last changed.
     since: Instant,
-    /// The count before the last widening.
-    prev: usize,
+    /// No probe before this.
+    next_probe: Instant,
+    /// The wait after the next probe that does not pay.
+    pause: Duration,
 }
 
 /// What the controller does after a measuring window.
 enum Change {
     /// Start this many more workers.
     Widen(usize),
-    /// The last widening made it slower: back to this many.
+    /// The probe made it no faster: back to this many.
     Back(usize),
 }
 
+/// What the controller sees at a tick.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    /// Bytes received so far.
+    received: u64,
+    /// Every worker got its first byte and the extra ones left.
+    settled: bool,
+    /// The hive's CPU time so far.
+    cpu: Option<Duration>,
+}
+
+/// CPU time this process used so far (every thread), if the system says.
+fn cpu_time() -> Option<Duration> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let time = |t: nix::sys::time::TimeVal| -> Option<Duration> {
+        Some(Duration::new(t.tv_sec().try_into().ok()?, (t.tv_usec() * 1000).try_into().ok()?))
+    };
+    Some(time(usage.user_time())? + time(usage.system_time())?)
+}
+
 impl Widen {
+    fn new(cap: usize, now: Instant) -> Self {
+        Self { n: 1, cap, probing: None, base: None, window: None, since: now, next_probe: now, pause: REPROBE }
+    }
+
     /// Whether to change the number of workers now.
     fn step(&mut self, shared: &Shared<'_>, received: u64) -> Option<Change> {
-        if self.n >= self.cap {
+        let (cold, workers) = {
+            let plan = shared.plan();
+            (plan.cold, plan.workers)
+        };
+        // Measure once every worker got its first byte and the extra ones left.
+        let sample = Sample { at: Instant::now(), received, settled: cold == 0 && workers <= self.n, cpu: cpu_time() };
+        self.decide(sample)
+    }
+
+    fn decide(&mut self, Sample { at: now, received, settled, cpu }: Sample) -> Option<Change> {
+        if self.n >= self.cap && self.probing.is_none() {
             return None;
         }
-        let Some((t0, b0)) = self.window else {
-            if shared.plan().warm >= self.n || self.since.elapsed() > WARM_UP {
-                self.window = Some((Instant::now(), received));
+        let Some((t0, b0, c0)) = self.window else {
+            if settled || now - self.since > WARM_UP {
+                self.window = Some((now, received, cpu));
             }
             return None;
         };
-        let elapsed = t0.elapsed();
+        let elapsed = now - t0;
         if elapsed < WINDOW {
             return None;
         }
+        self.window = Some((now, received, cpu));
         let rate = (received - b0) as f64 / elapsed.as_secs_f64();
-        if rate < self.best * RISE {
-            // Settled: more connections no longer pay; fewer did better.
-            let back = (rate < self.best).then_some(self.prev);
-            self.cap = back.unwrap_or(self.n);
-            if let Some(n) = back {
-                self.n = n;
-                shared.plan().limit = n;
+        // Cores the hive kept busy (unknown: assume it has room).
+        let busy = c0.zip(cpu).map_or(0.0, |(c0, c)| c.saturating_sub(c0).as_secs_f64() / elapsed.as_secs_f64());
+        log::debug!(
+            "parts: {} workers: {:.1} MiB/s, {busy:.2} cores busy (probing from {:?})",
+            self.n,
+            rate / f64::from(1 << 20),
+            self.probing.map(|(n, r)| (n, r / f64::from(1 << 20)))
+        );
+        match self.probing.take() {
+            Some((before, base)) if rate < base * RISE => {
+                // Not worth it: back, and probe again later.
+                (self.n, self.base, self.window, self.since) = (before, None, None, now);
+                self.next_probe = now + self.pause;
+                self.pause *= 2;
+                Some(Change::Back(before))
             }
-            return back.map(Change::Back);
+            _ if busy >= BUSY => {
+                // The hive itself (hashing, writing) sets the pace: more connections cannot help.
+                self.base = Some(rate);
+                None
+            }
+            Some(_) => {
+                // It paid: keep them, and probe further at once.
+                self.base = Some(rate);
+                self.probe(now)
+            }
+            None if self.n == 1 => {
+                // One connection leaves the hive idle: the network sets the pace, so several
+                // connections at once (a CDN that caps each one rewards them).
+                let more = START_PARTS.min(self.cap) - 1;
+                (self.n, self.base, self.window, self.since) = (1 + more, None, None, now);
+                Some(Change::Widen(more))
+            }
+            None => {
+                let base = *self.base.insert(rate);
+                (now >= self.next_probe).then(|| self.probe_from(base, now)).flatten()
+            }
         }
-        let more = (self.n * 2).min(self.cap) - self.n;
-        (self.best, self.prev, self.n, self.window, self.since) = (rate, self.n, self.n + more, None, Instant::now());
+    }
+
+    /// Starts a probe with twice the workers (up to the cap), measured against the last window.
+    fn probe(&mut self, now: Instant) -> Option<Change> {
+        let base = self.base?;
+        self.probe_from(base, now)
+    }
+
+    fn probe_from(&mut self, base: f64, now: Instant) -> Option<Change> {
+        let to = (self.n * 2).min(self.cap);
+        let more = to.checked_sub(self.n).filter(|m| *m > 0)?;
+        self.probing = Some((self.n, base));
+        (self.n, self.window, self.since) = (to, None, now);
         Some(Change::Widen(more))
     }
 }
 
 /// Takes parts until none is left; reports a failure that ends the plan.
 async fn worker(shared: &Shared<'_>) {
-    let mut w = Writer::new(shared.t.write_batch.unwrap_or(PART_BATCH));
-    let mut warm = false;
+    let mut w = Writer::new(shared.t.write_batch);
+    let mut cold = true;
     while let Some(i) = shared.claim() {
-        if let Err(end) = fetch_part(shared, i, &mut w, &mut warm).await {
+        if let Err(end) = fetch_part(shared, i, &mut w, &mut cold).await {
             let _ = shared.ends.try_send(end);
             return;
         }
@@ -364,19 +475,24 @@ async fn worker(shared: &Shared<'_>) {
         let _ = shared.ends.try_send(End::Failed(e.into()));
         return;
     }
-    if !warm {
-        shared.plan().warm += 1;
+    if cold {
+        shared.plan().cold -= 1;
     }
 }
 
-/// One part to its end, retried on its own.
-async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, warm: &mut bool) -> Result<(), End> {
+/// One part to its end, request after request, each retried on its own.
+async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, cold: &mut bool) -> Result<(), End> {
     let (ctx, file, retry) = (shared.t.ctx, shared.t.file, shared.t.retry);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let failure = match part_attempt(shared, i, w, warm, retry).await {
-            Ok(()) => return Ok(()),
+        let failure = match part_attempt(shared, i, w, cold, retry).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                // One request done, more of the part to go.
+                attempt = 0;
+                continue;
+            }
             Err(Stop::RangeIgnored) => return Err(End::RangeIgnored),
             Err(Stop::Interrupted(Interrupted::Fatal(e))) => return Err(End::Failed(e)),
             Err(Stop::Interrupted(Interrupted::Retry(e))) => e,
@@ -394,24 +510,30 @@ async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, warm: &mut bo
     }
 }
 
+/// One request of part `i`: to the part's end for a lone worker, else [`chunk_for`] bytes.
+/// `Ok(true)` when the part is done.
 async fn part_attempt(
     shared: &Shared<'_>,
     i: usize,
     w: &mut Writer,
-    warm: &mut bool,
+    cold: &mut bool,
     retry: Retry,
-) -> Result<(), Stop> {
+) -> Result<bool, Stop> {
     let t = shared.t;
     let size = shared.sparse.size;
-    let (from, end) = {
-        let plan = shared.plan();
-        (plan.parts[i].cursor, plan.parts[i].end)
+    let (from, asked, lone) = {
+        let mut plan = shared.plan();
+        let lone = plan.workers == 1;
+        let p = &mut plan.parts[i];
+        p.asked = if lone { p.end } else { p.end.min(p.cursor + shared.chunk) };
+        (p.cursor, p.asked, lone)
     };
-    if from >= end {
-        return Ok(());
+    if from >= asked {
+        return Ok(true);
     }
-    let what = format!("downloading bytes {from}-{} of `{}`", end - 1, t.file);
-    let following = t.hub.get_following(&t.res.url, from, Some(end - 1), retry.stall, &what);
+    w.batch = t.write_batch.unwrap_or(if lone { LONE_BATCH } else { PART_BATCH });
+    let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
+    let following = t.hub.get_following(&t.res.url, from, Some(asked - 1), retry.stall, &what);
     let mut response = following.await.map_err(self::retry)?;
     match response.status() {
         StatusCode::PartialContent => match content_range(&response) {
@@ -445,29 +567,31 @@ async fn part_attempt(
             Some(Ok(0)) => break,
             Some(Ok(n)) => n,
         };
-        if !*warm {
-            *warm = true;
-            shared.plan().warm += 1;
+        if *cold {
+            *cold = false;
+            shared.plan().cold -= 1;
         }
         // Buffered already: this returns at once with the same bytes.
         let chunk = body.fill_buf().await.map_err(|e| retry_err(&what, e))?;
-        // Never past this part's end (which another worker may have moved down meanwhile).
-        let (at, take, finished) = {
+        // Never past the request's nor the part's end (another worker may have carved it).
+        let (at, take, stop) = {
             let mut plan = shared.plan();
             let p = &mut plan.parts[i];
-            let take = (p.end - p.cursor).min(n as u64);
+            let stop = p.end.min(p.asked);
+            let take = (stop - p.cursor).min(n as u64);
             p.cursor += take;
-            (p.cursor - take, usize::try_from(take).unwrap_or(0), p.cursor == p.end)
+            let done = (p.cursor == stop).then_some(p.cursor == p.end);
+            (p.cursor - take, usize::try_from(take).unwrap_or(0), done)
         };
         w.push(shared, i, at, &chunk[..take]).await?;
         body.consume(n);
         // Bandwidth caps, then the slow-trickle check (stall.rs).
         t.pacer.pace(&t.ctx.id, n).await;
         window.add(n).map_err(|why| retry_err(&what, why))?;
-        if finished {
-            // The part's last batch goes to the disk while the next part connects.
+        if let Some(part_done) = stop {
+            // The last batch goes to the disk while the next request connects.
             w.send(shared).await?;
-            return Ok(());
+            return Ok(part_done);
         }
     }
     let at = shared.plan().parts[i].cursor;
@@ -478,8 +602,9 @@ fn retry_err(what: &str, reason: impl std::fmt::Display) -> Stop {
     retry(network(what, reason))
 }
 
-/// A batch being written on a blocking thread: gives back the (emptied) buffer.
-type InFlight = smol::Task<(Vec<u8>, std::io::Result<()>)>;
+/// A batch being written on a blocking thread: gives back the (emptied) buffer and whether the
+/// batch was hashed from memory.
+type InFlight = smol::Task<(Vec<u8>, std::io::Result<bool>)>;
 
 /// One worker's disk writes: a batch filling while the previous one is written.
 struct Writer {
@@ -494,8 +619,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(batch: usize) -> Self {
-        Self { buf: Vec::new(), spare: Vec::new(), batch: batch.max(1), part: 0, pos: 0, in_flight: None }
+    /// A writer with a fixed batch (tests), else one each request sets.
+    fn new(fixed: Option<usize>) -> Self {
+        let batch = fixed.unwrap_or(PART_BATCH).max(1);
+        Self { buf: Vec::new(), spare: Vec::new(), batch, part: 0, pos: 0, in_flight: None }
     }
 
     /// Buffers `data` of part `i` at offset `at`; a full batch goes to the disk.
@@ -555,10 +682,7 @@ impl Writer {
         let write = shared.sparse.writer(offset, len);
         let hash = shared.hash.clone();
         let task = shared.t.ctx.outstanding.unblock(move || {
-            let res = write(&buf);
-            if res.is_ok() {
-                Hashing::inline(&hash, offset, &buf);
-            }
+            let res = write(&buf).map(|()| Hashing::inline(&hash, offset, &buf));
             (buf, res)
         });
         self.in_flight = Some((self.part, offset + len, task));
@@ -570,9 +694,18 @@ impl Writer {
         let (mut buf, res) = task.await;
         buf.clear();
         self.spare = buf;
-        res.map_err(at(&shared.t.repo.parts(&shared.t.res.etag)))?;
-        shared.plan().parts[i].written = upto;
-        shared.written.notify(usize::MAX);
+        let hashed = res.map_err(at(&shared.t.repo.parts(&shared.t.res.etag)))?;
+        let complete = {
+            let mut plan = shared.plan();
+            let part = &mut plan.parts[i];
+            part.written = upto;
+            part.written >= part.end
+        };
+        // The hasher has work only when these bytes were not hashed here, or when a finished
+        // part may join the prefix to bytes written further on.
+        if !hashed || complete {
+            shared.written.notify(usize::MAX);
+        }
         Ok(())
     }
 }
@@ -625,4 +758,76 @@ async fn hash(shared: &Shared<'_>) -> Result<String, CacheError> {
 fn at_path<'a>(shared: &'a Shared<'_>) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
     let path = shared.t.repo.parts(&shared.t.res.etag);
     move |e| at(&path)(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the controller for `secs` over a link where `n` connections bring `rate(n)` bytes/s
+    /// and keep `cores(n)` cores of the hive busy; returns the changes it made, with when.
+    fn simulate(cap: usize, secs: f64, rate: impl Fn(usize) -> f64, cores: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
+        let t0 = Instant::now();
+        let mut w = Widen::new(cap, t0);
+        let (mut n, mut received, mut cpu, mut t) = (1usize, 0.0f64, 0.0f64, 0.0f64);
+        let mut changes = Vec::new();
+        let dt = TICK.as_secs_f64();
+        while t < secs {
+            t += dt;
+            received += rate(n) * dt;
+            cpu += cores(n) * dt;
+            let sample = Sample {
+                at: t0 + Duration::from_secs_f64(t),
+                received: received as u64,
+                settled: true,
+                cpu: Some(Duration::from_secs_f64(cpu)),
+            };
+            match w.decide(sample) {
+                Some(Change::Widen(more)) => n += more,
+                Some(Change::Back(to)) => n = to,
+                None => continue,
+            }
+            assert_eq!(n, w.n);
+            changes.push((t, n));
+        }
+        changes
+    }
+
+    const MIB: f64 = 1048576.0;
+
+    #[test]
+    fn a_connection_that_keeps_the_hive_busy_stays_alone() {
+        // Unthrottled loopback: one connection fills what the hive can hash; more share it.
+        let changes = simulate(16, 3.0, |_| 1000.0 * MIB, |n| 1.7 + 0.1 * n as f64);
+        assert_eq!(changes, vec![], "one connection is all a busy hive can use");
+    }
+
+    #[test]
+    fn a_capped_connection_widens_to_four_then_doubles_while_it_pays() {
+        // A CDN capping each connection at 16 MiB/s; the hive is nearly idle.
+        let changes = simulate(16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(counts, vec![4, 8, 16], "{changes:?}");
+        assert!(changes[2].0 < 1.0, "16 connections within a second: {changes:?}");
+    }
+
+    #[test]
+    fn a_probe_that_does_not_pay_goes_back_and_is_tried_again_later() {
+        // Each connection capped at 16 MiB/s, the link at 64 MiB/s: four is the most that pays.
+        let changes = simulate(16, 6.0, |n| (16.0 * MIB * n as f64).min(64.0 * MIB), |_| 0.1);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(&counts[..3], &[4, 8, 4], "{changes:?}");
+        assert!(counts.iter().all(|n| *n == 4 || *n == 8), "{changes:?}");
+        // Probes again after a pause that doubles: 1 s, then 2 s.
+        let probes: Vec<f64> = changes.iter().filter(|c| c.1 == 8).map(|c| c.0).collect();
+        assert!(probes.len() >= 2 && probes.len() <= 3, "{changes:?}");
+        assert!(probes[1] - probes[0] >= REPROBE.as_secs_f64(), "{changes:?}");
+    }
+
+    #[test]
+    fn never_above_the_cap() {
+        let changes = simulate(3, 2.0, |n| 16.0 * MIB * n as f64, |_| 0.0);
+        assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![3], "{changes:?}");
+        assert_eq!(simulate(1, 2.0, |n| 16.0 * MIB * n as f64, |_| 0.0), vec![]);
+    }
 }

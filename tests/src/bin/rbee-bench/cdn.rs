@@ -360,12 +360,13 @@ impl Bench<'_> {
         if file_len(&blob) != bytes {
             bail!("{} has {} bytes, expected {bytes}", blob.display(), file_len(&blob));
         }
-        // "🔀 … over N connections", "widened to N connections": the most it said.
-        let connections = run
-            .stdout
-            .split("connections")
-            .filter_map(|s| s.rsplit(' ').nth(1).and_then(|n| n.parse::<usize>().ok()))
-            .max();
+        // "🔀 … in parts: one connection first", then "widened to N connections": the most it said.
+        let connections = run.stdout.contains("in parts:").then(|| {
+            run.stdout
+                .split(" connections")
+                .filter_map(|s| s.rsplit_once("widened to ").and_then(|(_, n)| n.parse::<usize>().ok()))
+                .fold(1, usize::max)
+        });
         Ok(Sample { wall: run.wall, cpu, rss_kib: hive.hwm_kib(), connections })
     }
 }
