@@ -180,6 +180,39 @@ fn a_killed_download_in_parts_fetches_only_what_is_missing() {
     interrupted_then_resumed(true);
 }
 
+/// The space check counts what a download in parts already holds: a resume that needs less than
+/// the whole file goes ahead on a disk that could not hold the whole file again.
+#[test]
+fn a_resumed_download_in_parts_needs_room_only_for_what_is_missing() {
+    let size = 32 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(2 << 20);
+    let hive = Hive::spawn(&hub);
+    let id = start(&hive, Some(8));
+    assert!(hub.wait_for_bytes(12 << 20, 3 * TIMEOUT), "the first run never got 12 MiB");
+    assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
+    assert!(hub.wait_all_closed(TIMEOUT));
+    // The blocks the part map marks done (the sparse file's length says only how far parts got).
+    let map = std::fs::read(parts_file(&hive, &hub, MODEL).with_extension("partmap")).expect("the part map");
+    let body = &map[map.iter().position(|b| *b == b'\n').expect("the map's header") + 1..];
+    let held = body.iter().filter(|b| **b == b'1').count() as u64 * (256 << 10);
+    hub.set_rate(0);
+    // Room for the missing bytes plus 1 MiB, less than the whole file.
+    let free = size - held + (1 << 20);
+    assert!(free < size, "the cancel kept only {held} bytes");
+    let tight = Hive::builder().hub(&hub).share_cache(&hive).arg("--test-free-space").arg(&free.to_string()).spawn();
+    let out = crate::harness::Keeper::new().hive(&tight).args(["model", "download", REPO, MODEL]).run();
+    out.assert_success().assert_stderr_contains("resuming");
+    assert_published(&tight, &hub, MODEL);
+    eprintln!("parallel: resumed with {held} bytes of parts held and {free} bytes free for a {size}-byte file");
+    // The same disk cannot hold the whole file: a fresh download is refused before any byte.
+    let seen = hub.stats().cdn_bytes;
+    let full = Hive::builder().hub(&hub).arg("--test-free-space").arg(&free.to_string()).spawn();
+    let out = crate::harness::Keeper::new().hive(&full).args(["model", "download", REPO, MODEL]).run();
+    out.assert_code(1).assert_stderr_contains("free at ");
+    assert_eq!(hub.stats().cdn_bytes, seen, "bytes were fetched for a download that cannot fit");
+}
+
 #[test]
 fn a_server_ignoring_range_is_fetched_as_one_stream() {
     let size = 16 << 20;

@@ -232,7 +232,7 @@ impl Downloader {
             ctx.narrate(format!("✔️  blob of `{file}` is already in the cache"));
         } else {
             // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
-            let have = std::fs::metadata(repo.incomplete(&res.etag)).map_or(0, |m| m.len());
+            let have = transfer::fetched_before(repo, &res);
             diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
             repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
             let transfer = Transfer {

@@ -24,6 +24,14 @@ use crate::jobs::JobCtx;
 
 use parts::PARALLEL_MIN;
 
+/// Bytes of the file `res` names that an earlier attempt left in the cache (its `.incomplete`
+/// prefix, or the blocks a download in parts finished).
+pub(crate) fn fetched_before(repo: &RepoDir, res: &Resolved) -> u64 {
+    let prefix = std::fs::metadata(repo.incomplete(&res.etag)).map_or(0, |m| m.len());
+    let parts = res.size.map_or(0, |size| sparse::done_bytes(repo, &res.etag, size));
+    prefix.max(parts)
+}
+
 /// One file's transfer: what to fetch, where to, and how.
 pub(crate) struct Transfer<'a> {
     pub(crate) hub: &'a Hub,

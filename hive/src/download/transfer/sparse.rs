@@ -90,14 +90,32 @@ impl Sparse {
     }
 }
 
+/// The blocks a part map marks done, if it is the map of a `size`-byte file.
+fn read_map(map: &Path, size: u64) -> Option<Vec<bool>> {
+    let head = header(size);
+    let blocks = usize::try_from(size.div_ceil(BLOCK)).ok()?;
+    let m = std::fs::read(map).ok().filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()))?;
+    Some(m[head.len()..].iter().map(|b| *b == b'1').collect())
+}
+
+/// Bytes of a `size`-byte file that an earlier download in parts already holds (0 if none).
+pub(crate) fn done_bytes(repo: &RepoDir, etag: &str, size: u64) -> u64 {
+    if !repo.parts(etag).exists() {
+        return 0;
+    }
+    let done = read_map(&repo.part_map(etag), size).unwrap_or_default();
+    done.iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| (((i as u64) + 1) * BLOCK).min(size) - i as u64 * BLOCK)
+        .sum()
+}
+
 fn open(data: &Path, map: &Path, incomplete: &Path, size: u64) -> Result<Sparse, CacheError> {
     create_parent(data)?;
     let head = header(size);
     let blocks = usize::try_from(size.div_ceil(BLOCK)).unwrap_or(usize::MAX);
-    let known = std::fs::read(map)
-        .ok()
-        .filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()) && data.exists())
-        .map(|m| m[head.len()..].iter().map(|b| *b == b'1').collect::<Vec<bool>>());
+    let known = read_map(map, size).filter(|_| data.exists());
     let done = match known {
         Some(done) => done,
         None => {
@@ -147,6 +165,7 @@ mod tests {
             drop(sparse);
             let again = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
             assert_eq!((again.missing(), again.done_bytes()), (vec![], size));
+            assert_eq!(done_bytes(&repo, &etag, size), size, "read from the map alone");
             // A write that ends mid-block marks only the blocks it completes.
             repo.remove_parts(&etag);
             let fresh = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
@@ -154,6 +173,8 @@ mod tests {
             drop(fresh);
             let reopened = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
             assert_eq!(reopened.missing(), vec![(BLOCK, size)]);
+            assert_eq!(done_bytes(&repo, &etag, size), BLOCK);
+            assert_eq!(done_bytes(&repo, &"f".repeat(64), size), 0, "no parts at all");
         });
     }
 }

@@ -17,13 +17,12 @@ const REPO: &str = "bench/big";
 const HIVE_RSS_TARGET_MIB: f64 = 32.0;
 const KEEPER_RSS_TARGET_MIB: f64 = 10.0;
 const RATIO_TARGET: f64 = 0.95;
-const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes, \
-    and the 2 GiB file travels in parts (4–8 connections on loopback: the widening stops when throughput no \
-    longer rises). `perf record -g` of a 2 GiB run in parts (nginx, unthrottled): the blocking threads that \
-    write the parts and hash the prefix take ~2.6 CPU-s (sha256 over 2 GiB with SHA-NI ~1.2 s, tmpfs writes, \
-    reading back the part of the prefix not hashed from memory: `_copy_to_iter` ~9 % of samples, inode lock \
-    contention between parallel writers ~1.5 %), the executor ~0.6 s, curl's threads the rest; ~12 % of \
-    samples are futex wake-ups between threads. With the fake hub on the same 2 cores, ~5 CPU-seconds share \
+const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes. \
+    On loopback one connection keeps the hive busy (≥ 1 core), so the 2 GiB file stays on one connection \
+    (the parts controller widens only when one connection leaves the hive idle). `perf record -g` of a 2 GiB \
+    run from nginx, unthrottled: sha256 over 2 GiB with SHA-NI ~1.1 CPU-s on the blocking threads, which \
+    also write to tmpfs; the executor ~1.1 s and curl's thread ~0.9 s; ~20 % of samples are futex wake-ups \
+    and context switches between those threads. With the fake hub on the same 2 cores, ~5 CPU-seconds share \
     2 cores. Against the same work (`curl → tee → sha256sum`) the hive is faster.";
 const CONCURRENT_WHY: &str = "Why: the memory is data in flight, not a leak (RSS plateaus over repeated rounds, \
     see `tests/e2e/load.rs`). `/proc/<pid>/smaps` of a hive at peak with 100 throttled downloads (110 threads): \
