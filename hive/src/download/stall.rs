@@ -1,6 +1,6 @@
 //! When a connection counts as stalled. Two ways (issue 13):
 //!
-//! - **silent**: no byte for `--stall-secs` (the read's own timer, `retry::or_stall`);
+//! - **silent**: no byte for `--stall-secs` (`retry::StallTimer`);
 //! - **trickling**: bytes keep coming, but fewer than [`MIN_RATE`] bytes/s on average over a
 //!   whole `--stall-secs` window (a CDN edge sending 1 byte/s would otherwise hold a download
 //!   forever). The floor is lowered to a quarter of a bandwidth cap below it, so a download the

@@ -44,7 +44,7 @@ use super::{Fetched, Interrupted, Transfer};
 use crate::cache::{at, CacheError};
 use crate::download::error::{network, DownloadError};
 use crate::download::hub::protocol;
-use crate::download::retry::{or_stall, Retry};
+use crate::download::retry::{Retry, StallTimer};
 use crate::download::stall::Window;
 
 /// Files at least this big travel in parts.
@@ -401,7 +401,12 @@ impl Widen {
             return None;
         };
         let elapsed = now - t0;
-        if elapsed < WINDOW {
+        // A probe is measured from its start, so that it counts the new connections' first
+        // bytes (a CDN may send a new request's first ones at once and then pause), and for
+        // longer, once every new connection answered.
+        let probing = self.probing.is_some();
+        let warm = settled || now - self.since > WARM_UP;
+        if elapsed < if probing { 2 * WINDOW } else { WINDOW } || (probing && !warm) {
             return None;
         }
         self.window = Some((now, received, cpu));
@@ -430,7 +435,7 @@ impl Widen {
             Some(_) => {
                 // It paid: keep them, and probe further at once.
                 self.base = Some(rate);
-                self.probe(now)
+                self.probe(now, received, cpu)
             }
             None if self.n == 1 => {
                 // One connection leaves the hive idle: the network sets the pace, so several
@@ -441,22 +446,22 @@ impl Widen {
             }
             None => {
                 let base = *self.base.insert(rate);
-                (now >= self.next_probe).then(|| self.probe_from(base, now)).flatten()
+                (now >= self.next_probe).then(|| self.probe_from(base, now, received, cpu)).flatten()
             }
         }
     }
 
     /// Starts a probe with twice the workers (up to the cap), measured against the last window.
-    fn probe(&mut self, now: Instant) -> Option<Change> {
+    fn probe(&mut self, now: Instant, received: u64, cpu: Option<Duration>) -> Option<Change> {
         let base = self.base?;
-        self.probe_from(base, now)
+        self.probe_from(base, now, received, cpu)
     }
 
-    fn probe_from(&mut self, base: f64, now: Instant) -> Option<Change> {
+    fn probe_from(&mut self, base: f64, now: Instant, received: u64, cpu: Option<Duration>) -> Option<Change> {
         let to = (self.n * 2).min(self.cap);
         let more = to.checked_sub(self.n).filter(|m| *m > 0)?;
         self.probing = Some((self.n, base));
-        (self.n, self.window, self.since) = (to, None, now);
+        (self.n, self.window, self.since) = (to, Some((now, received, cpu)), now);
         Some(Change::Widen(more))
     }
 }
@@ -548,6 +553,7 @@ async fn part_attempt(
         _ => return Err(Stop::Interrupted(Interrupted::from_status(t.refusal(&response)))),
     }
     let mut body = response.take_body();
+    let mut stall = StallTimer::new(retry.stall);
     let mut window = Window::new(retry.stall, t.pacer.cap(&t.ctx.id));
     loop {
         let ready = future::poll_once(async { body.fill_buf().await.map(<[u8]>::len) }).await;
@@ -561,7 +567,7 @@ async fn part_attempt(
                 None => body.fill_buf().await.map(<[u8]>::len),
             }
         };
-        let n = match or_stall(read, retry.stall).await {
+        let n = match stall.read(read).await {
             None => return Err(Stop::Interrupted(Interrupted::stalled(&what, retry.stall))),
             Some(Err(e)) => return Err(retry_err(&what, format!("connection lost: {e}"))),
             Some(Ok(0)) => break,

@@ -11,7 +11,7 @@ use super::partial::Partial;
 use super::{Fetched, Interrupted, Transfer};
 use crate::download::error::{network, DownloadError};
 use crate::download::hub::header;
-use crate::download::retry::or_stall;
+use crate::download::retry::StallTimer;
 use crate::download::stall::Window;
 
 impl Transfer<'_> {
@@ -84,6 +84,7 @@ impl Transfer<'_> {
         let limit = res.size.or_else(|| declared_total(&response, partial.len()));
         // Read the body's own chunks in place (no extra buffer, no extra copy).
         let mut body = response.take_body();
+        let mut stall = StallTimer::new(self.retry.stall);
         let mut window = Window::new(self.retry.stall, self.pacer.cap(&self.ctx.id));
         loop {
             let ready = future::poll_once(async { body.fill_buf().await.map(<[u8]>::len) }).await;
@@ -97,7 +98,7 @@ impl Transfer<'_> {
                     None => body.fill_buf().await.map(<[u8]>::len),
                 }
             };
-            let n = match or_stall(read, self.retry.stall).await {
+            let n = match stall.read(read).await {
                 None => return Err(Interrupted::stalled(&what, self.retry.stall)),
                 Some(Err(e)) => {
                     let at = partial.len();
