@@ -72,8 +72,10 @@ const WARM_UP: Duration = Duration::from_secs(1);
 /// Workers once one connection turned out not to be enough.
 const START_PARTS: usize = 4;
 /// Cores the hive may keep busy and still widen: sha256 is one serial stream, so a hive that
-/// already keeps a core busy is what limits the pace, not the network.
+/// already keeps a core busy is what limits the pace, not the network. On a host (or an affinity
+/// mask) with one core, which the CDN's peer and the keeper share, 60 % of it.
 const BUSY: f64 = 1.0;
+const BUSY_SHARE: f64 = 0.6;
 /// Wait before probing again after a probe that did not pay (doubles each time).
 const REPROBE: Duration = Duration::from_secs(1);
 
@@ -362,6 +364,8 @@ struct Sample {
     settled: bool,
     /// The hive's CPU time so far.
     cpu: Option<Duration>,
+    /// Cores this process may run on.
+    cores: usize,
 }
 
 /// CPU time this process used so far (every thread), if the system says.
@@ -386,11 +390,13 @@ impl Widen {
             (plan.cold, plan.workers)
         };
         // Measure once every worker got its first byte and the extra ones left.
-        let sample = Sample { at: Instant::now(), received, settled: cold == 0 && workers <= self.n, cpu: cpu_time() };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let sample =
+            Sample { at: Instant::now(), received, settled: cold == 0 && workers <= self.n, cpu: cpu_time(), cores };
         self.decide(sample)
     }
 
-    fn decide(&mut self, Sample { at: now, received, settled, cpu }: Sample) -> Option<Change> {
+    fn decide(&mut self, Sample { at: now, received, settled, cpu, cores }: Sample) -> Option<Change> {
         if self.n >= self.cap && self.probing.is_none() {
             return None;
         }
@@ -427,7 +433,7 @@ impl Widen {
                 self.pause *= 2;
                 Some(Change::Back(before))
             }
-            _ if busy >= BUSY => {
+            _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => {
                 // The hive itself (hashing, writing) sets the pace: more connections cannot help.
                 self.base = Some(rate);
                 None
@@ -773,6 +779,16 @@ mod tests {
     /// Runs the controller for `secs` over a link where `n` connections bring `rate(n)` bytes/s
     /// and keep `cores(n)` cores of the hive busy; returns the changes it made, with when.
     fn simulate(cap: usize, secs: f64, rate: impl Fn(usize) -> f64, cores: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
+        simulate_on(2, cap, secs, rate, cores)
+    }
+
+    fn simulate_on(
+        host_cores: usize,
+        cap: usize,
+        secs: f64,
+        rate: impl Fn(usize) -> f64,
+        cores: impl Fn(usize) -> f64,
+    ) -> Vec<(f64, usize)> {
         let t0 = Instant::now();
         let mut w = Widen::new(cap, t0);
         let (mut n, mut received, mut cpu, mut t) = (1usize, 0.0f64, 0.0f64, 0.0f64);
@@ -787,6 +803,7 @@ mod tests {
                 received: received as u64,
                 settled: true,
                 cpu: Some(Duration::from_secs_f64(cpu)),
+                cores: host_cores,
             };
             match w.decide(sample) {
                 Some(Change::Widen(more)) => n += more,
@@ -806,6 +823,14 @@ mod tests {
         // Unthrottled loopback: one connection fills what the hive can hash; more share it.
         let changes = simulate(16, 3.0, |_| 1000.0 * MIB, |n| 1.7 + 0.1 * n as f64);
         assert_eq!(changes, vec![], "one connection is all a busy hive can use");
+    }
+
+    #[test]
+    fn on_one_core_a_connection_that_takes_most_of_it_stays_alone() {
+        let changes = simulate_on(1, 16, 3.0, |_| 400.0 * MIB, |_| 0.7);
+        assert_eq!(changes, vec![], "one core at 70 % is all the hive gets");
+        let capped = simulate_on(1, 16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
+        assert_eq!(capped.first().map(|c| c.1), Some(4), "an idle core still widens: {capped:?}");
     }
 
     #[test]
