@@ -20,10 +20,10 @@ const RATIO_TARGET: f64 = 0.95;
 const THROUGHPUT_WHY: &str = " Why: unlike `curl -o`, the hive hashes every byte (sha256) before it publishes. \
     On loopback one connection keeps the hive busy (≥ 1 core), so the 2 GiB file stays on one connection \
     (the parts controller widens only when one connection leaves the hive idle). `perf record -g` of a 2 GiB \
-    run from nginx, unthrottled: sha256 over 2 GiB with SHA-NI ~1.1 CPU-s on the blocking threads, which \
-    also write to tmpfs; the executor ~1.1 s and curl's thread ~0.9 s; ~20 % of samples are futex wake-ups \
-    and context switches between those threads. With the fake hub on the same 2 cores, ~5 CPU-seconds share \
-    2 cores. Against the same work (`curl → tee → sha256sum`) the hive is faster.";
+    run from nginx, unthrottled (~3.2 hive CPU-s under perf): the blocking threads ~1.9 s (sha256 with SHA-NI \
+    ~1.1 s, the rest tmpfs writes), curl's thread ~1.1 s (receiving and copying), the executor ~0.15 s. With \
+    the fake hub on the same 2 cores, ~4.5 CPU-seconds share 2 cores. Against the same work \
+    (`curl → tee → sha256sum`) the hive is faster.";
 const CONCURRENT_WHY: &str = "Why: the memory is data in flight, not a leak (RSS plateaus over repeated rounds, \
     see `tests/e2e/load.rs`). `/proc/<pid>/smaps` of a hive at peak with 100 throttled downloads (110 threads): \
     ~27 MiB anonymous, of which one malloc arena holds ~14.6 MiB (≈146 KiB per job: two write batches that \
