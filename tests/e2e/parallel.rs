@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::harness::fixtures::{
     assert_published, file_len, hub_with_model, incomplete, partial_len, parts_file, wait_for, wait_status, MODEL, REPO,
 };
-use crate::harness::{CloseReason, Fault, Hive, TIMEOUT};
+use crate::harness::{CloseReason, FakeHub, Fault, Hive, TIMEOUT};
 use rbee_tests::hub::Connection;
 
 /// Starts a download of [`MODEL`], at most `connections` at once (`None`: the hive's cap).
@@ -137,6 +137,19 @@ fn a_cancel_closes_every_part() {
     assert!(!incomplete(&hive, &hub, MODEL).exists(), "parts never write the `.incomplete` older HF tools resume");
 }
 
+/// Starts a download in parts over up to 8 connections and cancels it (or kills the hive) once
+/// the CDN sent `after` bytes; returns when every part's connection closed.
+fn interrupt_in_parts(hive: &mut Hive, hub: &FakeHub, after: u64, kill: bool) {
+    let id = start(hive, Some(8));
+    assert!(hub.wait_for_bytes(after, 3 * TIMEOUT), "the first run never got {after} bytes");
+    if kill {
+        hive.restart();
+    } else {
+        assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
+    }
+    assert!(hub.wait_all_closed(TIMEOUT), "parts outlived the {}", if kill { "kill" } else { "cancel" });
+}
+
 /// Cancel (or kill) a throttled download in parts once `at` bytes went out; download again
 /// unthrottled; the second run fetches at most what was missing plus 1 MiB per connection.
 fn interrupted_then_resumed(kill: bool) {
@@ -144,14 +157,7 @@ fn interrupted_then_resumed(kill: bool) {
     let hub = hub_with_model(size);
     hub.set_rate(2 << 20);
     let mut hive = Hive::spawn(&hub);
-    let id = start(&hive, Some(8));
-    assert!(hub.wait_for_bytes(10 << 20, 3 * TIMEOUT), "the first run never got 10 MiB");
-    if kill {
-        hive.restart();
-    } else {
-        assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
-    }
-    assert!(hub.wait_all_closed(TIMEOUT), "parts outlived the {}", if kill { "kill" } else { "cancel" });
+    interrupt_in_parts(&mut hive, &hub, 10 << 20, kill);
     let first = hub.stats();
     let conns = first.connections.iter().filter(|c| c.closed_by_client()).count() as u64;
     let missing = size - first.cdn_bytes;
@@ -187,11 +193,8 @@ fn a_resumed_download_in_parts_needs_room_only_for_what_is_missing() {
     let size = 32 << 20;
     let hub = hub_with_model(size);
     hub.set_rate(2 << 20);
-    let hive = Hive::spawn(&hub);
-    let id = start(&hive, Some(8));
-    assert!(hub.wait_for_bytes(12 << 20, 3 * TIMEOUT), "the first run never got 12 MiB");
-    assert_eq!(hive.delete(&format!("/v1/jobs/{id}")).0, 200);
-    assert!(hub.wait_all_closed(TIMEOUT));
+    let mut hive = Hive::spawn(&hub);
+    interrupt_in_parts(&mut hive, &hub, 12 << 20, false);
     // The blocks the part map marks done (the sparse file's length says only how far parts got).
     let map = std::fs::read(parts_file(&hive, &hub, MODEL).with_extension("partmap")).expect("the part map");
     let body = &map[map.iter().position(|b| *b == b'\n').expect("the map's header") + 1..];
