@@ -13,7 +13,8 @@ use serde_json::json;
 use crate::harness::fixtures::{
     assert_published, file_len, hub_with_model, incomplete, partial_len, parts_file, wait_for, wait_status, MODEL, REPO,
 };
-use crate::harness::{CloseReason, FakeHub, Fault, Hive, TIMEOUT};
+use crate::harness::nginx::Nginx;
+use crate::harness::{CloseReason, FakeHub, Fault, Hive, HubConfig, RepoSpec, TIMEOUT};
 use rbee_tests::hub::Connection;
 
 /// Starts a download of [`MODEL`], at most `connections` at once (`None`: the hive's cap).
@@ -316,4 +317,44 @@ fn the_keeper_asks_for_fewer_connections() {
     let out =
         crate::harness::Keeper::new().hive(&hive).args(["model", "download", "--connections", "0", REPO, MODEL]).run();
     out.assert_code(2);
+}
+
+/// On a real CDN that keeps connections alive (nginx, capping each connection so that the hive
+/// widens), the requests of one part worker reuse its connection: fewer connections than
+/// requests, and the file verifies.
+#[test]
+fn parts_reuse_their_connections_on_a_cdn_that_keeps_them_alive() {
+    if crate::harness::nginx::binary().is_none() {
+        eprintln!("\n\n!!!!! SKIPPED: nginx is not installed (apt-get install nginx-light); the keep-alive test did not run !!!!!\n\n");
+        return;
+    }
+    let size = 48 << 20;
+    let seed = hub_with_model(size);
+    seed.set_rate(0);
+    let www = tempfile::tempdir().expect("nginx root");
+    let sha = seed.sha256(REPO, MODEL);
+    let blob = www.path().join("blobs").join(REPO).join(&sha);
+    std::fs::create_dir_all(blob.parent().expect("blob dir")).expect("blob dir");
+    let body = crate::harness::http::get(&format!("{}/blobs/{REPO}/{sha}", seed.cdn_url())).body;
+    assert_eq!(body.len() as u64, size);
+    std::fs::write(&blob, body).expect("the blob nginx serves");
+    let conf = tempfile::tempdir().expect("nginx dir");
+    let nginx = Nginx::start(conf.path(), www.path(), &[Some("8m")]).expect("nginx");
+    let hub = FakeHub::start(HubConfig { cdn: Some(nginx.url(0)), ..HubConfig::default() });
+    hub.add_repo(RepoSpec::demo(REPO, size));
+    let hive = Hive::spawn(&hub);
+    let (events, took) = download(&hive, None);
+    assert_published(&hive, &hub, MODEL);
+    let served = nginx.requests();
+    let connections: std::collections::BTreeSet<u64> = served.iter().map(|s| s.connection).collect();
+    let most = served.iter().map(|s| s.nth).max().unwrap_or(0);
+    eprintln!(
+        "parallel: 48 MiB from nginx at 8 MiB/s per connection in {took:?}: {} requests over {} connections \
+         (at most {most} on one)",
+        served.len(),
+        connections.len()
+    );
+    assert!(narration(&events, "widened to").is_some(), "a capped CDN rewards more connections: {events:#?}");
+    assert!(served.iter().all(|s| s.status == 206 && s.range.starts_with("bytes=")), "{served:#?}");
+    assert!(most >= 2 && connections.len() < served.len(), "no connection served two requests: {served:#?}");
 }

@@ -321,52 +321,90 @@ fn ca_bundle() -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
 }
 
-/// Runs one transfer to its end (or until cancelled) on the calling thread.
-fn drive(
+/// A transfer for a curl thread to run.
+struct Start {
     easy: Easy2<Collector>,
-    cancelled: &AtomicBool,
-    tx: &async_channel::Sender<Msg>,
-    waker: &async_channel::Sender<MultiWaker>,
-) {
+    cancelled: Arc<AtomicBool>,
+    tx: async_channel::Sender<Msg>,
+    /// Where the thread sends the waker that cancels it.
+    waker: async_channel::Sender<MultiWaker>,
+}
+
+fn curl_thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new().name("rbee-curl".into()).stack_size(1 << 20).spawn(f).map(drop)
+}
+
+/// Keeps connections between the requests of one part worker: its requests (set with
+/// `surf::Request::set_ext`) run one after another on one thread with one curl multi handle,
+/// whose connection cache lets a request reuse the connection the one before it finished with.
+/// A transfer cancelled mid-body is removed from the multi handle, which closes its connection
+/// at once, as before; dropping the session ends the thread, which closes the idle ones.
+#[derive(Clone)]
+pub(crate) struct Session {
+    starts: std::sync::mpsc::Sender<Start>,
+}
+
+impl Session {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let (starts, next) = std::sync::mpsc::channel::<Start>();
+        curl_thread(move || {
+            let multi = Multi::new();
+            while let Ok(start) = next.recv() {
+                drive(&multi, start);
+            }
+        })?;
+        Ok(Self { starts })
+    }
+
+    fn run(&self, start: Start) -> Result<(), Error> {
+        self.starts.send(start).map_err(|_| Error::from_str(500, "the curl session thread ended"))
+    }
+}
+
+/// Runs one transfer to its end (or until cancelled) on the calling thread, then takes it off
+/// `multi` (which closes its connection unless the transfer finished cleanly).
+fn drive(multi: &Multi, Start { easy, cancelled, tx, waker }: Start) {
     let _running = Running::enter();
-    let fail = |reason: String| {
-        let _ = tx.send_blocking(Msg::Failed(reason));
-    };
-    let multi = Multi::new();
     if waker.try_send(multi.waker()).is_err() {
         return;
     }
-    let mut handle = match multi.add2(easy) {
-        Ok(h) => h,
-        Err(e) => return fail(e.to_string()),
+    let failure = match multi.add2(easy) {
+        Ok(mut handle) => {
+            let failure = transfer(multi, &mut handle, &cancelled);
+            drop(multi.remove2(handle));
+            failure
+        }
+        Err(e) => Some(e.to_string()),
     };
+    if let Some(reason) = failure {
+        let _ = tx.send_blocking(Msg::Failed(reason));
+    }
+}
+
+/// The transfer's loop; why it failed, if it did (a cancel is no failure).
+fn transfer(multi: &Multi, handle: &mut curl::multi::Easy2Handle<Collector>, cancelled: &AtomicBool) -> Option<String> {
     loop {
         if cancelled.load(Ordering::Relaxed) {
-            // Removing the handle and dropping the multi closes the connection now.
-            drop(multi.remove2(handle));
-            return;
+            return None;
         }
         let running = match multi.perform() {
             Ok(n) => n,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return Some(e.to_string()),
         };
         // What this `perform` received goes to the reader now (an error comes after it).
         if !handle.get_mut().flush() {
-            drop(multi.remove2(handle));
-            return;
+            return None;
         }
         if running == 0 {
             let mut outcome = None;
-            multi.messages(|m| outcome = m.result_for2(&handle));
-            if let Some(Err(e)) = outcome {
-                if !cancelled.load(Ordering::Relaxed) {
-                    fail(e.to_string());
-                }
-            }
-            return;
+            multi.messages(|m| outcome = m.result_for2(handle));
+            return match outcome {
+                Some(Err(e)) if !cancelled.load(Ordering::Relaxed) => Some(e.to_string()),
+                _ => None,
+            };
         }
         if let Err(e) = multi.poll(&mut [], IDLE_POLL) {
-            return fail(e.to_string());
+            return Some(e.to_string());
         }
     }
 }
@@ -399,10 +437,13 @@ impl HttpClient for CurlClient {
         let easy = easy_for(&req, body, (self.ca_bundle.as_deref(), self.proxy.as_ref()), collector)?;
         let (waker_tx, waker_rx) = async_channel::bounded(1);
         let mut cancel = Cancel { cancelled: cancelled.clone(), waker: None };
-        std::thread::Builder::new()
-            .name("rbee-curl".into())
-            .stack_size(1 << 20)
-            .spawn(move || drive(easy, &cancelled, &tx, &waker_tx))?;
+        let start = Start { easy, cancelled, tx, waker: waker_tx };
+        match req.ext().get::<Session>() {
+            Some(session) => session.run(start)?,
+            None => {
+                curl_thread(move || drive(&Multi::new(), start))?;
+            }
+        }
         // From here on, dropping `cancel` (this future or the body) stops the transfer.
         cancel.waker = Some(waker_rx.recv().await.map_err(|_| Error::from_str(500, "curl thread ended early"))?);
         let head = match rx.recv().await {

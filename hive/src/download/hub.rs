@@ -6,6 +6,7 @@
 
 use surf::{StatusCode, Url};
 
+use super::curl::Session;
 use super::error::{network, DownloadError};
 use super::retry::{with_timeout, HEAD_TIMEOUT};
 use super::select::{Listing, Sibling};
@@ -94,11 +95,6 @@ impl Hub {
     /// Whether requests to the hub carry an `HF_TOKEN`.
     pub(crate) fn has_token(&self) -> bool {
         self.token.is_some()
-    }
-
-    /// Sends a request built by [`Hub::get`].
-    pub(crate) async fn send(&self, req: surf::RequestBuilder) -> surf::Result<surf::Response> {
-        self.client.send(req.build()).await
     }
 
     /// A GET of `url`, carrying HF_TOKEN only when `url` is on the endpoint's origin.
@@ -221,14 +217,15 @@ impl Hub {
     }
 
     /// GETs `url` from `offset`, following a bounded redirect chain ([`super::xet`]: Xet
-    /// bridges), the token only to hops on the endpoint's origin.
+    /// bridges), the token only to hops on the endpoint's origin; over `session`'s connections
+    /// when given.
     pub(crate) async fn get_following(
         &self,
         url: &Url,
-        offset: u64,
-        range_end: Option<u64>,
+        (offset, range_end): (u64, Option<u64>),
         stall: std::time::Duration,
         what: &str,
+        session: Option<&Session>,
     ) -> Result<surf::Response, DownloadError> {
         let mut url = url.clone();
         for _ in 0..=super::xet::MAX_REDIRECTS {
@@ -238,7 +235,11 @@ impl Hub {
                 None if offset > 0 => req = req.header("Range", format!("bytes={offset}-")),
                 None => {}
             }
-            let response = with_timeout(self.send(req), stall).await.map_err(|r| network(what, r))?;
+            let mut req = req.build();
+            if let Some(session) = session {
+                req.set_ext(session.clone());
+            }
+            let response = with_timeout(self.client.send(req), stall).await.map_err(|r| network(what, r))?;
             match header(&response, "Location") {
                 Some(location) if response.status().is_redirection() => {
                     url = url.join(&location).map_err(|e| network(what, format!("bad redirect `{location}`: {e}")))?;

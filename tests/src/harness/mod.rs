@@ -13,6 +13,7 @@ pub mod hive;
 pub mod http;
 pub mod keeper;
 pub mod local;
+pub mod nginx;
 pub mod process;
 pub mod proxy;
 pub mod pty;

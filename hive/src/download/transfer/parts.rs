@@ -42,6 +42,7 @@ use super::sparse::{Sparse, BLOCK};
 use super::stream::content_range;
 use super::{Fetched, Interrupted, Transfer};
 use crate::cache::{at, CacheError};
+use crate::download::curl::Session;
 use crate::download::error::{network, DownloadError};
 use crate::download::hub::protocol;
 use crate::download::retry::{Retry, StallTimer};
@@ -472,32 +473,41 @@ impl Widen {
     }
 }
 
+/// What one worker keeps from request to request.
+struct Worker {
+    w: Writer,
+    /// No byte received yet.
+    cold: bool,
+    /// Its connections, kept between its requests (none if the thread could not start: then each
+    /// request has its own).
+    session: Option<Session>,
+}
+
 /// Takes parts until none is left; reports a failure that ends the plan.
 async fn worker(shared: &Shared<'_>) {
-    let mut w = Writer::new(shared.t.write_batch);
-    let mut cold = true;
+    let mut me = Worker { w: Writer::new(shared.t.write_batch), cold: true, session: Session::new().ok() };
     while let Some(i) = shared.claim() {
-        if let Err(end) = fetch_part(shared, i, &mut w, &mut cold).await {
+        if let Err(end) = fetch_part(shared, i, &mut me).await {
             let _ = shared.ends.try_send(end);
             return;
         }
     }
-    if let Err(e) = w.flush(shared).await {
+    if let Err(e) = me.w.flush(shared).await {
         let _ = shared.ends.try_send(End::Failed(e.into()));
         return;
     }
-    if cold {
+    if me.cold {
         shared.plan().cold -= 1;
     }
 }
 
 /// One part to its end, request after request, each retried on its own.
-async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, cold: &mut bool) -> Result<(), End> {
+async fn fetch_part(shared: &Shared<'_>, i: usize, me: &mut Worker) -> Result<(), End> {
     let (ctx, file, retry) = (shared.t.ctx, shared.t.file, shared.t.retry);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let failure = match part_attempt(shared, i, w, cold, retry).await {
+        let failure = match part_attempt(shared, i, me, retry).await {
             Ok(true) => return Ok(()),
             Ok(false) => {
                 // One request done, more of the part to go.
@@ -509,7 +519,7 @@ async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, cold: &mut bo
             Err(Stop::Interrupted(Interrupted::Retry(e))) => e,
         };
         // Keep every byte received, for the next attempt or download to resume from.
-        w.flush(shared).await.map_err(|e| End::Failed(e.into()))?;
+        me.w.flush(shared).await.map_err(|e| End::Failed(e.into()))?;
         let from = {
             let mut plan = shared.plan();
             let p = &mut plan.parts[i];
@@ -523,13 +533,7 @@ async fn fetch_part(shared: &Shared<'_>, i: usize, w: &mut Writer, cold: &mut bo
 
 /// One request of part `i`: to the part's end for a lone worker, else [`chunk_for`] bytes.
 /// `Ok(true)` when the part is done.
-async fn part_attempt(
-    shared: &Shared<'_>,
-    i: usize,
-    w: &mut Writer,
-    cold: &mut bool,
-    retry: Retry,
-) -> Result<bool, Stop> {
+async fn part_attempt(shared: &Shared<'_>, i: usize, me: &mut Worker, retry: Retry) -> Result<bool, Stop> {
     let t = shared.t;
     let size = shared.sparse.size;
     let (from, asked, lone) = {
@@ -542,9 +546,10 @@ async fn part_attempt(
     if from >= asked {
         return Ok(true);
     }
+    let Worker { w, cold, session } = me;
     w.batch = t.write_batch.unwrap_or(if lone { LONE_BATCH } else { PART_BATCH });
     let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
-    let following = t.hub.get_following(&t.res.url, from, Some(asked - 1), retry.stall, &what);
+    let following = t.hub.get_following(&t.res.url, (from, Some(asked - 1)), retry.stall, &what, session.as_ref());
     let mut response = following.await.map_err(self::retry)?;
     match response.status() {
         StatusCode::PartialContent => match content_range(&response) {

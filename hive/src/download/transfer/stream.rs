@@ -63,7 +63,7 @@ impl Transfer<'_> {
             return Ok(());
         }
         let what = format!("downloading `{file}`");
-        let following = self.hub.get_following(&res.url, offset, None, self.retry.stall, &what);
+        let following = self.hub.get_following(&res.url, (offset, None), self.retry.stall, &what, None);
         let mut response = following.await.map_err(Interrupted::Retry)?;
         match response.status() {
             StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, &what)?,

@@ -10,9 +10,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::nginx::Nginx;
 use crate::proc::{file_len, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
+use rbee_tests::harness::nginx::Nginx;
 
 const REPO: &str = "bench/cdn";
 /// nginx `limit_rate` of the capped server.

@@ -14,7 +14,6 @@ mod cdn;
 mod download;
 mod footprint;
 mod mirror;
-mod nginx;
 mod proc;
 mod resume;
 mod scale;

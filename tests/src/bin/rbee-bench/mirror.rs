@@ -12,9 +12,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::nginx::Nginx;
 use crate::proc::{note, timed, Ctx, Hive};
 use crate::table::{median, size, Table};
+use rbee_tests::harness::nginx::Nginx;
 use rbee_tests::harness::process::{cpu_secs, status_kib};
 
 const REPO_DIR: &str = "models--bench--mirror";

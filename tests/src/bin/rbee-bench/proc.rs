@@ -87,11 +87,6 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// A free port on 127.0.0.1 (the harness's).
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(rbee_tests::harness::free_port())
-}
-
 /// A running `rbee-hive`: the harness's (killed on drop), with the cache a benchmark chose.
 pub(crate) struct Hive {
     inner: harness::Hive,
