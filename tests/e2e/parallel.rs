@@ -281,7 +281,9 @@ fn a_one_stream_incomplete_is_taken_over_and_hf_scans_cleanly() {
     let kept = file_len(&prefix);
     assert!(hub.wait_all_closed(TIMEOUT));
     let before = hub.stats().cdn_bytes;
-    // In parts: the prefix is taken over; cancel midway, the cache stays clean for HF tools.
+    // In parts: the prefix is taken over; cancel midway, the cache stays clean for HF tools. (Slow
+    // enough that 16 connections cannot finish while huggingface_hub scans the cache.)
+    hub.set_rate(512 << 10);
     let id = start(&hive, None);
     assert!(hub.wait_for_bytes(before + (4 << 20), TIMEOUT), "no parts flowed");
     assert!(!prefix.exists(), "the .incomplete was not taken over");

@@ -335,8 +335,6 @@ struct Widen {
     cap: usize,
     /// While probing: the count before, and the throughput it had (bytes/s).
     probing: Option<(usize, f64)>,
-    /// The last throughput measured with `n` workers (bytes/s).
-    base: Option<f64>,
     /// The measuring window: when it started, bytes received and the hive's CPU time then.
     window: Option<(Instant, u64, Option<Duration>)>,
     /// When the count last changed.
@@ -381,7 +379,7 @@ fn cpu_time() -> Option<Duration> {
 
 impl Widen {
     fn new(cap: usize, now: Instant) -> Self {
-        Self { n: 1, cap, probing: None, base: None, window: None, since: now, next_probe: now, pause: REPROBE }
+        Self { n: 1, cap, probing: None, window: None, since: now, next_probe: now, pause: REPROBE }
     }
 
     /// Whether to change the number of workers now.
@@ -429,46 +427,33 @@ impl Widen {
         match self.probing.take() {
             Some((before, base)) if rate < base * RISE => {
                 // Not worth it: back, and probe again later.
-                (self.n, self.base, self.window, self.since) = (before, None, None, now);
+                (self.n, self.window, self.since) = (before, None, now);
                 self.next_probe = now + self.pause;
                 self.pause *= 2;
                 Some(Change::Back(before))
             }
-            _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => {
-                // The hive itself (hashing, writing) sets the pace: more connections cannot help.
-                self.base = Some(rate);
-                None
-            }
-            Some(_) => {
-                // It paid: keep them, and probe further at once.
-                self.base = Some(rate);
-                self.probe(now, received, cpu)
-            }
+            // The hive itself (hashing, writing) sets the pace: more connections cannot help.
+            _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => None,
+            // It paid: keep them, and probe further at once.
+            Some(_) => self.probe(rate, (now, received, cpu)),
             None if self.n == 1 => {
                 // One connection leaves the hive idle: the network sets the pace, so several
                 // connections at once (a CDN that caps each one rewards them).
                 let more = START_PARTS.min(self.cap) - 1;
-                (self.n, self.base, self.window, self.since) = (1 + more, None, None, now);
+                (self.n, self.window, self.since) = (1 + more, None, now);
                 Some(Change::Widen(more))
             }
-            None => {
-                let base = *self.base.insert(rate);
-                (now >= self.next_probe).then(|| self.probe_from(base, now, received, cpu)).flatten()
-            }
+            None => (now >= self.next_probe).then(|| self.probe(rate, (now, received, cpu))).flatten(),
         }
     }
 
-    /// Starts a probe with twice the workers (up to the cap), measured against the last window.
-    fn probe(&mut self, now: Instant, received: u64, cpu: Option<Duration>) -> Option<Change> {
-        let base = self.base?;
-        self.probe_from(base, now, received, cpu)
-    }
-
-    fn probe_from(&mut self, base: f64, now: Instant, received: u64, cpu: Option<Duration>) -> Option<Change> {
+    /// Starts a probe with twice the workers (up to the cap), to be measured from `start` against
+    /// `base`, the throughput of the last window.
+    fn probe(&mut self, base: f64, start: (Instant, u64, Option<Duration>)) -> Option<Change> {
         let to = (self.n * 2).min(self.cap);
         let more = to.checked_sub(self.n).filter(|m| *m > 0)?;
         self.probing = Some((self.n, base));
-        (self.n, self.window, self.since) = (to, Some((now, received, cpu)), now);
+        (self.n, self.window, self.since) = (to, Some(start), start.0);
         Some(Change::Widen(more))
     }
 }
