@@ -78,26 +78,21 @@ pub(crate) async fn with_timeout<T>(fut: impl Future<Output = surf::Result<T>>, 
 /// for its next chunk, about a tenth of its CPU.
 pub(crate) struct StallTimer {
     timer: smol::Timer,
-    /// When the current read started.
-    since: Instant,
     limit: Duration,
 }
 
 impl StallTimer {
     pub(crate) fn new(limit: Duration) -> Self {
-        let now = Instant::now();
-        Self { timer: smol::Timer::at(now + limit), since: now, limit }
+        Self { timer: smol::Timer::after(limit), limit }
     }
 
     /// Runs `read`, or gives `None` when it has not finished after the limit.
     pub(crate) async fn read<T>(&mut self, read: impl Future<Output = T>) -> Option<T> {
-        let Self { timer, since, limit } = self;
-        *since = Instant::now();
-        let (since, limit) = (*since, *limit);
+        let deadline = Instant::now() + self.limit;
+        let timer = &mut self.timer;
         let stalled = async {
             loop {
                 (&mut *timer).await;
-                let deadline = since + limit;
                 if Instant::now() >= deadline {
                     return None;
                 }

@@ -64,11 +64,11 @@ impl Sparse {
 
     /// Bytes already there.
     pub(crate) fn done_bytes(&self) -> u64 {
-        self.size - self.missing().iter().map(|(s, e)| e - s).sum::<u64>()
+        bytes_done(&self.done, self.size)
     }
 
     fn block(&self, i: u64) -> (u64, u64) {
-        (i * BLOCK, ((i + 1) * BLOCK).min(self.size))
+        block(i, self.size)
     }
 
     /// A blocking write of `buf` at `offset` that also marks the blocks it completes, given that
@@ -98,17 +98,22 @@ fn read_map(map: &Path, size: u64) -> Option<Vec<bool>> {
     Some(m[head.len()..].iter().map(|b| *b == b'1').collect())
 }
 
+/// Block `i` of a `size`-byte file, as a byte range.
+fn block(i: u64, size: u64) -> (u64, u64) {
+    (i * BLOCK, ((i + 1) * BLOCK).min(size))
+}
+
+/// Bytes in the blocks `done` marks, of a `size`-byte file.
+fn bytes_done(done: &[bool], size: u64) -> u64 {
+    (0..).zip(done).filter(|(_, d)| **d).map(|(i, _)| block(i, size)).map(|(s, e)| e - s).sum()
+}
+
 /// Bytes of a `size`-byte file that an earlier download in parts already holds (0 if none).
 pub(crate) fn done_bytes(repo: &RepoDir, etag: &str, size: u64) -> u64 {
     if !repo.parts(etag).exists() {
         return 0;
     }
-    let done = read_map(&repo.part_map(etag), size).unwrap_or_default();
-    done.iter()
-        .enumerate()
-        .filter(|(_, d)| **d)
-        .map(|(i, _)| (((i as u64) + 1) * BLOCK).min(size) - i as u64 * BLOCK)
-        .sum()
+    bytes_done(&read_map(&repo.part_map(etag), size).unwrap_or_default(), size)
 }
 
 fn open(data: &Path, map: &Path, incomplete: &Path, size: u64) -> Result<Sparse, CacheError> {
