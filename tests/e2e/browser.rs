@@ -190,13 +190,7 @@ const log = (m) => {{ document.getElementById('out').textContent += '\\n' + m; }
 
 #[test]
 fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-             !!! SKIPPED: {CHROMIUM} is missing, so the browser attack was NOT tested. !!!\n\
-             !!! Install Debian's `chromium` (`.ci/run` does) and run again.           !!!\n\
-             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-        );
+    if rbee_tests::harness::peer::require("chromium", &[CHROMIUM], "the browser attack test").is_none() {
         return;
     }
     let hub = hub_with_model(1 << 20);

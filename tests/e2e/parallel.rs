@@ -327,7 +327,7 @@ fn the_keeper_asks_for_fewer_connections() {
 #[test]
 fn parts_reuse_their_connections_on_a_cdn_that_keeps_them_alive() {
     if crate::harness::nginx::binary().is_none() {
-        eprintln!("\n\n!!!!! SKIPPED: nginx is not installed (apt-get install nginx-light); the keep-alive test did not run !!!!!\n\n");
+        let _ = rbee_tests::harness::peer::require("nginx-light", &[], "the keep-alive test");
         return;
     }
     let size = 48 << 20;

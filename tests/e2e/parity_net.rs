@@ -81,10 +81,11 @@ fn xet_files_follow_the_bridge_verify_the_linked_etag_and_keep_the_token_home() 
 
 #[test]
 fn proxies_carry_hub_and_cdn_traffic_and_the_token_stays_home() {
-    let Some(tinyproxy) =
-        ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"].into_iter().find(|p| std::path::Path::new(p).exists())
-    else {
-        eprintln!("\n\n!!!!! SKIPPED: tinyproxy is not installed (apt-get install tinyproxy); the proxy test did not run !!!!!\n\n");
+    let Some(tinyproxy) = rbee_tests::harness::peer::require(
+        "tinyproxy",
+        &["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"],
+        "the proxy test",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

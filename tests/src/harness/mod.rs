@@ -14,6 +14,7 @@ pub mod http;
 pub mod keeper;
 pub mod local;
 pub mod nginx;
+pub mod peer;
 pub mod process;
 pub mod proxy;
 pub mod pty;
