@@ -228,7 +228,7 @@ impl Hub {
         session: Option<&Session>,
     ) -> Result<surf::Response, DownloadError> {
         let mut url = url.clone();
-        for _ in 0..=super::xet::MAX_REDIRECTS {
+        for _ in 0..=super::wire::MAX_REDIRECTS {
             let mut req = self.get(&url);
             match range_end {
                 Some(end) => req = req.header("Range", format!("bytes={offset}-{end}")),
@@ -247,7 +247,7 @@ impl Hub {
                 _ => return Ok(response),
             }
         }
-        let reason = format!("more than {} redirects", super::xet::MAX_REDIRECTS);
+        let reason = format!("more than {} redirects", super::wire::MAX_REDIRECTS);
         Err(DownloadError::Protocol { what: what.to_owned(), reason })
     }
 }
@@ -265,10 +265,7 @@ fn parse(res: &surf::Response, url: Url, file: &str) -> Result<Resolved, Downloa
     Ok(Resolved { commit, etag, size, url, xet_hash })
 }
 
-/// The last value of a header.
-pub(crate) fn header(res: &surf::Response, name: &str) -> Option<String> {
-    res.header(name).map(|v| v.last().as_str().to_owned())
-}
+pub(crate) use super::wire::header;
 
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()

@@ -19,6 +19,7 @@ mod snapshot;
 mod stall;
 mod transfer;
 mod verify;
+mod wire;
 mod xet;
 
 pub use busy::{Busy, BusyGuard};
@@ -37,7 +38,7 @@ use crate::cache::{BlobLock, RepoDir};
 use crate::jobs::JobCtx;
 use bandwidth::Pacer;
 use hub::{Hub, Resolved};
-use retry::Retry;
+use retry::{Failed, Retry, Step};
 use transfer::Transfer;
 
 /// Everything a download needs; shared by all jobs.
@@ -265,13 +266,10 @@ impl Downloader {
         revision: &str,
         file: &str,
     ) -> Result<Resolved, DownloadError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.hub.resolve(id, revision, file).await {
-                Err(e) => self.retry.after_failure(ctx, attempt, format!("resolving `{file}`"), e).await?,
-                ok => return ok,
-            }
-        }
+        let hub = &self.hub;
+        let resolve = || async move {
+            hub.resolve(id, revision, file).await.map_err(|e| Failed::Retry(format!("resolving `{file}`"), e))
+        };
+        self.retry.run(ctx, &mut Step(resolve)).await
     }
 }

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::error::DownloadError;
-use super::hub::header;
+use super::wire::header;
 
 /// The longest wait a 429 gets before the next attempt.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);

@@ -62,6 +62,54 @@ impl Retry {
     }
 }
 
+/// How one attempt of a step failed.
+pub(crate) enum Failed<E> {
+    /// Not to be tried again.
+    Stop(E),
+    /// To be tried again while the policy allows: what is retried (narrated), and why.
+    Retry(String, DownloadError),
+}
+
+/// One step of a download that [`Retry::run`] tries again after a failure.
+pub(crate) trait Attempt {
+    type Output;
+    type Error: From<DownloadError>;
+    /// One try.
+    fn attempt(&mut self) -> impl Future<Output = Result<Self::Output, Failed<Self::Error>>> + Send;
+}
+
+/// A closure as an [`Attempt`]: one whose futures borrow nothing from it.
+pub(crate) struct Step<F>(pub(crate) F);
+
+impl<F, Fut, T, E> Attempt for Step<F>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failed<E>>> + Send,
+    E: From<DownloadError>,
+{
+    type Output = T;
+    type Error = E;
+    fn attempt(&mut self) -> impl Future<Output = Result<T, Failed<E>>> + Send {
+        (self.0)()
+    }
+}
+
+impl Retry {
+    /// Runs `step` until it succeeds, stops, or its failure may not be retried or retries are
+    /// used up ([`Retry::after_failure`]): the one retry loop of a download.
+    pub(crate) async fn run<A: Attempt>(&self, ctx: &JobCtx, step: &mut A) -> Result<A::Output, A::Error> {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match step.attempt().await {
+                Ok(v) => return Ok(v),
+                Err(Failed::Stop(e)) => return Err(e),
+                Err(Failed::Retry(what, e)) => self.after_failure(ctx, n, what, e).await?,
+            }
+        }
+    }
+}
+
 /// Runs `fut`, failing with "no answer within …" after `limit`.
 pub(crate) async fn with_timeout<T>(fut: impl Future<Output = surf::Result<T>>, limit: Duration) -> Result<T, String> {
     let timeout = async {

@@ -9,6 +9,7 @@ use rbee_protocol::text;
 use serde::Deserialize;
 
 use super::error::DownloadError;
+use super::retry::{Failed, Step};
 use super::Downloader;
 use crate::cache::RepoDir;
 use crate::jobs::JobCtx;
@@ -131,13 +132,10 @@ impl Downloader {
     /// The revision's listing with sizes ([`super::hub::Hub::listing`]), under the retry policy
     /// (a 429 waits as the hub says).
     pub(crate) async fn listing(&self, ctx: &JobCtx, repo: &str, revision: &str) -> Result<Listing, DownloadError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.hub.listing(repo, revision).await {
-                Err(e) => self.retry.after_failure(ctx, attempt, format!("listing `{repo}`"), e).await?,
-                ok => return ok,
-            }
-        }
+        let hub = &self.hub;
+        let listing = || async move {
+            hub.listing(repo, revision).await.map_err(|e| Failed::Retry(format!("listing `{repo}`"), e))
+        };
+        self.retry.run(ctx, &mut Step(listing)).await
     }
 }

@@ -4,7 +4,7 @@
 //! to `xet-auth`, and its `Location` points at a bridge host on another origin, which may
 //! redirect again before the bytes come. The hive downloads such files over plain HTTP:
 //!
-//! - the GET follows at most [`MAX_REDIRECTS`] redirects, sending `HF_TOKEN` only to a hop on the
+//! - the GET follows at most [`MAX_REDIRECTS`](super::wire::MAX_REDIRECTS) redirects, sending `HF_TOKEN` only to a hop on the
 //!   endpoint's own origin (`Hub::get_following`);
 //! - the content is verified against `X-Linked-Etag` (the sha256), never against `X-Xet-Hash`
 //!   (a Xet merkle hash, not a digest of the bytes) — `resolve::parse` never reads it;
@@ -14,10 +14,8 @@
 use surf::StatusCode;
 
 use super::error::DownloadError;
-use super::hub::{header, Resolved};
-
-/// Redirects a download's GET follows.
-pub(crate) const MAX_REDIRECTS: usize = 5;
+use super::hub::Resolved;
+use super::wire::header;
 
 /// The plain "Xet only" error, when `res` is a Xet file and `response` a refusal.
 pub(crate) fn refused(res: &Resolved, response: &surf::Response, file: &str) -> Option<DownloadError> {

@@ -7,6 +7,7 @@
 //! ([`stream`]). Either way the result is a file, its size and its sha256, for the caller to
 //! verify and publish.
 
+mod body;
 mod meter;
 mod partial;
 mod parts;

@@ -3,16 +3,15 @@
 //! stalls. Used for small files, files of unknown size, `--max-parts 1`, and servers that ignore
 //! `Range`.
 
-use futures_lite::{future, AsyncBufReadExt};
 use surf::StatusCode;
 
+use super::body::Sink;
 use super::meter::Meter;
 use super::partial::Partial;
 use super::{Fetched, Interrupted, Transfer};
 use crate::download::error::{network, DownloadError};
-use crate::download::hub::header;
-use crate::download::retry::StallTimer;
-use crate::download::stall::Window;
+use crate::download::retry::{Attempt, Failed};
+use crate::download::wire::header;
 
 impl Transfer<'_> {
     /// Fetches the whole file into `.incomplete`, hashing it on the way.
@@ -37,23 +36,9 @@ impl Transfer<'_> {
             self.ctx.narrate(format!("↩️  resuming `{}` from byte {resumed_from}", self.file));
         }
         let mut meter = Meter::new(self.ctx, self.file, self.res.size, resumed_from);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(partial, &mut meter).await {
-                Ok(()) => {
-                    meter.tick(partial.len(), true);
-                    return Ok(());
-                }
-                Err(Interrupted::Fatal(e)) => return Err(e),
-                Err(Interrupted::Retry(e)) => {
-                    // Keep every byte received, for the next attempt or download to resume from.
-                    partial.flush().await?;
-                    let what = format!("for `{}` from byte {}", self.file, partial.len());
-                    self.retry.after_failure(self.ctx, attempt, what, e).await?;
-                }
-            }
-        }
+        self.retry.run(self.ctx, &mut Streaming { t: self, partial, meter: &mut meter }).await?;
+        meter.tick(partial.len(), true);
+        Ok(())
     }
 
     async fn attempt(&self, partial: &mut Partial, meter: &mut Meter<'_>) -> Result<(), Interrupted> {
@@ -63,10 +48,33 @@ impl Transfer<'_> {
             return Ok(());
         }
         let what = format!("downloading `{file}`");
-        let following = self.hub.get_following(&res.url, (offset, None), self.retry.stall, &what, None);
-        let mut response = following.await.map_err(Interrupted::Retry)?;
+        let mut response = self.open_stream(partial, meter, offset, &what).await?;
+        // Never more than declared: the resolve's size, else what this response says the file is.
+        let limit = res.size.or_else(|| declared_total(&response, partial.len()));
+        let mut sink = StreamSink { partial, meter, limit, file, size: res.size };
+        self.read_body(&mut response, &what, &mut sink).await?;
+        match res.size {
+            Some(size) if partial.len() < size => {
+                Err(Interrupted::Retry(network(&what, format!("connection ended at byte {} of {size}", partial.len()))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The GET from `offset`, its status checked (a server that ignores the range restarts the
+    /// partial).
+    async fn open_stream(
+        &self,
+        partial: &mut Partial,
+        meter: &mut Meter<'_>,
+        offset: u64,
+        what: &str,
+    ) -> Result<surf::Response, Interrupted> {
+        let file = self.file;
+        let following = self.hub.get_following(&self.res.url, (offset, None), self.retry.stall, what, None);
+        let response = following.await.map_err(Interrupted::Retry)?;
         match response.status() {
-            StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, &what)?,
+            StatusCode::PartialContent if offset > 0 => check_content_range(&response, offset, what)?,
             StatusCode::Ok if offset > 0 => {
                 self.ctx.narrate(format!("⚠️  the server ignored the Range request; restarting `{file}` from byte 0"));
                 partial.restart().await?;
@@ -76,59 +84,72 @@ impl Transfer<'_> {
             StatusCode::RequestedRangeNotSatisfiable => {
                 self.ctx.narrate(format!("⚠️  the server refused resuming at byte {offset}; restarting from 0"));
                 partial.restart().await?;
-                return Err(Interrupted::Retry(network(&what, "range not satisfiable")));
+                return Err(Interrupted::Retry(network(what, "range not satisfiable")));
             }
             _ => return Err(Interrupted::from_status(self.refusal(&response))),
         }
-        // Never more than declared: the resolve's size, else what this response says the file is.
-        let limit = res.size.or_else(|| declared_total(&response, partial.len()));
-        // Read the body's own chunks in place (no extra buffer, no extra copy).
-        let mut body = response.take_body();
-        let mut stall = StallTimer::new(self.retry.stall);
-        let mut window = Window::new(self.retry.stall, self.pacer.cap(&self.ctx.id));
-        loop {
-            let ready = future::poll_once(async { body.fill_buf().await.map(<[u8]>::len) }).await;
-            if ready.is_none() {
-                // Nothing to read right now: let the disk take what is buffered meanwhile.
-                partial.idle();
+        Ok(response)
+    }
+}
+
+/// One attempt of the stream; a failed one keeps every byte received, for the next attempt or
+/// download to resume from.
+struct Streaming<'a, 'm> {
+    t: &'a Transfer<'a>,
+    partial: &'a mut Partial,
+    meter: &'a mut Meter<'m>,
+}
+
+impl Attempt for Streaming<'_, '_> {
+    type Output = ();
+    type Error = DownloadError;
+
+    async fn attempt(&mut self) -> Result<(), Failed<DownloadError>> {
+        match self.t.attempt(self.partial, self.meter).await {
+            Ok(()) => Ok(()),
+            Err(Interrupted::Fatal(e)) => Err(Failed::Stop(e)),
+            Err(Interrupted::Retry(e)) => {
+                self.partial.flush().await.map_err(|e| Failed::Stop(e.into()))?;
+                Err(Failed::Retry(format!("for `{}` from byte {}", self.t.file, self.partial.len()), e))
             }
-            let read = async {
-                match ready {
-                    Some(r) => r,
-                    None => body.fill_buf().await.map(<[u8]>::len),
-                }
-            };
-            let n = match stall.read(read).await {
-                None => return Err(Interrupted::stalled(&what, self.retry.stall)),
-                Some(Err(e)) => {
-                    let at = partial.len();
-                    let of = res.size.map(|s| format!(" of {s}")).unwrap_or_default();
-                    return Err(Interrupted::Retry(network(&what, format!("connection lost at byte {at}{of}: {e}"))));
-                }
-                Some(Ok(0)) => break,
-                Some(Ok(n)) => n,
-            };
-            // Buffered already: this returns at once with the same bytes.
-            let chunk = body.fill_buf().await.map_err(|e| Interrupted::Retry(network(&what, e)))?;
-            if let Some(limit) = limit.filter(|l| partial.len() + n as u64 > *l) {
-                // Keep what fits, read no further: the caller deletes the partial.
-                let room = usize::try_from(limit.saturating_sub(partial.len())).unwrap_or(0);
-                partial.append(&chunk[..room]).await?;
-                return Err(Interrupted::Fatal(DownloadError::Oversized { file: file.to_owned(), declared: limit }));
-            }
-            partial.append(&chunk[..n]).await?;
-            body.consume(n);
-            meter.tick(partial.len(), false);
-            // Bandwidth caps, then the slow-trickle check (stall.rs).
-            self.pacer.pace(&self.ctx.id, n).await;
-            window.add(n).map_err(|why| Interrupted::Retry(network(&what, why)))?;
         }
-        match res.size {
-            Some(size) if partial.len() < size => {
-                Err(Interrupted::Retry(network(&what, format!("connection ended at byte {} of {size}", partial.len()))))
-            }
-            _ => Ok(()),
+    }
+}
+
+/// The single stream's body goes to the `.incomplete`, never past the declared size.
+struct StreamSink<'a, 'm> {
+    partial: &'a mut Partial,
+    meter: &'a mut Meter<'m>,
+    limit: Option<u64>,
+    file: &'a str,
+    size: Option<u64>,
+}
+
+impl Sink for StreamSink<'_, '_> {
+    type Stop = ();
+    type Error = Interrupted;
+
+    async fn idle(&mut self) -> Result<(), Interrupted> {
+        self.partial.idle();
+        Ok(())
+    }
+
+    async fn take(&mut self, chunk: &[u8]) -> Result<Option<()>, Interrupted> {
+        let partial = &mut *self.partial;
+        if let Some(limit) = self.limit.filter(|l| partial.len() + chunk.len() as u64 > *l) {
+            // Keep what fits, read no further: the caller deletes the partial.
+            let room = usize::try_from(limit.saturating_sub(partial.len())).unwrap_or(0);
+            partial.append(&chunk[..room]).await?;
+            return Err(Interrupted::Fatal(DownloadError::Oversized { file: self.file.to_owned(), declared: limit }));
         }
+        partial.append(chunk).await?;
+        self.meter.tick(partial.len(), false);
+        Ok(None)
+    }
+
+    fn whereabouts(&self) -> String {
+        let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
+        format!(" at byte {}{of}", self.partial.len())
     }
 }
 

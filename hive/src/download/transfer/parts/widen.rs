@@ -1,0 +1,302 @@
+//! The adaptive connection count of a download in parts: one connection while the hive itself is
+//! what limits the pace, more while more pay (probes that double the count, kept when the
+//! aggregate rose by [`RISE`]), never more than the job's cap, and never more than a bandwidth
+//! cap leaves room for. Pure arithmetic over what the controller samples ([`Sample`]): the
+//! simulation tests drive it without a network.
+
+use std::time::{Duration, Instant};
+
+/// How often the controller looks at progress and throughput.
+pub(super) const TICK: Duration = Duration::from_millis(25);
+/// How long throughput is measured before deciding.
+const WINDOW: Duration = Duration::from_millis(100);
+/// A probe is kept when it raised throughput at least this much.
+const RISE: f64 = 1.25;
+/// Longest wait for new connections' first bytes before measuring anyway.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Workers once one connection turned out not to be enough.
+const START_PARTS: usize = 4;
+/// Cores the hive may keep busy and still widen: sha256 is one serial stream, so a hive that
+/// already keeps a core busy is what limits the pace, not the network. On a host (or an affinity
+/// mask) with one core, which the CDN's peer and the keeper share, 60 % of it.
+const BUSY: f64 = 1.0;
+const BUSY_SHARE: f64 = 0.6;
+/// Wait before probing again after a probe that did not pay (doubles each time).
+const REPROBE: Duration = Duration::from_secs(1);
+
+/// The adaptive connection count: one connection while the hive itself is what limits the pace,
+/// more while more pay.
+pub(super) struct Widen {
+    /// Workers wanted now.
+    pub(super) n: usize,
+    cap: usize,
+    /// The bandwidth cap over this download, bytes/s: never more connections than it leaves
+    /// room for at the rate each one gets.
+    rate_cap: Option<f64>,
+    /// While probing: the count before, and the throughput it had (bytes/s).
+    probing: Option<(usize, f64)>,
+    /// The measuring window: when it started, bytes received and the hive's CPU time then.
+    window: Option<(Instant, u64, Option<Duration>)>,
+    /// When the count last changed.
+    since: Instant,
+    /// No probe before this.
+    next_probe: Instant,
+    /// The wait after the next probe that does not pay.
+    pause: Duration,
+}
+
+/// What the controller does after a measuring window.
+pub(super) enum Change {
+    /// Start this many more workers.
+    Widen(usize),
+    /// The probe made it no faster: back to this many.
+    Back(usize),
+}
+
+/// What the controller sees at a tick.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sample {
+    at: Instant,
+    /// Bytes received so far.
+    received: u64,
+    /// Every worker got its first byte and the extra ones left.
+    settled: bool,
+    /// The hive's CPU time so far.
+    cpu: Option<Duration>,
+    /// Cores this process may run on.
+    cores: usize,
+}
+
+/// CPU time this process used so far (every thread), if the system says.
+pub(super) fn cpu_time() -> Option<Duration> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let time = |t: nix::sys::time::TimeVal| -> Option<Duration> {
+        Some(Duration::new(t.tv_sec().try_into().ok()?, (t.tv_usec() * 1000).try_into().ok()?))
+    };
+    Some(time(usage.user_time())? + time(usage.system_time())?)
+}
+
+impl Widen {
+    /// One connection now, at most `cap`, within `rate_cap` bytes/s (a bandwidth cap) if any.
+    pub(super) fn new(cap: usize, rate_cap: Option<u64>, now: Instant) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let rate_cap = rate_cap.map(|c| c as f64);
+        Self { n: 1, cap, rate_cap, probing: None, window: None, since: now, next_probe: now, pause: REPROBE }
+    }
+
+    /// Whether to change the number of workers now, `received` bytes in, with `cold` workers
+    /// still waiting for their first byte and `workers` running.
+    pub(super) fn step(&mut self, received: u64, cold: usize, workers: usize) -> Option<Change> {
+        // Measure once every worker got its first byte and the extra ones left.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let sample =
+            Sample { at: Instant::now(), received, settled: cold == 0 && workers <= self.n, cpu: cpu_time(), cores };
+        self.decide(sample)
+    }
+
+    /// The most connections the bandwidth cap leaves room for, each at the rate the current ones
+    /// get (`rate` in all; a tenth of a connection's rate is measuring noise): under a cap one
+    /// connection already fills, one.
+    fn room(&self, rate: f64) -> usize {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let fit = |cap: f64| (cap / (rate / self.n as f64) + 0.1).floor() as usize;
+        self.rate_cap.filter(|_| rate > 0.0).map_or(usize::MAX, fit)
+    }
+
+    pub(super) fn decide(&mut self, Sample { at: now, received, settled, cpu, cores }: Sample) -> Option<Change> {
+        if self.n >= self.cap && self.probing.is_none() {
+            return None;
+        }
+        let Some((t0, b0, c0)) = self.window else {
+            if settled || now - self.since > WARM_UP {
+                self.window = Some((now, received, cpu));
+            }
+            return None;
+        };
+        let elapsed = now - t0;
+        // A probe is measured from its start, so that it counts the new connections' first
+        // bytes (a CDN may send a new request's first ones at once and then pause), and for
+        // longer, once every new connection answered.
+        let probing = self.probing.is_some();
+        let warm = settled || now - self.since > WARM_UP;
+        if elapsed < if probing { 2 * WINDOW } else { WINDOW } || (probing && !warm) {
+            return None;
+        }
+        self.window = Some((now, received, cpu));
+        let rate = (received - b0) as f64 / elapsed.as_secs_f64();
+        // Cores the hive kept busy (unknown: assume it has room).
+        let busy = c0.zip(cpu).map_or(0.0, |(c0, c)| c.saturating_sub(c0).as_secs_f64() / elapsed.as_secs_f64());
+        log::debug!(
+            "parts: {} workers: {:.1} MiB/s, {busy:.2} cores busy (probing from {:?})",
+            self.n,
+            rate / f64::from(1 << 20),
+            self.probing.map(|(n, r)| (n, r / f64::from(1 << 20)))
+        );
+        match self.probing.take() {
+            Some((before, base)) if rate < base * RISE => {
+                // Not worth it: back, and probe again later.
+                (self.n, self.window, self.since) = (before, None, now);
+                self.next_probe = now + self.pause;
+                self.pause *= 2;
+                Some(Change::Back(before))
+            }
+            // The hive itself (hashing, writing) sets the pace: more connections cannot help.
+            _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => None,
+            // It paid: keep them, and probe further at once.
+            Some(_) => self.probe(rate, (now, received, cpu)),
+            None if self.n == 1 => {
+                // One connection leaves the hive idle: the network sets the pace, so several
+                // connections at once (a CDN that caps each one rewards them).
+                let more = START_PARTS.min(self.cap).min(self.room(rate)).checked_sub(1).filter(|m| *m > 0)?;
+                (self.n, self.window, self.since) = (1 + more, None, now);
+                Some(Change::Widen(more))
+            }
+            None => (now >= self.next_probe).then(|| self.probe(rate, (now, received, cpu))).flatten(),
+        }
+    }
+
+    /// Starts a probe with twice the workers (up to the cap), to be measured from `start` against
+    /// `base`, the throughput of the last window.
+    fn probe(&mut self, base: f64, start: (Instant, u64, Option<Duration>)) -> Option<Change> {
+        let to = (self.n * 2).min(self.cap).min(self.room(base));
+        let more = to.checked_sub(self.n).filter(|m| *m > 0)?;
+        self.probing = Some((self.n, base));
+        (self.n, self.window, self.since) = (to, Some(start), start.0);
+        Some(Change::Widen(more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the controller for `secs` over a link where `n` connections bring `rate(n)` bytes/s
+    /// and keep `cores(n)` cores of the hive busy; returns the changes it made, with when.
+    fn simulate(cap: usize, secs: f64, rate: impl Fn(usize) -> f64, cores: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
+        simulate_on(2, cap, secs, rate, cores)
+    }
+
+    fn simulate_on(
+        host_cores: usize,
+        cap: usize,
+        secs: f64,
+        rate: impl Fn(usize) -> f64,
+        cores: impl Fn(usize) -> f64,
+    ) -> Vec<(f64, usize)> {
+        let t0 = Instant::now();
+        run(Widen::new(cap, None, t0), t0, host_cores, secs, rate, cores)
+    }
+
+    /// The same under a bandwidth cap of `limit` bytes/s over the whole download.
+    fn simulate_capped(limit: f64, secs: f64, rate: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
+        let t0 = Instant::now();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let w = Widen::new(16, Some(limit as u64), t0);
+        run(w, t0, 2, secs, |n| rate(n).min(limit), |_| 0.01)
+    }
+
+    fn run(
+        mut w: Widen,
+        t0: Instant,
+        host_cores: usize,
+        secs: f64,
+        rate: impl Fn(usize) -> f64,
+        cores: impl Fn(usize) -> f64,
+    ) -> Vec<(f64, usize)> {
+        let (mut n, mut received, mut cpu, mut t) = (1usize, 0.0f64, 0.0f64, 0.0f64);
+        let mut changes = Vec::new();
+        let dt = TICK.as_secs_f64();
+        while t < secs {
+            t += dt;
+            received += rate(n) * dt;
+            cpu += cores(n) * dt;
+            let sample = Sample {
+                at: t0 + Duration::from_secs_f64(t),
+                received: received as u64,
+                settled: true,
+                cpu: Some(Duration::from_secs_f64(cpu)),
+                cores: host_cores,
+            };
+            match w.decide(sample) {
+                Some(Change::Widen(more)) => n += more,
+                Some(Change::Back(to)) => n = to,
+                None => continue,
+            }
+            assert_eq!(n, w.n);
+            changes.push((t, n));
+        }
+        changes
+    }
+
+    const MIB: f64 = 1048576.0;
+
+    #[test]
+    fn a_connection_that_keeps_the_hive_busy_stays_alone() {
+        // Unthrottled loopback: one connection fills what the hive can hash; more share it.
+        let changes = simulate(16, 3.0, |_| 1000.0 * MIB, |n| 1.7 + 0.1 * n as f64);
+        assert_eq!(changes, vec![], "one connection is all a busy hive can use");
+    }
+
+    #[test]
+    fn on_one_core_a_connection_that_takes_most_of_it_stays_alone() {
+        let changes = simulate_on(1, 16, 3.0, |_| 400.0 * MIB, |_| 0.7);
+        assert_eq!(changes, vec![], "one core at 70 % is all the hive gets");
+        let capped = simulate_on(1, 16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
+        assert_eq!(capped.first().map(|c| c.1), Some(4), "an idle core still widens: {capped:?}");
+    }
+
+    #[test]
+    fn a_capped_connection_widens_to_four_then_doubles_while_it_pays() {
+        // A CDN capping each connection at 16 MiB/s; the hive is nearly idle.
+        let changes = simulate(16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(counts, vec![4, 8, 16], "{changes:?}");
+        assert!(changes[2].0 < 1.0, "16 connections within a second: {changes:?}");
+    }
+
+    #[test]
+    fn a_probe_that_does_not_pay_goes_back_and_is_tried_again_later() {
+        // Each connection capped at 16 MiB/s, the link at 64 MiB/s: four is the most that pays.
+        let changes = simulate(16, 6.0, |n| (16.0 * MIB * n as f64).min(64.0 * MIB), |_| 0.1);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(&counts[..3], &[4, 8, 4], "{changes:?}");
+        assert!(counts.iter().all(|n| *n == 4 || *n == 8), "{changes:?}");
+        // Probes again after a pause that doubles: 1 s, then 2 s.
+        let probes: Vec<f64> = changes.iter().filter(|c| c.1 == 8).map(|c| c.0).collect();
+        assert!(probes.len() >= 2 && probes.len() <= 3, "{changes:?}");
+        assert!(probes[1] - probes[0] >= REPROBE.as_secs_f64(), "{changes:?}");
+    }
+
+    #[test]
+    fn the_busy_threshold_is_one_core_on_a_host_with_many() {
+        // Eight cores: one connection that keeps a whole core busy (hashing) is all the hive can
+        // use, though seven more cores idle; one that keeps 90 % of a core busy leaves room.
+        let link = |n: usize| 16.0 * MIB * n as f64;
+        let busy = simulate_on(8, 16, 3.0, link, |_| 1.05);
+        assert_eq!(busy, vec![], "a core busy: stays alone");
+        let room = simulate_on(8, 16, 3.0, link, |_| 0.9);
+        assert_eq!(room.first().map(|c| c.1), Some(4), "under a core busy: widens {room:?}");
+    }
+
+    #[test]
+    fn under_a_bandwidth_cap_one_connection_that_fills_it_stays_alone() {
+        // 2 MiB/s over the download; the CDN would give each connection 16 MiB/s.
+        let changes = simulate_capped(2.0 * MIB, 3.0, |n| 16.0 * MIB * n as f64);
+        assert_eq!(changes, vec![], "the cap leaves no room for a second connection");
+        // The CDN gives each connection 512 KiB/s: four fill the 2 MiB/s cap, never more.
+        let changes = simulate_capped(2.0 * MIB, 4.0, |n| 0.5 * MIB * n as f64);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(counts, vec![4], "{changes:?}");
+        // 768 KiB/s each: two fit, a third would not.
+        let changes = simulate_capped(2.0 * MIB, 4.0, |n| 0.75 * MIB * n as f64);
+        assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![2], "{changes:?}");
+    }
+
+    #[test]
+    fn never_above_the_cap() {
+        let changes = simulate(3, 2.0, |n| 16.0 * MIB * n as f64, |_| 0.0);
+        assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![3], "{changes:?}");
+        assert_eq!(simulate(1, 2.0, |n| 16.0 * MIB * n as f64, |_| 0.0), vec![]);
+    }
+}
