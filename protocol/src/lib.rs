@@ -36,6 +36,7 @@
 mod error;
 mod event;
 mod job;
+mod model_ref;
 mod operation;
 pub mod select;
 pub mod sse;
