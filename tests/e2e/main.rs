@@ -8,6 +8,7 @@ mod autostart;
 mod bad_input;
 mod browser;
 mod cancel;
+mod cancel_kept;
 mod chaos;
 mod dedupe;
 mod download;

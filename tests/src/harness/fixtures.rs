@@ -45,6 +45,46 @@ pub fn parts_file(hive: &Hive, hub: &FakeHub, file: &str) -> PathBuf {
     locks_dir(hive).join(format!("{}.parts", etag(hub, file)))
 }
 
+/// The part map of `file` (`.partmap` beside its `.parts`): the blocks a download in parts holds.
+#[derive(Debug, Clone)]
+pub struct PartMap {
+    pub size: u64,
+    pub block: u64,
+    pub done: Vec<bool>,
+}
+
+impl PartMap {
+    /// Reads the map (`rbee-parts 1 {size} {block}` + one `0`/`1` per block).
+    #[track_caller]
+    pub fn read(hive: &Hive, hub: &FakeHub, file: &str) -> Self {
+        let path = parts_file(hive, hub, file).with_extension("partmap");
+        let map = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let nl = map.iter().position(|b| *b == b'\n').expect("the map's header");
+        let head = String::from_utf8_lossy(&map[..nl]).into_owned();
+        let fields: Vec<u64> = head.split(' ').skip(2).map(|f| f.parse().expect("a number")).collect();
+        let [size, block] = fields[..] else { panic!("bad part map header `{head}`") };
+        Self { size, block, done: map[nl + 1..].iter().map(|b| *b == b'1').collect() }
+    }
+
+    /// Bytes in the blocks marked done.
+    pub fn held(&self) -> u64 {
+        self.missing().iter().fold(self.size, |held, (a, b)| held - (b - a))
+    }
+
+    /// The byte ranges not held, in file order.
+    pub fn missing(&self) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, _) in self.done.iter().enumerate().filter(|(_, d)| !**d) {
+            let (a, b) = (i as u64 * self.block, ((i as u64 + 1) * self.block).min(self.size));
+            match runs.last_mut() {
+                Some(last) if last.1 == a => last.1 = b,
+                _ => runs.push((a, b)),
+            }
+        }
+        runs
+    }
+}
+
 /// `.locks/models--…/` of [`REPO`] (blob locks, part files and their maps).
 pub fn locks_dir(hive: &Hive) -> PathBuf {
     let folder = hive.repo_dir(REPO).file_name().expect("repo folder").to_owned();

@@ -13,8 +13,8 @@
 //!
 //! A block's byte in the map turns `1` only after the block's data was written (same blocking
 //! call, data first), so after a cancel or a `kill -9` every block marked done holds its bytes;
-//! what a part had received beyond its last whole block is fetched again (less than one block plus
-//! what was buffered: under 1 MiB per connection).
+//! what a part had received beyond its last whole block is fetched again (less than one 64 KiB
+//! block plus what was buffered: one write batch, under a bandwidth cap at most 1/32 s of it).
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -26,7 +26,7 @@ use crate::cache::{at, create_parent, CacheError, RepoDir};
 use crate::jobs::Outstanding;
 
 /// Granularity of the part map (and of every part boundary).
-pub(crate) const BLOCK: u64 = 256 << 10;
+pub(crate) const BLOCK: u64 = 64 << 10;
 
 /// The data file, the map, and which blocks were done when it was opened.
 pub(crate) struct Sparse {

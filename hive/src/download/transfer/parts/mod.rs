@@ -43,7 +43,7 @@ use surf::StatusCode;
 
 use super::body::Sink;
 use super::meter::Meter;
-use super::sparse::Sparse;
+use super::sparse::{Sparse, BLOCK};
 use super::stream::content_range;
 use super::{Fetched, Interrupted, Transfer};
 use crate::cache::CacheError;
@@ -289,7 +289,7 @@ async fn part_attempt(t: &Transfer<'_>, shared: &Shared, i: usize, me: &mut Work
     if from >= asked {
         return Ok(true);
     }
-    me.w.batch = t.write_batch.unwrap_or(if lone { LONE_BATCH } else { PART_BATCH });
+    me.w.batch = t.write_batch.unwrap_or_else(|| batch_for(lone, t.pacer.cap(&t.ctx.id)));
     let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
     let mut response = open_range(t, shared.sparse.size, (from, asked), &what, me.session.as_ref()).await?;
     let mut sink = PartSink { shared, i, me };
@@ -300,6 +300,14 @@ async fn part_attempt(t: &Transfer<'_>, shared: &Shared, i: usize, me: &mut Work
             Err(retry_err(&what, format!("connection ended at byte {at}")))
         }
     }
+}
+
+/// A worker's write batch: a lone worker's is larger; under a bandwidth cap it holds at most
+/// 1/32 s of the cap (down to one block), so that a cancel loses little of what arrived.
+fn batch_for(lone: bool, cap: Option<u64>) -> usize {
+    let batch = if lone { LONE_BATCH } else { PART_BATCH };
+    let block = usize::try_from(BLOCK).unwrap_or(batch);
+    cap.map_or(batch, |cap| usize::try_from(cap / 32).unwrap_or(batch).clamp(block, batch))
 }
 
 /// The GET of bytes `from..asked` of a `size`-byte file, its answer checked: the range asked

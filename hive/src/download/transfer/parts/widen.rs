@@ -33,6 +33,8 @@ pub(super) struct Widen {
     /// The bandwidth cap over this download, bytes/s: never more connections than it leaves
     /// room for at the rate each one gets.
     rate_cap: Option<f64>,
+    /// How long throughput is measured: [`WINDOW`], longer under a low cap ([`window_for`]).
+    window_len: Duration,
     /// While probing: the count before, and the throughput it had (bytes/s).
     probing: Option<(usize, f64)>,
     /// The measuring window: when it started, bytes received and the hive's CPU time then.
@@ -67,6 +69,14 @@ pub(super) struct Sample {
     cores: usize,
 }
 
+/// The measuring window under a bandwidth cap of `rate_cap` bytes/s: long enough for the cap's
+/// pacing (a wait per chunk of up to 256 KiB) to average out over about 8 chunks, within
+/// [`WINDOW`]..=1 s.
+fn window_for(rate_cap: Option<f64>) -> Duration {
+    let paced = |cap: f64| Duration::from_secs_f64((f64::from(2 << 20) / cap.max(1.0)).min(1.0));
+    rate_cap.map_or(WINDOW, |cap| paced(cap).max(WINDOW))
+}
+
 /// CPU time this process used so far (every thread), if the system says.
 pub(super) fn cpu_time() -> Option<Duration> {
     use nix::sys::resource::{getrusage, UsageWho};
@@ -82,7 +92,18 @@ impl Widen {
     pub(super) fn new(cap: usize, rate_cap: Option<u64>, now: Instant) -> Self {
         #[allow(clippy::cast_precision_loss)]
         let rate_cap = rate_cap.map(|c| c as f64);
-        Self { n: 1, cap, rate_cap, probing: None, window: None, since: now, next_probe: now, pause: REPROBE }
+        let window_len = window_for(rate_cap);
+        Self {
+            n: 1,
+            cap,
+            rate_cap,
+            window_len,
+            probing: None,
+            window: None,
+            since: now,
+            next_probe: now,
+            pause: REPROBE,
+        }
     }
 
     /// Whether to change the number of workers now, `received` bytes in, with `cold` workers
@@ -100,8 +121,8 @@ impl Widen {
     /// connection already fills, one.
     fn room(&self, rate: f64) -> usize {
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let fit = |cap: f64| (cap / (rate / self.n as f64) + 0.1).floor() as usize;
-        self.rate_cap.filter(|_| rate > 0.0).map_or(usize::MAX, fit)
+        let fit = |cap: f64| if rate > 0.0 { (cap / (rate / self.n as f64) + 0.1).floor() as usize } else { self.n };
+        self.rate_cap.map_or(usize::MAX, fit)
     }
 
     pub(super) fn decide(&mut self, Sample { at: now, received, settled, cpu, cores }: Sample) -> Option<Change> {
@@ -120,7 +141,7 @@ impl Widen {
         // longer, once every new connection answered.
         let probing = self.probing.is_some();
         let warm = settled || now - self.since > WARM_UP;
-        if elapsed < if probing { 2 * WINDOW } else { WINDOW } || (probing && !warm) {
+        if elapsed < if probing { 2 * self.window_len } else { self.window_len } || (probing && !warm) {
             return None;
         }
         self.window = Some((now, received, cpu));
@@ -185,21 +206,22 @@ mod tests {
         cores: impl Fn(usize) -> f64,
     ) -> Vec<(f64, usize)> {
         let t0 = Instant::now();
-        run(Widen::new(cap, None, t0), t0, host_cores, secs, rate, cores)
+        run(Widen::new(cap, None, t0), t0, (host_cores, 1), secs, rate, cores)
     }
 
     /// The same under a bandwidth cap of `limit` bytes/s over the whole download.
-    fn simulate_capped(limit: f64, secs: f64, rate: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
+    /// Bytes arrive in lumps of `quantum` (the pacer waits per chunk read).
+    fn simulate_capped(limit: f64, secs: f64, quantum: u64, rate: impl Fn(usize) -> f64) -> Vec<(f64, usize)> {
         let t0 = Instant::now();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let w = Widen::new(16, Some(limit as u64), t0);
-        run(w, t0, 2, secs, |n| rate(n).min(limit), |_| 0.01)
+        run(w, t0, (2, quantum), secs, |n| rate(n).min(limit), |_| 0.01)
     }
 
     fn run(
         mut w: Widen,
         t0: Instant,
-        host_cores: usize,
+        (host_cores, quantum): (usize, u64),
         secs: f64,
         rate: impl Fn(usize) -> f64,
         cores: impl Fn(usize) -> f64,
@@ -213,7 +235,7 @@ mod tests {
             cpu += cores(n) * dt;
             let sample = Sample {
                 at: t0 + Duration::from_secs_f64(t),
-                received: received as u64,
+                received: received as u64 / quantum * quantum,
                 settled: true,
                 cpu: Some(Duration::from_secs_f64(cpu)),
                 cores: host_cores,
@@ -282,15 +304,18 @@ mod tests {
     #[test]
     fn under_a_bandwidth_cap_one_connection_that_fills_it_stays_alone() {
         // 2 MiB/s over the download; the CDN would give each connection 16 MiB/s.
-        let changes = simulate_capped(2.0 * MIB, 3.0, |n| 16.0 * MIB * n as f64);
+        let changes = simulate_capped(2.0 * MIB, 3.0, 1, |n| 16.0 * MIB * n as f64);
         assert_eq!(changes, vec![], "the cap leaves no room for a second connection");
         // The CDN gives each connection 512 KiB/s: four fill the 2 MiB/s cap, never more.
-        let changes = simulate_capped(2.0 * MIB, 4.0, |n| 0.5 * MIB * n as f64);
+        let changes = simulate_capped(2.0 * MIB, 4.0, 1, |n| 0.5 * MIB * n as f64);
         let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
         assert_eq!(counts, vec![4], "{changes:?}");
         // 768 KiB/s each: two fit, a third would not.
-        let changes = simulate_capped(2.0 * MIB, 4.0, |n| 0.75 * MIB * n as f64);
+        let changes = simulate_capped(2.0 * MIB, 4.0, 1, |n| 0.75 * MIB * n as f64);
         assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![2], "{changes:?}");
+        // Paced in 256 KiB lumps (whole windows without a byte): still one connection.
+        let changes = simulate_capped(2.0 * MIB, 6.0, 256 << 10, |n| 16.0 * MIB * n as f64);
+        assert_eq!(changes, vec![], "lumps of the pacer are no room for more");
     }
 
     #[test]
