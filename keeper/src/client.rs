@@ -21,21 +21,8 @@ use surf::{RequestBuilder, Response};
 pub(crate) use failure::{Cause, NotAHive, Unreachable, CONNECT_TIMEOUT};
 pub(crate) use urls::{addr_of, hive_target, job_stream, normalize_base, HiveTarget, DEFAULT_ADDR};
 
-use crate::exit::UsageError;
-
-/// The hive answered with a non-2xx status.
-#[derive(Debug, thiserror::Error)]
-#[error("{message} (HTTP {status})")]
-pub(crate) struct HiveError {
-    pub(crate) status: u16,
-    pub(crate) message: String,
-    pub(crate) api: Option<ApiError>,
-}
-
-/// The hive does not know this job (404).
-#[derive(Debug, thiserror::Error)]
-#[error("no job {0}")]
-pub(crate) struct NoSuchJob(pub(crate) String);
+use crate::error::UsageError;
+pub(crate) use crate::error::{status_of, HiveError, NoSuchJob};
 
 /// `GET /health`: this hive's JSON details, or only `ok` from a hive that answers as rbee's does.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -269,9 +256,4 @@ fn is_job_not_found(err: &anyhow::Error) -> bool {
     let hive = err.chain().find_map(|c| c.downcast_ref::<HiveError>());
     let code = rbee_protocol::ErrorCode::JobNotFound;
     hive.is_some_and(|h| h.status == 404 && h.api.as_ref().is_some_and(|a| a.error == code.as_str()))
-}
-
-/// The HTTP status behind `err`, when the hive answered with an error.
-pub(crate) fn status_of(err: &anyhow::Error) -> Option<u16> {
-    err.chain().find_map(|c| c.downcast_ref::<HiveError>()).map(|e| e.status)
 }

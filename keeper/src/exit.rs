@@ -1,9 +1,11 @@
-//! Exit codes, the error kinds that choose them, and the one place errors are printed.
+//! Exit codes, which error kind ([`crate::error`]) chooses which, and the one place errors are
+//! printed.
 
 use std::process::ExitCode;
 
 pub(crate) use crate::client::Unreachable;
-use crate::client::{status_of, Cause, NotAHive};
+use crate::client::{Cause, NotAHive};
+pub(crate) use crate::error::{status_of, JobFailed, StartFailed, StdoutClosed, UsageError};
 
 /// How the keeper ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +41,6 @@ impl From<Exit> for ExitCode {
         ExitCode::from(exit.code())
     }
 }
-
-/// The local hive could not be started; the message says why (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct StartFailed(pub(crate) String);
-
-/// Stdout was closed while the keeper wrote to it (exit 141).
-#[derive(Debug, thiserror::Error)]
-#[error("stdout was closed")]
-pub(crate) struct StdoutClosed;
-
-/// The command line asked for something invalid (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct UsageError(pub(crate) String);
-
-/// The job ended with an error or was cancelled on the hive (exit 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct JobFailed(pub(crate) String);
 
 /// The exit code an error maps to.
 pub(crate) fn classify(err: &anyhow::Error) -> Exit {

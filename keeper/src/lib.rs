@@ -25,6 +25,7 @@ macro_rules! outln {
 mod cli;
 mod client;
 mod commands;
+mod error;
 mod exit;
 mod follow;
 mod hive_spawn;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use rbee_protocol::sse::Frame;
 use rbee_protocol::Event;
 
-use crate::exit::StdoutClosed;
+use crate::error::StdoutClosed;
 
 // The one printer: every line the keeper itself shows goes through [`stdout_line`] (results),
 // [`note`] (status lines, silent with `--quiet`) or [`warn`] (warnings and errors, always), besides
