@@ -3,6 +3,7 @@
 
 use rbee_tests::harness;
 
+mod architecture;
 mod auth_token;
 mod autostart;
 mod bad_input;
