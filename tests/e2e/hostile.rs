@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::harness::fixtures::{
     hub_with_model, job, op_download, op_remove, partial_len, raw, wait_for, wait_status, MODEL, REPO,
 };
+use crate::harness::python::hf_scan_warnings;
 use crate::harness::{download_ok, Fault, Hive, Keeper, TIMEOUT};
 
 /// `host:port` of a hive.
@@ -203,19 +204,6 @@ fn removal_never_follows_a_symlinked_blobs_dir() {
     assert_eq!(status, 200, "{listing}");
     assert_eq!(std::fs::read(outside.path().join("precious")).unwrap(), b"keep me");
     assert_eq!(std::fs::read(outside.path().join("x.incomplete")).unwrap(), b"keep me too");
-}
-
-/// huggingface_hub's `scan_cache_dir` on `cache`: its warnings (empty = a consistent cache).
-fn hf_scan_warnings(cache: &Path) -> Vec<String> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(py.is_file(), "{} is missing: run `just py` (a venv with huggingface_hub) first", py.display());
-    let out = std::process::Command::new(py)
-        .args(["-c", "import sys\nfrom huggingface_hub import scan_cache_dir\ninfo = scan_cache_dir(sys.argv[1])\nfor w in info.warnings: print(w)\nprint('repos', len(info.repos))"])
-        .arg(cache)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with("repos ")).map(str::to_owned).collect()
 }
 
 #[test]

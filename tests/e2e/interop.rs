@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use rbee_protocol::Event;
 
 use crate::harness::fixtures::sha256_of;
+use crate::harness::python::python;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec, TIMEOUT};
 
 const REPO: &str = "rbee-test/tiny-model";
@@ -23,13 +24,6 @@ const MULTI: &str = "rbee-test/multi-file";
 /// Commit ids of [`MULTI`]: `v1.0` tags the old one, `main` is the new one.
 const OLD: &str = "1111111111111111111111111111111111111111";
 const NEW: &str = "2222222222222222222222222222222222222222";
-
-/// `<workspace>/.venv/bin/python`, which `just py` creates with huggingface_hub.
-fn python() -> PathBuf {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(py.is_file(), "{} is missing: run `just py` (a venv with huggingface_hub) first", py.display());
-    py
-}
 
 /// One `hf_hub_download` (with a file) or `snapshot_download` (without).
 fn ask(repo: &str, file: Option<&str>, revision: Option<&str>) -> Value {

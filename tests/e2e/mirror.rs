@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use rbee_protocol::Event;
 
 use crate::harness::fixtures::{file_len, incomplete, sha256_of, wait_for, wait_status, MODEL, REPO};
+use crate::harness::python::python;
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
 
 const TOKEN: &str = "mirror-secret";
@@ -143,13 +144,6 @@ fn the_mirror_keeps_the_hives_token() {
     let refused = http::request("GET", &url, &[], None).expect("GET");
     assert_eq!((refused.status, refused.header("www-authenticate")), (401, Some("Bearer")));
     assert_eq!(ask(&hive, "GET", &format!("/{REPO}/resolve/main/{MODEL}"), &[]).status, 200);
-}
-
-/// `<workspace>/.venv/bin/python` with huggingface_hub (`just py`).
-fn python() -> PathBuf {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(py.is_file(), "{} is missing: run `just py` (a venv with huggingface_hub) first", py.display());
-    py
 }
 
 /// `hf_hub_download(REPO, file)` with `HF_ENDPOINT=<endpoint>` and `HF_TOKEN=<token>` into `cache`;

@@ -4,7 +4,6 @@
 //! ignores `Range` still works over one stream; an `.incomplete` left by one stream (or
 //! huggingface_hub) is taken over; and huggingface_hub scans the cache cleanly throughout.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rbee_protocol::Event;
@@ -15,6 +14,7 @@ use crate::harness::fixtures::{
     MODEL, REPO,
 };
 use crate::harness::nginx::Nginx;
+use crate::harness::python::hf_scan_warnings;
 use crate::harness::{CloseReason, FakeHub, Fault, Hive, HubConfig, RepoSpec, TIMEOUT};
 use rbee_tests::hub::Connection;
 
@@ -251,19 +251,6 @@ fn a_failing_part_is_retried_alone() {
     let sent: u64 = conns.iter().map(|c| c.bytes_sent).sum();
     assert!(sent <= size + (1 << 20), "sent {sent} for {size}: {conns:#?}");
     assert_published(&hive, &hub, MODEL);
-}
-
-/// huggingface_hub's `scan_cache_dir` on `cache`: its warnings (empty = a consistent cache).
-fn hf_scan_warnings(cache: &Path) -> Vec<String> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(py.is_file(), "{} is missing: run `just py` (a venv with huggingface_hub) first", py.display());
-    let out = std::process::Command::new(py)
-        .args(["-c", "import sys\nfrom huggingface_hub import scan_cache_dir\ninfo = scan_cache_dir(sys.argv[1])\nfor w in info.warnings: print(w)"])
-        .arg(cache)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 #[test]

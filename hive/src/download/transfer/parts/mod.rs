@@ -258,7 +258,7 @@ impl Attempt for Request<'_> {
 
     async fn attempt(&mut self) -> Result<bool, Failed<End>> {
         let (shared, i) = (self.shared, self.i);
-        match part_attempt(self.t, shared, i, self.me).await {
+        match self.once().await {
             Ok(done) => Ok(done),
             Err(Stop::RangeIgnored) => Err(Failed::Stop(End::RangeIgnored)),
             Err(Stop::Interrupted(Interrupted::Fatal(e))) => Err(Failed::Stop(End::Failed(e))),
@@ -276,28 +276,30 @@ impl Attempt for Request<'_> {
     }
 }
 
-/// One request of part `i`: to the part's end for a lone worker, else [`chunk_for`] bytes.
-/// `Ok(true)` when the part is done.
-async fn part_attempt(t: &Transfer<'_>, shared: &Shared, i: usize, me: &mut Worker) -> Result<bool, Stop> {
-    let (from, asked, lone) = {
-        let mut plan = shared.plan();
-        let lone = plan.workers == 1;
-        let p = &mut plan.parts[i];
-        p.asked = if lone { p.end } else { p.end.min(p.cursor + shared.chunk) };
-        (p.cursor, p.asked, lone)
-    };
-    if from >= asked {
-        return Ok(true);
-    }
-    me.w.batch = t.write_batch.unwrap_or_else(|| batch_for(lone, t.pacer.cap(&t.ctx.id)));
-    let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
-    let mut response = open_range(t, shared.sparse.size, (from, asked), &what, me.session.as_ref()).await?;
-    let mut sink = PartSink { shared, i, me };
-    match t.read_body(&mut response, &what, &mut sink).await? {
-        Some(part_done) => Ok(part_done),
-        None => {
-            let at = shared.plan().parts[i].cursor;
-            Err(retry_err(&what, format!("connection ended at byte {at}")))
+impl Request<'_> {
+    /// One request of the part: to its end for a lone worker, else [`chunk_for`] bytes.
+    /// `Ok(true)` when the part is done.
+    async fn once(&mut self) -> Result<bool, Stop> {
+        let (t, shared, i) = (self.t, self.shared, self.i);
+        let (from, asked, lone) = {
+            let mut plan = shared.plan();
+            let lone = plan.workers == 1;
+            let p = &mut plan.parts[i];
+            p.asked = if lone { p.end } else { p.end.min(p.cursor + shared.chunk) };
+            (p.cursor, p.asked, lone)
+        };
+        if from >= asked {
+            return Ok(true);
+        }
+        self.me.w.batch = t.write_batch.unwrap_or_else(|| batch_for(lone, t.pacer.cap(&t.ctx.id)));
+        let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
+        let mut response = open_range(t, shared.sparse.size, (from, asked), &what, self.me.session.as_ref()).await?;
+        match t.read_body(&mut response, &what, self).await? {
+            Some(part_done) => Ok(part_done),
+            None => {
+                let at = shared.plan().parts[i].cursor;
+                Err(retry_err(&what, format!("connection ended at byte {at}")))
+            }
         }
     }
 }
@@ -335,15 +337,10 @@ async fn open_range(
     }
 }
 
-/// A part's body goes to its worker's writer, never past the request's nor the part's end
-/// (another worker may have carved it); stops when the request is done (`true`: the part too).
-struct PartSink<'a> {
-    shared: &'a Shared,
-    i: usize,
-    me: &'a mut Worker,
-}
-
-impl Sink for PartSink<'_> {
+/// As a [`Sink`], a request's body goes to its worker's writer, never past the request's nor the
+/// part's end (another worker may have carved it); stops when the request is done (`true`: the
+/// part too).
+impl Sink for Request<'_> {
     type Stop = bool;
     type Error = Stop;
 
