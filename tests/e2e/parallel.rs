@@ -29,6 +29,14 @@ fn start(hive: &Hive, connections: Option<u32>) -> String {
     body["job_id"].as_str().expect("job_id").to_owned()
 }
 
+/// A hub serving a `size`-byte [`MODEL`] at `rate` bytes/s per connection, and a hive on it.
+fn capped(size: u64, rate: u64) -> (FakeHub, Hive) {
+    let hub = hub_with_model(size);
+    hub.set_rate(rate);
+    let hive = Hive::spawn(&hub);
+    (hub, hive)
+}
+
 /// Runs a download to its end; returns its events and wall time.
 #[track_caller]
 fn download(hive: &Hive, connections: Option<u32>) -> (Vec<Event>, Duration) {
@@ -71,9 +79,7 @@ fn most_at_once(conns: &[Connection]) -> usize {
 #[test]
 fn a_capped_cdn_is_beaten_by_parts_at_least_4x() {
     let size = 16 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(4 << 20);
-    let hive = Hive::spawn(&hub);
+    let (hub, hive) = capped(size, 4 << 20);
     // One connection (the job asks for it): the cap alone sets the pace, ~4 s.
     let (_, one) = download(&hive, Some(1));
     assert!(hub.wait_all_closed(TIMEOUT));
@@ -109,9 +115,7 @@ fn a_capped_cdn_is_beaten_by_parts_at_least_4x() {
 #[test]
 fn a_cancel_closes_every_part() {
     let size = 64 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(1 << 20);
-    let hive = Hive::spawn(&hub);
+    let (hub, hive) = capped(size, 1 << 20);
     let id = start(&hive, None);
     assert!(
         hub.wait_until(3 * TIMEOUT, |s| s.open_connections >= 8),
@@ -156,9 +160,7 @@ fn interrupt_in_parts(hive: &mut Hive, hub: &FakeHub, after: u64, kill: bool) {
 /// unthrottled; the second run fetches at most what was missing plus 1 MiB per connection.
 fn interrupted_then_resumed(kill: bool) {
     let size = 32 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(2 << 20);
-    let mut hive = Hive::spawn(&hub);
+    let (hub, mut hive) = capped(size, 2 << 20);
     interrupt_in_parts(&mut hive, &hub, 10 << 20, kill);
     let first = hub.stats();
     let conns = first.connections.iter().filter(|c| c.closed_by_client()).count() as u64;
@@ -193,9 +195,7 @@ fn a_killed_download_in_parts_fetches_only_what_is_missing() {
 #[test]
 fn a_resumed_download_in_parts_needs_room_only_for_what_is_missing() {
     let size = 32 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(2 << 20);
-    let mut hive = Hive::spawn(&hub);
+    let (hub, mut hive) = capped(size, 2 << 20);
     interrupt_in_parts(&mut hive, &hub, 12 << 20, false);
     // The blocks the part map marks done (the sparse file's length says only how far parts got).
     let held = PartMap::read(&hive, &hub, MODEL).held();
@@ -256,9 +256,7 @@ fn a_failing_part_is_retried_alone() {
 #[test]
 fn a_one_stream_incomplete_is_taken_over_and_hf_scans_cleanly() {
     let size = 24 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(4 << 20);
-    let hive = Hive::spawn(&hub);
+    let (hub, hive) = capped(size, 4 << 20);
     // One stream leaves an `.incomplete` (as huggingface_hub would).
     let id = start(&hive, Some(1));
     let prefix = incomplete(&hive, &hub, MODEL);

@@ -160,26 +160,14 @@ fn sse(ctx: &Ctx) -> Result<String> {
     for id in &ids {
         http(&hive.addr, "DELETE", &format!("/v1/jobs/{id}"), None)?;
     }
-    let received: u64 = smol::block_on(async {
-        let mut sum = 0;
-        for t in tasks {
-            sum += t.await?;
-        }
-        anyhow::Ok(sum)
-    })?;
+    let received: u64 = sum_of(tasks)?;
     let logs: u64 = hive.jobs()?.iter().filter(|j| ids.contains(&j.0)).map(|j| j.2).sum();
     let expected = logs * SUBS_PER_JOB as u64;
     // Replay: the same fan-out over the finished logs, as fast as the hive can send.
     let replay = Arc::new(Counters::default());
     let t1 = Instant::now();
     let tasks = pool.subscribe(&hive.addr, &ids, SUBS_PER_JOB, &replay);
-    let replayed: u64 = smol::block_on(async {
-        let mut sum = 0;
-        for t in tasks {
-            sum += t.await?;
-        }
-        anyhow::Ok(sum)
-    })?;
+    let replayed: u64 = sum_of(tasks)?;
     let replay_secs = t1.elapsed().as_secs_f64();
     let mut t = Table::new(&["phase", "subscribers", "events delivered", "time", "events/s", "complete"]);
     t.row(&[
@@ -258,4 +246,15 @@ fn tiny_jobs(ctx: &Ctx) -> Result<String> {
          requests again, answered from the cache (HEAD only, no GET).\n\n{}",
         t.done()
     ))
+}
+
+/// The sum of what `tasks` count, once every one ended.
+fn sum_of(tasks: Vec<smol::Task<anyhow::Result<u64>>>) -> anyhow::Result<u64> {
+    smol::block_on(async {
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await?;
+        }
+        Ok(sum)
+    })
 }
