@@ -120,6 +120,13 @@ impl Hive {
         process::hwm_kib(self.pid())
     }
 
+    /// Resets the peak resident set to the current one (`5` into `/proc/<pid>/clear_refs`), so
+    /// that [`Hive::hwm_kib`] then reads the peak of what follows: one phase at a time.
+    pub(crate) fn reset_peak(&self) -> Result<()> {
+        let path = format!("/proc/{}/clear_refs", self.pid());
+        std::fs::write(&path, "5").with_context(|| format!("writing 5 to {path}"))
+    }
+
     /// Current resident set (VmRSS) in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
         process::status_kib(self.pid(), "VmRSS").unwrap_or(0)

@@ -44,6 +44,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     if !hub.wait_all_closed(Duration::from_secs(10)) {
         bail!("a part's connection never closed");
     }
+    // The hive's peak RSS per phase: the throttled download and its cancel, then the resume.
+    let peak_cancel = hive.hwm_kib();
+    hive.reset_peak()?;
     let stats = hub.stats();
     let (sent1, first_conns) = (stats.cdn_bytes, stats.connections.len());
     let open_at_cancel = stats.connections.iter().filter(|c| c.closed_by_client()).count() as u64;
@@ -55,6 +58,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     if !status.success() {
         bail!("the resumed download failed: {status}");
     }
+    let peak_resume = hive.hwm_kib();
     let stats = hub.stats();
     let later: Vec<_> = stats.connections.iter().skip(first_conns).collect();
     let fetched2: u64 = later.iter().map(|c| c.bytes_sent).sum();
@@ -78,6 +82,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         format!("{fetched2}"),
         pct(fetched2),
     ]);
+    for (phase, kib) in [("throttled download and cancel", peak_cancel), ("resume, unthrottled", peak_resume)] {
+        t.row(&[format!("hive peak RSS: {phase}"), format!("{kib} KiB ({})", mib(kib as f64 * 1024.0)), String::new()]);
+    }
     let eff = fetched2 as f64 / missing as f64;
     let overhead = (sent1 + fetched2) as f64 / total as f64;
     Ok(format!(
