@@ -8,7 +8,7 @@ use crate::cache::{at, CacheError};
 
 /// Disk write batch of a worker that shares the file (two per connection at most: one filling,
 /// one being written).
-pub(super) const PART_BATCH: usize = 256 << 10;
+pub(super) const PART_BATCH: usize = 128 << 10;
 /// Disk write batch of a lone worker (as one stream's largest).
 pub(super) const LONE_BATCH: usize = 1 << 20;
 
