@@ -11,18 +11,20 @@
 //! huggingface_hub or a one-stream download) is taken over: renamed to `.parts`, its whole blocks
 //! marked done.
 //!
-//! A block's byte in the map turns `1` only after the block's data was written (same blocking
-//! call, data first), so after a cancel or a `kill -9` every block marked done holds its bytes;
+//! A block's byte in the map turns `1` only after the block's data was written and `fdatasync`ed
+//! (same blocking call, data first), so after a cancel, a `kill -9` or a power cut every block
+//! marked done holds its bytes; the map itself is created atomically and durably. Both files are
+//! opened without following a link ([`crate::cache::fs`]);
 //! what a part had received beyond its last whole block is fetched again (less than one block plus
 //! what was buffered: under 1 MiB per connection).
 
 use std::fs::File;
-use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cache::{at, create_parent, CacheError, RepoDir};
+use crate::cache::fs::{self, Open};
+use crate::cache::{CacheError, RepoDir, PART_MAP_MAX};
 use crate::jobs::Outstanding;
 
 /// Granularity of the part map (and of every part boundary).
@@ -45,8 +47,8 @@ impl Sparse {
     /// Opens the part files of `etag` (creating them, or taking over `.incomplete`), counted as
     /// the job's outstanding work.
     pub(crate) async fn open(repo: &RepoDir, etag: &str, size: u64, gate: &Outstanding) -> Result<Self, CacheError> {
-        let (data, map, incomplete) = (repo.parts(etag), repo.part_map(etag), repo.incomplete(etag));
-        gate.unblock(move || open(&data, &map, &incomplete, size)).await
+        let (repo, etag) = (repo.clone(), etag.to_owned());
+        gate.unblock(move || open(&repo, &etag, size)).await
     }
 
     /// The byte ranges still to fetch, in file order (block-aligned).
@@ -82,6 +84,7 @@ impl Sparse {
         move |buf: &[u8]| {
             data.write_all_at(buf, offset)?;
             if last > first {
+                data.sync_data()?; // the mark below may reach the disk only after the bytes
                 let ones = vec![b'1'; usize::try_from(last - first).unwrap_or(0)];
                 map.write_all_at(&ones, header + first)?;
             }
@@ -91,10 +94,12 @@ impl Sparse {
 }
 
 /// The blocks a part map marks done, if it is the map of a `size`-byte file.
-fn read_map(map: &Path, size: u64) -> Option<Vec<bool>> {
+fn read_map(repo: &RepoDir, map: &Path, size: u64) -> Option<Vec<bool>> {
     let head = header(size);
     let blocks = usize::try_from(size.div_ceil(BLOCK)).ok()?;
-    let m = std::fs::read(map).ok().filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()))?;
+    let m = repo
+        .read_small(map, PART_MAP_MAX)
+        .filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()))?;
     Some(m[head.len()..].iter().map(|b| *b == b'1').collect())
 }
 
@@ -110,40 +115,39 @@ fn bytes_done(done: &[bool], size: u64) -> u64 {
 
 /// Bytes of a `size`-byte file that an earlier download in parts already holds (0 if none).
 pub(crate) fn done_bytes(repo: &RepoDir, etag: &str, size: u64) -> u64 {
-    if !repo.parts(etag).exists() {
+    if repo.file_len(&repo.parts(etag)).is_none() {
         return 0;
     }
-    bytes_done(&read_map(&repo.part_map(etag), size).unwrap_or_default(), size)
+    bytes_done(&read_map(repo, &repo.part_map(etag), size).unwrap_or_default(), size)
 }
 
-fn open(data: &Path, map: &Path, incomplete: &Path, size: u64) -> Result<Sparse, CacheError> {
-    create_parent(data)?;
+fn open(repo: &RepoDir, etag: &str, size: u64) -> Result<Sparse, CacheError> {
+    let (data, map, incomplete) = (repo.parts(etag), repo.part_map(etag), repo.incomplete(etag));
     let head = header(size);
     let blocks = usize::try_from(size.div_ceil(BLOCK)).unwrap_or(usize::MAX);
-    let known = read_map(map, size).filter(|_| data.exists());
+    let known = read_map(repo, &map, size).filter(|_| repo.file_len(&data).is_some());
     let done = match known {
         Some(done) => done,
         None => {
-            let taken = match std::fs::metadata(incomplete) {
-                Ok(m) if m.len() <= size => std::fs::rename(incomplete, data).map(|()| m.len()).map_err(at(data))?,
-                Ok(_) => 0,
-                Err(e) if e.kind() == ErrorKind::NotFound => 0,
-                Err(e) => return Err(at(incomplete)(e)),
+            // A link, FIFO or device named `.incomplete` is refused here, never renamed.
+            let prefix = fs::open(repo.cache(), &incomplete, Open::Read)?;
+            let taken = match prefix.map(|f| f.metadata().map(|m| m.len())) {
+                Some(Ok(len)) if len <= size => fs::rename(repo.cache(), &incomplete, &data, true).map(|()| len)?,
+                Some(Err(e)) => return Err(crate::cache::at(&incomplete)(e)),
+                _ => 0,
             };
             if taken == 0 {
-                File::create(data).map_err(at(data))?;
+                repo.open(&data, Open::Truncate)?;
             }
             let done: Vec<bool> = (0..blocks as u64).map(|i| ((i + 1) * BLOCK).min(size) <= taken).collect();
             let mut text = head.clone().into_bytes();
             text.extend(done.iter().map(|d| if *d { b'1' } else { b'0' }));
-            let tmp = map.with_extension("partmap.tmp");
-            std::fs::write(&tmp, text).map_err(at(&tmp))?;
-            std::fs::rename(&tmp, map).map_err(at(map))?;
+            fs::write_atomic(repo.cache(), &map, &text)?;
             done
         }
     };
-    let data = File::options().read(true).write(true).open(data).map_err(at(data))?;
-    let map = File::options().write(true).open(map).map_err(at(map))?;
+    let data = repo.open(&data, Open::ReadWrite)?;
+    let map = repo.open(&map, Open::ReadWrite)?;
     Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header: head.len() as u64, done })
 }
 
@@ -158,8 +162,8 @@ mod tests {
             let repo = RepoDir::new(dir.path(), "org/name");
             let etag = "e".repeat(64);
             let size = 4 * BLOCK + 100;
-            create_parent(&repo.incomplete(&etag)).unwrap();
-            std::fs::write(repo.incomplete(&etag), vec![7u8; usize::try_from(2 * BLOCK + 5).unwrap()]).unwrap();
+            let prefix = vec![7u8; usize::try_from(2 * BLOCK + 5).unwrap()];
+            fs::write_atomic(dir.path(), &repo.incomplete(&etag), &prefix).unwrap();
             let gate = Outstanding::default();
             let sparse = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
             assert!(!repo.incomplete(&etag).exists(), "the prefix moved beside the lock");
