@@ -52,3 +52,26 @@ impl RepoDir {
         fs::rename(self.cache(), &self.blob(etag), &self.incomplete(etag), false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::PartialMeta;
+
+    #[test]
+    fn a_blob_is_checked_against_the_hubs_size_else_the_recorded_one_else_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoDir::new(dir.path(), "org/name");
+        let etag = "a".repeat(64);
+        assert_eq!(repo.blob_state(&etag, Some(5)), BlobState::Missing);
+        fs::write_atomic(dir.path(), &repo.blob(&etag), b"abc").unwrap();
+        assert_eq!(repo.blob_state(&etag, Some(3)), BlobState::Whole);
+        assert_eq!(repo.blob_state(&etag, Some(5)), BlobState::Wrong(3));
+        assert_eq!(repo.blob_state(&etag, None), BlobState::Whole, "nothing recorded: trusted");
+        repo.write_meta(&etag, &PartialMeta { file: "f".into(), size: Some(5) }).unwrap();
+        assert_eq!(repo.blob_state(&etag, None), BlobState::Wrong(3), "the size recorded at publish");
+        repo.reopen(&etag).unwrap();
+        assert_eq!(repo.blob_state(&etag, None), BlobState::Missing);
+        assert_eq!(std::fs::read(repo.incomplete(&etag)).unwrap(), b"abc", "kept to resume from");
+    }
+}

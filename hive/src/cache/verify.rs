@@ -176,7 +176,7 @@ async fn quarantine(
             });
             let json = to.with_file_name(format!("{}.json", to.file_name().unwrap_or_default().to_string_lossy()));
             std::io::Write::write_all(&mut manifest, &serde_json::to_vec_pretty(&record).unwrap_or_default())
-                .and_then(|()| manifest.sync_data())
+                .and_then(|()| fs::sync_data(&manifest))
                 .map_err(at(&json))?;
             fs::rename(&cache, &dir.blob(&etag), &to, false)?;
             for (rel, _) in &links {

@@ -84,7 +84,7 @@ impl Sparse {
         move |buf: &[u8]| {
             data.write_all_at(buf, offset)?;
             if last > first {
-                data.sync_data()?; // the mark below may reach the disk only after the bytes
+                fs::sync_data(&data)?; // the mark below may reach the disk only after the bytes
                 let ones = vec![b'1'; usize::try_from(last - first).unwrap_or(0)];
                 map.write_all_at(&ones, header + first)?;
             }

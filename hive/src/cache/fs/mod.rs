@@ -18,14 +18,19 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{at, CacheError};
+
+mod write;
+
+use write::sync_dir;
+pub use write::{publish, remove, remove_tree, rename, set_durable, symlink, sync_data, write_atomic};
 
 /// What a name in the cache is (never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +156,7 @@ pub fn dir(root: &Path, path: &Path, create: bool) -> Result<Option<OwnedFd>, Ca
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(at(&here)(e.into())),
                 }
-                rustix::fs::fsync(&fd).map_err(|e| at(&here)(e.into()))?;
+                sync_dir(&fd, &here)?;
                 rustix::fs::openat(&fd, name, DIR, Mode::empty())
                     .map_err(|e| explain(&fd, name, &here, e, "a directory"))?
             }
@@ -303,114 +308,70 @@ pub fn read_link(root: &Path, path: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(target.into_bytes())))
 }
 
-/// Removes the name `path` if it is of `kind` (a file, or a link); anything else is refused and
-/// left in place. Returns whether something was removed.
-///
-/// # Errors
-/// When refused, or the OS refuses.
-pub fn remove(root: &Path, path: &Path, kind: Kind) -> Result<bool, CacheError> {
-    let Some((d, name)) = parent(root, path, false)? else { return Ok(false) };
-    let Some(found) = stat_in(&d, name, path)? else { return Ok(false) };
-    if found.kind != kind {
-        let st = rustix::fs::statat(&d, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| at(path)(e.into()))?;
-        let want = if kind == Kind::Link { "a link" } else { "a regular file" };
-        return Err(refused(path, FileType::from_raw_mode(st.st_mode), want));
-    }
-    match rustix::fs::unlinkat(&d, name, AtFlags::empty()) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(at(path)(e.into())),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
 
-/// Removes directory `path` and everything in it; links inside are removed as links, never
-/// followed. A missing directory is fine.
-///
-/// # Errors
-/// When `path` (or one above it) is refused, or something cannot be removed.
-pub fn remove_tree(root: &Path, path: &Path) -> Result<(), CacheError> {
-    for e in entries(root, path)? {
-        let p = path.join(&e.name);
-        match e.kind {
-            Kind::Dir => remove_tree(root, &p)?,
-            kind => {
-                remove(root, &p, kind)?;
+    #[test]
+    fn a_linked_directory_is_refused_by_name_and_nothing_is_made_through_it() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = root.path().join("a");
+        symlink(outside.path(), &a).unwrap();
+        let err = dir(root.path(), &a.join("b/c"), true).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{}`", a.display())) && err.contains("is a symlink"), "{err}");
+        assert!(err.contains(&outside.path().display().to_string()), "names the target: {err}");
+        let err = write_atomic(root.path(), &a.join("f"), b"x").unwrap_err().to_string();
+        assert!(err.contains("is a symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+        assert!(std::fs::symlink_metadata(&a).unwrap().file_type().is_symlink(), "left in place");
+        assert!(below(root.path(), Path::new("/etc/passwd")).is_err());
+        assert!(dir(root.path(), &root.path().join("../x"), false).is_err(), "no `..`");
+    }
+
+    #[test]
+    fn files_that_are_links_fifos_or_too_long_are_never_read_and_a_fifo_never_blocks() {
+        let root = tempfile::tempdir().unwrap();
+        let secret = root.path().join("secret");
+        std::fs::write(&secret, "root:x:0:0").unwrap();
+        let link = root.path().join("ref");
+        symlink(&secret, &link).unwrap();
+        let fifo = root.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for (path, found) in [(&link, "is a symlink"), (&fifo, "is a FIFO")] {
+            for how in [Open::Read, Open::ReadWrite, Open::Append, Open::Create, Open::Truncate] {
+                let err = open(root.path(), path, how).unwrap_err().to_string();
+                assert!(err.contains(found), "{how:?}: {err}");
             }
+            let err = remove(root.path(), path, Kind::File).unwrap_err().to_string();
+            assert!(err.contains(found), "{err}");
         }
+        assert_eq!(read(root.path(), &secret, 64).unwrap().unwrap(), b"root:x:0:0");
+        assert!(read(root.path(), &secret, 4).unwrap_err().to_string().contains("more than the 4 expected"));
+        assert!(read(root.path(), &root.path().join("missing"), 64).unwrap().is_none());
+        assert_eq!(std::fs::read(&secret).unwrap(), b"root:x:0:0");
+        assert!(std::fs::symlink_metadata(&link).is_ok() && std::fs::symlink_metadata(&fifo).is_ok());
     }
-    let Some((d, name)) = parent(root, path, false)? else { return Ok(()) };
-    match rustix::fs::unlinkat(&d, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(at(path)(e.into())),
+
+    #[test]
+    fn names_are_listed_walked_renamed_and_removed_without_following() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let r = root.path();
+        std::fs::write(outside.path().join("keep"), "x").unwrap();
+        write_atomic(r, &r.join("d/f"), b"12345").unwrap();
+        symlink(outside.path(), r.join("d/link")).unwrap();
+        let names: Vec<(String, Kind, u64)> =
+            entries(r, &r.join("d")).unwrap().into_iter().map(|e| (e.name, e.kind, e.len)).collect();
+        assert_eq!(names[0], ("f".to_owned(), Kind::File, 5));
+        assert_eq!((names[1].0.as_str(), names[1].1), ("link", Kind::Link));
+        assert_eq!(walk(r, &r.join("d")), vec![r.join("d/f"), r.join("d/link")], "the link is listed, not entered");
+        assert_eq!(read_link(r, &r.join("d/link")).unwrap(), outside.path());
+        assert!(rename(r, &r.join("d/f"), &r.join("d/link"), true).is_err(), "a file never replaces a link");
+        std::fs::write(r.join("d/g"), "g").unwrap();
+        assert!(rename(r, &r.join("d/g"), &r.join("d/f"), false).is_err(), "no overwrite unless asked");
+        rename(r, &r.join("d/g"), &r.join("e/g"), false).unwrap();
+        remove_tree(r, &r.join("d")).unwrap();
+        assert!(!r.join("d").exists() && r.join("e/g").exists());
+        assert!(outside.path().join("keep").exists(), "a link's target is never removed");
     }
-}
-
-/// Renames `from` to `to` (both under `root`; `to`'s directory made when missing), then
-/// `fsync`s `to`'s directory. With `replace` false, an existing `to` is an error
-/// (`AlreadyExists`), never overwritten.
-///
-/// # Errors
-/// When a directory is refused, or the OS refuses.
-pub fn rename(root: &Path, from: &Path, to: &Path, replace: bool) -> Result<(), CacheError> {
-    let (fd, fname) = parent(root, from, false)?.ok_or_else(|| at(from)(io::ErrorKind::NotFound.into()))?;
-    let (td, tname) = parent(root, to, true)?.ok_or_else(|| at(to)(io::ErrorKind::NotFound.into()))?;
-    // Replacing is for a name of the same kind (a file over a file, a link over a link): a link,
-    // FIFO or directory where the layout expects the other kind is refused and left in place.
-    if let (Ok(src), Ok(dst)) = (
-        rustix::fs::statat(&fd, fname, AtFlags::SYMLINK_NOFOLLOW),
-        rustix::fs::statat(&td, tname, AtFlags::SYMLINK_NOFOLLOW),
-    ) {
-        let (src, dst) = (FileType::from_raw_mode(src.st_mode), FileType::from_raw_mode(dst.st_mode));
-        if replace && src != dst {
-            let want = if src == FileType::Symlink { "a link" } else { "a regular file" };
-            return Err(refused(to, dst, want));
-        }
-    }
-    let flags = if replace { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
-    rustix::fs::renameat_with(&fd, fname, &td, tname, flags).map_err(|e| at(to)(e.into()))?;
-    rustix::fs::fsync(&td).map_err(|e| at(to)(e.into()))
-}
-
-/// Makes what was written to `from` durable, then renames it to `to` and `fsync`s `to`'s
-/// directory: after a power cut, `to` is either absent or whole. (Publishing a blob.)
-///
-/// # Errors
-/// When `from` is refused or missing, or the OS refuses.
-pub fn publish(root: &Path, from: &Path, to: &Path) -> Result<(), CacheError> {
-    let file = open(root, from, Open::Read)?.ok_or_else(|| at(from)(io::ErrorKind::NotFound.into()))?;
-    file.sync_data().map_err(at(from))?;
-    drop(file);
-    rename(root, from, to, true)
-}
-
-/// Writes `bytes` as `path` atomically and durably: a temporary file beside it, `fdatasync`,
-/// rename over `path`, `fsync` of the directory.
-///
-/// # Errors
-/// When a directory is refused, or the OS refuses.
-pub fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let mut file = open(root, &tmp, Open::Truncate)?.ok_or_else(|| at(&tmp)(io::ErrorKind::NotFound.into()))?;
-    file.write_all(bytes).map_err(at(&tmp))?;
-    file.sync_data().map_err(at(&tmp))?;
-    drop(file);
-    rename(root, &tmp, path, true)
-}
-
-/// Creates (or replaces) the link `path` → `target` atomically: a temporary link beside it,
-/// renamed over it, the directory `fsync`ed.
-///
-/// # Errors
-/// When a directory is refused, or the OS refuses.
-pub fn symlink(root: &Path, target: &Path, path: &Path) -> Result<(), CacheError> {
-    let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let (d, tname) = parent(root, &tmp, true)?.ok_or_else(|| at(&tmp)(io::ErrorKind::NotFound.into()))?;
-    match rustix::fs::unlinkat(&d, tname, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => {}
-        Err(e) => return Err(at(&tmp)(e.into())),
-    }
-    rustix::fs::symlinkat(target, &d, tname).map_err(|e| at(&tmp)(e.into()))?;
-    rename(root, &tmp, path, true)
 }
