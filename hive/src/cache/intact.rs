@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(repo.blob_state(&etag, Some(3)), BlobState::Whole);
         assert_eq!(repo.blob_state(&etag, Some(5)), BlobState::Wrong(3));
         assert_eq!(repo.blob_state(&etag, None), BlobState::Whole, "nothing recorded: trusted");
-        repo.write_meta(&etag, &PartialMeta { file: "f".into(), size: Some(5) }).unwrap();
+        repo.write_meta(&etag, &PartialMeta { file: "f".into(), size: Some(5) }, true).unwrap();
         assert_eq!(repo.blob_state(&etag, None), BlobState::Wrong(3), "the size recorded at publish");
         repo.reopen(&etag).unwrap();
         assert_eq!(repo.blob_state(&etag, None), BlobState::Missing);

@@ -161,10 +161,30 @@ impl RepoDir {
         self.locks.join(format!("{etag}.partmap"))
     }
 
+    /// `.locks/models--org--name/{etag}.partmap.synced`: the blocks of the part map known to be
+    /// on disk (what a resume trusts after the machine restarted).
+    #[must_use]
+    pub fn part_synced(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.partmap.synced"))
+    }
+
+    /// `.locks/models--org--name/{etag}.partboot`: the boot of the machine that wrote the part map.
+    #[must_use]
+    pub fn part_boot(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.partboot"))
+    }
+
+    /// The part files of `etag`: data, maps and the boot record.
+    #[must_use]
+    pub fn part_files(&self, etag: &str) -> [PathBuf; 4] {
+        [self.part_map(etag), self.part_synced(etag), self.part_boot(etag), self.parts(etag)]
+    }
+
     /// Deletes the part files of `etag` (best effort).
     pub fn remove_parts(&self, etag: &str) {
-        self.remove_file(&self.part_map(etag));
-        self.remove_file(&self.parts(etag));
+        for path in self.part_files(etag) {
+            self.remove_file(&path);
+        }
     }
 
     /// Deletes the regular file `path` of this cache (best effort: a link or anything else there

@@ -91,13 +91,18 @@ pub struct PartialMeta {
 }
 
 impl RepoDir {
-    /// Records what `{etag}` is of (atomically and durably: it is trusted on resume, and its size
-    /// is what a later cache hit checks the blob against when the hub is not asked).
+    /// Records what `{etag}` is of, atomically; `durable` once its blob is published (its size
+    /// is then what a later cache hit checks the blob against when the hub is not asked).
     ///
     /// # Errors
     /// When it cannot be written (or its directory is a link).
-    pub fn write_meta(&self, etag: &str, meta: &PartialMeta) -> Result<(), CacheError> {
-        fs::write_atomic(&self.cache, &self.meta_path(etag), &serde_json::to_vec(meta).unwrap_or_default())
+    pub fn write_meta(&self, etag: &str, meta: &PartialMeta, durable: bool) -> Result<(), CacheError> {
+        let (path, bytes) = (self.meta_path(etag), serde_json::to_vec(meta).unwrap_or_default());
+        if durable {
+            fs::write_atomic(&self.cache, &path, &bytes)
+        } else {
+            fs::replace(&self.cache, &path, &bytes)
+        }
     }
 
     /// `.locks/models--org--name/{etag}.meta`.
@@ -273,8 +278,9 @@ fn parts_done(dir: &RepoDir, etag: &str) -> u64 {
 /// Deletes a partial download of `etag`, whichever form it has.
 fn remove_partial(dir: &RepoDir, etag: &str) -> Result<(), CacheError> {
     fs::remove(&dir.cache, &dir.incomplete(etag), Kind::File)?;
-    fs::remove(&dir.cache, &dir.part_map(etag), Kind::File)?;
-    fs::remove(&dir.cache, &dir.parts(etag), Kind::File)?;
+    for path in dir.part_files(etag) {
+        fs::remove(&dir.cache, &path, Kind::File)?;
+    }
     Ok(())
 }
 

@@ -256,7 +256,7 @@ impl Downloader {
         // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
         let have = transfer::fetched_before(repo, res);
         diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
-        repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: res.size })?;
+        repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: res.size }, false)?;
         let transfer = Transfer {
             pacer: &self.pacer,
             hub: &self.hub,
@@ -278,7 +278,7 @@ impl Downloader {
         }
         repo.finish_blob(&res.etag, &got.path)?;
         // The size a later hit checks against when the hub is not asked.
-        Ok(repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: Some(got.size) })?)
+        Ok(repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: Some(got.size) }, true)?)
     }
 
     async fn resolve_retrying(

@@ -12,9 +12,11 @@
 //! The HF layout's one link, `snapshots/<commit>/<file>` → `../../blobs/<etag>`, is only ever
 //! read as a link ([`read_link`]) and resolved by the caller inside the repo folder.
 //!
-//! Durability: [`write_atomic`] (refs, part maps, `.meta`) writes a temporary file, `fdatasync`s
-//! it, renames it over the name and `fsync`s the directory; [`publish`] does the same for a blob;
-//! a directory this module creates has its parent `fsync`ed, so a new entry survives a power cut.
+//! Durability: [`write_atomic`] (refs, the synced part map, the `.meta` of a published blob)
+//! writes a temporary file, `fdatasync`s it, renames it over the name and `fsync`s the directory;
+//! [`publish`] does the same for a blob. [`replace`] is the same without the syncs, for what only
+//! this boot of the machine trusts (the live part map, its boot record, a `.meta` before the
+//! transfer); each sync costs a few ms on a disk, before the first byte of a download.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -29,8 +31,7 @@ use super::{at, CacheError};
 
 mod write;
 
-use write::sync_dir;
-pub use write::{publish, remove, remove_tree, rename, set_durable, symlink, sync_data, write_atomic};
+pub use write::{publish, remove, remove_tree, rename, replace, set_durable, symlink, sync_data, write_atomic};
 
 /// What a name in the cache is (never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +132,7 @@ fn below<'p>(root: &Path, path: &'p Path) -> Result<Vec<&'p OsStr>, CacheError> 
 }
 
 /// Opens the directory `path` under `root`, every component below `root` without following a
-/// link; with `create`, missing directories are made (and their parents `fsync`ed). `None`: a
+/// link; with `create`, missing directories are made. `None`: a
 /// component is missing (and not created).
 ///
 /// # Errors
@@ -156,7 +157,9 @@ pub fn dir(root: &Path, path: &Path, create: bool) -> Result<Option<OwnedFd>, Ca
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(at(&here)(e.into())),
                 }
-                sync_dir(&fd, &here)?;
+                // Not fsynced here: the fsync of what is later put inside (a blob's rename, a
+                // ref, a link) commits the journal holding this mkdir too (ext4, xfs), and a
+                // directory made for a download that never finished needs no durability.
                 rustix::fs::openat(&fd, name, DIR, Mode::empty())
                     .map_err(|e| explain(&fd, name, &here, e, "a directory"))?
             }

@@ -35,7 +35,7 @@ pub fn sync_data(file: &File) -> io::Result<()> {
 }
 
 /// `fsync` of a directory, making the names in it durable.
-pub(super) fn sync_dir(dir: &OwnedFd, path: &Path) -> Result<(), CacheError> {
+fn sync_dir(dir: &OwnedFd, path: &Path) -> Result<(), CacheError> {
     if DURABLE.load(Ordering::Relaxed) {
         rustix::fs::fsync(dir).map_err(|e| at(path)(e.into()))?;
     }
@@ -91,6 +91,10 @@ pub fn remove_tree(root: &Path, path: &Path) -> Result<(), CacheError> {
 /// # Errors
 /// When a directory is refused, or the OS refuses.
 pub fn rename(root: &Path, from: &Path, to: &Path, replace: bool) -> Result<(), CacheError> {
+    rename_synced(root, from, to, replace, true)
+}
+
+fn rename_synced(root: &Path, from: &Path, to: &Path, replace: bool, sync: bool) -> Result<(), CacheError> {
     let (fd, fname) = parent(root, from, false)?.ok_or_else(|| at(from)(io::ErrorKind::NotFound.into()))?;
     let (td, tname) = parent(root, to, true)?.ok_or_else(|| at(to)(io::ErrorKind::NotFound.into()))?;
     // Replacing is for a name of the same kind (a file over a file, a link over a link): a link,
@@ -107,7 +111,10 @@ pub fn rename(root: &Path, from: &Path, to: &Path, replace: bool) -> Result<(), 
     }
     let flags = if replace { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
     rustix::fs::renameat_with(&fd, fname, &td, tname, flags).map_err(|e| at(to)(e.into()))?;
-    sync_dir(&td, to)
+    if sync {
+        sync_dir(&td, to)?;
+    }
+    Ok(())
 }
 
 /// Makes what was written to `from` durable, then renames it to `to` and `fsync`s `to`'s
@@ -128,13 +135,28 @@ pub fn publish(root: &Path, from: &Path, to: &Path) -> Result<(), CacheError> {
 /// # Errors
 /// When a directory is refused, or the OS refuses.
 pub fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_then_rename(root, path, bytes, true)
+}
+
+/// Writes `bytes` as `path` atomically (a temporary file renamed over it), without making it
+/// durable: what a reader sees is whole, but a power cut may lose it.
+///
+/// # Errors
+/// When a directory is refused, or the OS refuses.
+pub fn replace(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_then_rename(root, path, bytes, false)
+}
+
+fn write_then_rename(root: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<(), CacheError> {
     let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     let mut file = open(root, &tmp, Open::Truncate)?.ok_or_else(|| at(&tmp)(io::ErrorKind::NotFound.into()))?;
     file.write_all(bytes).map_err(at(&tmp))?;
-    sync_data(&file).map_err(at(&tmp))?;
+    if sync {
+        sync_data(&file).map_err(at(&tmp))?;
+    }
     drop(file);
-    rename(root, &tmp, path, true)
+    rename_synced(root, &tmp, path, true, sync)
 }
 
 /// Creates (or replaces) the link `path` → `target` atomically: a temporary link beside it,
