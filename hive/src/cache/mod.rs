@@ -9,7 +9,11 @@
 //! {cache}/.locks/models--{org}--{name}/{etag}.lock
 //! {cache}/.locks/models--{org}--{name}/{etag}.parts      partial download in parts (sparse)
 //! {cache}/.locks/models--{org}--{name}/{etag}.partmap    which blocks of it are done
+//! {cache}/.locks/models--{org}--{name}/{etag}.partmap.synced, .partboot   (see download/transfer/sparse.rs)
+//! {cache}/.locks/models--{org}--{name}/{etag}.meta       what the blob is of, its size once published
 //! ```
+//!
+//! Every path is opened through [`fs`], from the cache root, never following a link.
 //!
 //! Part files live beside the lock, where no HF tool resumes or reports them: an older
 //! huggingface_hub resumes `.incomplete` by its length, so that file only ever holds a

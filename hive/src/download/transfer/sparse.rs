@@ -4,6 +4,8 @@
 //! ```text
 //! .locks/models--{org}--{name}/{etag}.parts      the bytes, each written at its offset
 //! .locks/models--{org}--{name}/{etag}.partmap    "rbee-parts 1 {size} {block}\n" + one byte per block
+//! .locks/models--{org}--{name}/{etag}.partmap.synced   the same, as of the last checkpoint (durable)
+//! .locks/models--{org}--{name}/{etag}.partboot   the boot id of the machine that wrote the live map
 //! ```
 //!
 //! `blobs/<etag>.incomplete` is never written while parts are in flight, so it is always what an
