@@ -23,7 +23,7 @@ pub(crate) fn run(ctx: &Ctx, disk: &Path) -> Result<String> {
     let hub = FakeHub::start(HubConfig::default());
     hub.add_repo(RepoSpec::new(REPO).lfs("big.bin", big));
     hub.sha256(REPO, "big.bin");
-    let fs = Command::new("stat").args(["-f", "-c", "%T"]).arg(disk).output().context("stat -f")?;
+    let fs = Command::new("findmnt").args(["-n", "-o", "FSTYPE", "-T"]).arg(disk).output().context("findmnt")?;
     let fs = String::from_utf8_lossy(&fs.stdout).trim().to_owned();
     let mut t = Table::new(&["download", "with fsync (median)", "--test-no-fsync (median)", "cost", "runs"]);
     for (what, rate) in [("one stream, unthrottled", 0), ("in parts, CDN capped at 64 MiB/s per connection", cap)] {
@@ -45,7 +45,7 @@ pub(crate) fn run(ctx: &Ctx, disk: &Path) -> Result<String> {
         ]);
     }
     Ok(format!(
-        "## Durability: what fsync costs\n\nA {} download into a cache on `{}` ({fs}), keeper start → done. \
+        "## 10. Durability: what fsync costs\n\nA {} download into a cache on `{}` ({fs}), keeper start → done. \
          The blob is `fdatasync`ed before its rename into `blobs/`, `blobs/` `fsync`ed after; refs, links and maps \
          likewise (hive/src/cache/fs).\n\n{}\n",
         size(big),
