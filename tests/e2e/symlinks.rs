@@ -150,8 +150,12 @@ fn partial_download_files_linked_outside_are_never_written_through() {
         (MODEL, beside_lock("partmap")),
     ];
     let outside = Outside::new();
-    for (file, path) in cases {
-        link(&outside.secret(), &path);
+    // Each name twice: linked to a file outside, and dangling (nothing may be created through it).
+    let twice = cases
+        .iter()
+        .flat_map(|(f, p)| [(*f, p.clone(), outside.secret()), (*f, p.clone(), outside.path().join("new"))]);
+    for (file, path, target) in twice {
+        link(&target, &path);
         let before = outside.state();
         let out = rbee(&hive, &["model", "download", REPO, file]);
         out.assert_code(1);
