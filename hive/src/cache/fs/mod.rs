@@ -132,8 +132,8 @@ fn below<'p>(root: &Path, path: &'p Path) -> Result<Vec<&'p OsStr>, CacheError> 
 }
 
 /// Opens the directory `path` under `root`, every component below `root` without following a
-/// link; with `create`, missing directories are made. `None`: a
-/// component is missing (and not created).
+/// link; with `create`, missing directories are made. `None`: a component is missing (and not
+/// created).
 ///
 /// # Errors
 /// When a component is a symlink, FIFO, device or file, or the OS refuses.
