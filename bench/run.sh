@@ -6,12 +6,13 @@
 #
 # BENCH_TMP: scratch directory (default /dev/shm, so disk speed does not enter the figures).
 # BENCH_SECTIONS: subset, e.g. "cancel resume" (default: all). BENCH_OUT: output file.
+# BENCH_DISK: a directory on a real disk for the `durable` section (default /var/tmp: fsync on tmpfs is free).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/target/release
 quick=${BENCH_QUICK:-0}
-sections=${BENCH_SECTIONS:-footprint cancel resume download cdn concurrent scale}
+sections=${BENCH_SECTIONS:-footprint cancel resume download cdn concurrent scale durable}
 if [ "$quick" = 1 ]; then
     out=${BENCH_OUT:-$root/target/BENCHMARKS.quick.md}
     args=(--quick)
@@ -65,7 +66,9 @@ for s in $sections; do
     echo "bench: == $s ==" >&2
     t0=$(date +%s)
     mkdir -p "$scratch/$s"
-    if "$bin/rbee-bench" "${args[@]}" --tmp "$scratch/$s" --venv "$root/.venv" --bin-dir "$bin" "$s" \
+    extra=()
+    [ "$s" = durable ] && extra=(--disk "${BENCH_DISK:-/var/tmp}")
+    if "$bin/rbee-bench" "${args[@]}" --tmp "$scratch/$s" --venv "$root/.venv" --bin-dir "$bin" "$s" "${extra[@]}" \
         > "$scratch/$s.md" 2> >(tee "$scratch/$s.log" >&2); then
         cat "$scratch/$s.md" >> "$body"
     else

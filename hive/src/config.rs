@@ -93,6 +93,10 @@ pub struct Args {
     /// which widens any window between a write and a cancel (`tests/e2e/chaos.rs`).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub test_write_batch: Option<u32>,
+    /// Benchmarks only (hidden): skip every fsync/fdatasync of the cache, to measure what
+    /// durability costs (`just bench`, section `durable`). Never use it for real.
+    #[arg(long, hide = true)]
+    pub test_no_fsync: bool,
 }
 
 /// Resolved configuration.
@@ -133,6 +137,7 @@ impl Args {
         }
         let allowed_hosts =
             self.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        crate::cache::fs::set_durable(!self.test_no_fsync);
         Ok(Config {
             addr: self.addr,
             token,

@@ -82,7 +82,7 @@ pub async fn get(cache: PathBuf, model: &ModelRef) -> Result<CachedRepo, ModelsE
 /// When nothing of it is cached, it is in use, the layout is symlinked, or a file cannot be removed.
 pub async fn delete(hive: &Hive, model: &ModelRef, partial: bool, force: bool) -> Result<RemoveReport, ModelsError> {
     let cache = hive.downloader.cache().to_owned();
-    if !cache.join(cache::folder_name(&model.repo)).exists() {
+    if cache::fs::entry(&cache, &cache.join(cache::folder_name(&model.repo)))?.is_none() {
         return Err(ModelsError::RepoNotCached(model.repo.clone()));
     }
     while let Some(job) = hive.downloader.busy().holder(&model.repo, model.file.as_deref()) {

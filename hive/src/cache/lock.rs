@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use smol::lock::{Mutex as AsyncMutex, MutexGuardArc};
 
-use super::{at, create_parent, CacheError};
+use super::{at, fs::Open, CacheError, RepoDir};
 
 /// Holds the right to write one blob until dropped.
 #[derive(Debug)]
@@ -26,11 +26,12 @@ fn local_lock(path: &Path) -> Arc<AsyncMutex<()>> {
 }
 
 impl BlobLock {
-    /// Waits for the lock at `path`; calls `waiting` once if someone else holds it.
+    /// Waits for the lock of `etag`'s blob in `repo`; calls `waiting` once if someone else holds it.
     ///
     /// # Errors
-    /// When the lock file cannot be created.
-    pub async fn acquire(path: &Path, waiting: impl FnOnce()) -> Result<Self, CacheError> {
+    /// When the lock file cannot be created (or is a link, FIFO or device: never opened through).
+    pub async fn acquire(repo: &RepoDir, etag: &str, waiting: impl FnOnce()) -> Result<Self, CacheError> {
+        let path = &repo.lock_path(etag);
         let local = local_lock(path);
         let mut waiting = Some(waiting);
         let guard = match local.try_lock_arc() {
@@ -42,8 +43,7 @@ impl BlobLock {
                 local.lock_arc().await
             }
         };
-        create_parent(path)?;
-        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(at(path))?;
+        let file = repo.open(path, Open::Create)?;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(Self { _local: guard, file }),

@@ -9,18 +9,25 @@
 //! {cache}/.locks/models--{org}--{name}/{etag}.lock
 //! {cache}/.locks/models--{org}--{name}/{etag}.parts      partial download in parts (sparse)
 //! {cache}/.locks/models--{org}--{name}/{etag}.partmap    which blocks of it are done
+//! {cache}/.locks/models--{org}--{name}/{etag}.partmap.synced, .partboot   (see download/transfer/sparse.rs)
+//! {cache}/.locks/models--{org}--{name}/{etag}.meta       what the blob is of, its size once published
 //! ```
+//!
+//! Every path is opened through [`fs`], from the cache root, never following a link.
 //!
 //! Part files live beside the lock, where no HF tool resumes or reports them: an older
 //! huggingface_hub resumes `.incomplete` by its length, so that file only ever holds a
 //! contiguous prefix.
 
+pub mod fs;
+mod intact;
 mod lock;
 mod scan;
 pub mod verify;
 
+pub use intact::BlobState;
 pub use lock::BlobLock;
-pub use scan::{list, remove, PartialMeta, RemoveError};
+pub use scan::{list, remove, PartialMeta, RemoveError, PART_MAP_MAX};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,6 +51,7 @@ pub fn at(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
 /// One repo's directory in the cache.
 #[derive(Debug, Clone)]
 pub struct RepoDir {
+    cache: PathBuf,
     root: PathBuf,
     locks: PathBuf,
 }
@@ -59,7 +67,7 @@ impl RepoDir {
     #[must_use]
     pub fn new(cache: &Path, repo: &str) -> Self {
         let folder = folder_name(repo);
-        Self { root: cache.join(&folder), locks: cache.join(".locks").join(folder) }
+        Self { cache: cache.to_owned(), root: cache.join(&folder), locks: cache.join(".locks").join(folder) }
     }
 
     /// `blobs/{etag}`.
@@ -95,8 +103,23 @@ impl RepoDir {
     /// The commit `refs/{revision}` points at, if recorded.
     #[must_use]
     pub fn read_ref(&self, revision: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.root.join("refs").join(revision)).ok()?;
-        Some(text.trim().to_owned()).filter(|s| !s.is_empty())
+        let text = self.read_small(&self.root.join("refs").join(revision), REF_MAX)?;
+        Some(String::from_utf8_lossy(&text).trim().to_owned()).filter(|s| !s.is_empty())
+    }
+
+    /// The bytes of the regular file `path` of this cache (at most `max`): `None` when missing;
+    /// a link, FIFO, device or larger file is refused (logged) and never read.
+    pub(crate) fn read_small(&self, path: &Path, max: u64) -> Option<Vec<u8>> {
+        fs::read(&self.cache, path, max).unwrap_or_else(|e| {
+            log::warn!("{e}");
+            None
+        })
+    }
+
+    /// The cache directory this repo lives in.
+    #[must_use]
+    pub fn cache(&self) -> &Path {
+        &self.cache
     }
 
     /// The cached commit `revision` names: a 40-hex commit whose snapshot exists, or the commit
@@ -104,7 +127,7 @@ impl RepoDir {
     #[must_use]
     pub fn commit_of(&self, revision: &str) -> Option<String> {
         if rbee_protocol::validate::is_commit(revision) {
-            Some(revision.to_ascii_lowercase()).filter(|c| self.snapshot(c).is_dir())
+            Some(revision.to_ascii_lowercase()).filter(|c| fs::is(&self.cache, &self.snapshot(c), fs::Kind::Dir))
         } else {
             self.read_ref(revision).filter(|c| rbee_protocol::validate::is_commit(c))
         }
@@ -119,8 +142,7 @@ impl RepoDir {
         // huggingface_hub's `scan_cache_dir` calls a repo corrupt when it has no `snapshots/`, or a
         // ref to a commit without `snapshots/<commit>/`: the directory comes first, so a download
         // interrupted at any moment leaves a cache it reads cleanly.
-        let snapshot = self.snapshot(commit);
-        std::fs::create_dir_all(&snapshot).map_err(at(&snapshot))?;
+        fs::dir(&self.cache, &self.snapshot(commit), true)?;
         if revision == commit {
             return Ok(());
         }
@@ -128,10 +150,7 @@ impl RepoDir {
         if self.read_ref(revision).as_deref() == Some(commit) {
             return Ok(());
         }
-        create_parent(&path)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, commit).map_err(at(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(at(&path))
+        fs::write_atomic(&self.cache, &path, commit.as_bytes())
     }
 
     /// `.locks/models--org--name/{etag}.parts`: a download in parts (sparse).
@@ -146,10 +165,59 @@ impl RepoDir {
         self.locks.join(format!("{etag}.partmap"))
     }
 
+    /// `.locks/models--org--name/{etag}.partmap.synced`: the blocks of the part map known to be
+    /// on disk (what a resume trusts after the machine restarted).
+    #[must_use]
+    pub fn part_synced(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.partmap.synced"))
+    }
+
+    /// `.locks/models--org--name/{etag}.partboot`: the boot of the machine that wrote the part map.
+    #[must_use]
+    pub fn part_boot(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.partboot"))
+    }
+
+    /// The part files of `etag`: data, maps and the boot record.
+    #[must_use]
+    pub fn part_files(&self, etag: &str) -> [PathBuf; 4] {
+        [self.part_map(etag), self.part_synced(etag), self.part_boot(etag), self.parts(etag)]
+    }
+
     /// Deletes the part files of `etag` (best effort).
     pub fn remove_parts(&self, etag: &str) {
-        let _ = std::fs::remove_file(self.part_map(etag));
-        let _ = std::fs::remove_file(self.parts(etag));
+        for path in self.part_files(etag) {
+            self.remove_file(&path);
+        }
+    }
+
+    /// Deletes the regular file `path` of this cache (best effort: a link or anything else there
+    /// is left in place, and logged).
+    pub fn remove_file(&self, path: &Path) {
+        if let Err(e) = fs::remove(&self.cache, path, fs::Kind::File) {
+            log::warn!("{e}");
+        }
+    }
+
+    /// Opens the regular file `path` of this cache as `how` says, never through a link
+    /// ([`fs::open`]); a missing file (when `how` does not create) is a `NotFound` error.
+    ///
+    /// # Errors
+    /// When refused, missing, or the OS refuses.
+    pub fn open(&self, path: &Path, how: fs::Open) -> Result<std::fs::File, CacheError> {
+        fs::open(&self.cache, path, how)?.ok_or_else(|| at(path)(io::ErrorKind::NotFound.into()))
+    }
+
+    /// `lstat` of `path` of this cache (never followed): `None` when missing or refused.
+    #[must_use]
+    pub fn entry(&self, path: &Path) -> Option<fs::Entry> {
+        fs::entry(&self.cache, path).ok().flatten()
+    }
+
+    /// The size of the regular file `path` of this cache, if it is one.
+    #[must_use]
+    pub fn file_len(&self, path: &Path) -> Option<u64> {
+        self.entry(path).filter(|e| e.kind == fs::Kind::File).map(|e| e.len)
     }
 
     /// Publishes a verified download (`.incomplete` or part file): renames it to `blobs/{etag}`,
@@ -158,10 +226,12 @@ impl RepoDir {
     /// # Errors
     /// When the rename fails.
     pub fn finish_blob(&self, etag: &str, from: &Path) -> Result<(), CacheError> {
-        let blob = self.blob(etag);
-        create_parent(&blob)?;
-        std::fs::rename(from, &blob).map_err(at(&blob))?;
-        let _ = std::fs::remove_file(self.incomplete(etag));
+        // Data on disk before the name is (fdatasync, rename, fsync of `blobs/`): after a power
+        // cut `blobs/<etag>` is absent or whole, never short.
+        fs::publish(&self.cache, from, &self.blob(etag))?;
+        if from != self.incomplete(etag) {
+            self.remove_file(&self.incomplete(etag));
+        }
         self.remove_parts(etag);
         Ok(())
     }
@@ -172,16 +242,12 @@ impl RepoDir {
     /// When the link cannot be created.
     pub fn link(&self, commit: &str, file: &str, etag: &str) -> Result<PathBuf, CacheError> {
         let pointer = self.pointer(commit, file);
-        create_parent(&pointer)?;
         let depth = file.matches('/').count() + 2;
         let target = PathBuf::from("../".repeat(depth)).join("blobs").join(etag);
-        if std::fs::read_link(&pointer).is_ok_and(|t| t == target) {
+        if fs::read_link(&self.cache, &pointer).is_some_and(|t| t == target) {
             return Ok(pointer);
         }
-        let tmp = pointer.with_file_name(format!(".{}.tmp{}", etag, std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&target, &tmp).map_err(at(&tmp))?;
-        std::fs::rename(&tmp, &pointer).map_err(at(&pointer))?;
+        fs::symlink(&self.cache, &target, &pointer)?;
         Ok(pointer)
     }
 
@@ -192,13 +258,21 @@ impl RepoDir {
     }
 }
 
-/// `mkdir -p` of a path's parent.
+/// Most bytes a ref may hold (a 40-hex commit and a newline fit well).
+const REF_MAX: u64 = 64;
+
+/// Opens `blobs/<etag>` (or `blobs/<etag>.incomplete`) at `path` for reading, walking from the
+/// cache root above its repo folder without following a link (the mirror's door).
 ///
 /// # Errors
-/// When the directory cannot be created.
-pub fn create_parent(path: &Path) -> Result<(), CacheError> {
-    let parent = path.parent().unwrap_or(path);
-    std::fs::create_dir_all(parent).map_err(at(parent))
+/// `NotFound` when missing; an error naming a link, FIFO or device in the way.
+pub fn open_blob(path: &Path) -> io::Result<std::fs::File> {
+    let cache = path.ancestors().nth(3).ok_or_else(|| io::Error::other("not a blob path"))?;
+    match fs::open(cache, path, fs::Open::Read) {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(io::ErrorKind::NotFound.into()),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -211,8 +285,7 @@ mod tests {
         let repo = RepoDir::new(dir.path(), "org/name");
         let etag = "a".repeat(64);
         let commit = "c".repeat(40);
-        create_parent(&repo.incomplete(&etag)).unwrap();
-        std::fs::write(repo.incomplete(&etag), b"hello").unwrap();
+        fs::write_atomic(dir.path(), &repo.incomplete(&etag), b"hello").unwrap();
         repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
         let p = repo.link(&commit, "sub/f.bin", &etag).unwrap();
         repo.write_ref("main", &commit).unwrap();

@@ -1,12 +1,12 @@
 //! Listing and removing cached models (`rbee model list` / `rbee model rm`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use rbee_protocol::{CachedFile, CachedRepo, ModelListing, RemoveReport};
 
-use super::{at, folder_name, CacheError, RepoDir};
+use super::fs::{self, Kind};
+use super::{folder_name, CacheError, RepoDir};
 
 /// Why a removal was refused or failed. Nothing is deleted when it is refused.
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +48,35 @@ impl RepoDir {
             self.locks.clone(),
         ];
         for path in paths {
-            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                let target = fs::read_link(&path).unwrap_or_default();
+            if let Some(target) = fs::read_link(&self.cache, &path) {
                 return Err(RemoveError::Symlink { path, target });
             }
+            // A directory above it refused (a link higher up, a FIFO…) is refused as well.
+            fs::entry(&self.cache, &path)?;
         }
         Ok(())
     }
 
     /// Whether another open of `{etag}.lock` holds it (a download in this or another process).
-    fn lock_held(path: &Path) -> bool {
-        let Ok(file) = fs::File::open(path) else { return false };
+    fn lock_held(&self, path: &Path) -> bool {
+        let Ok(Some(file)) = fs::open(&self.cache, path, fs::Open::Read) else { return false };
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.unlock();
                 false
             }
-            Err(fs::TryLockError::WouldBlock) => true,
-            Err(fs::TryLockError::Error(_)) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(_)) => false,
         }
     }
 
     /// The etags whose lock is held right now.
     fn held_locks(&self) -> Vec<String> {
-        let Ok(rd) = fs::read_dir(&self.locks) else { return Vec::new() };
-        rd.filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|n| n.strip_suffix(".lock").map(str::to_owned))
-            .filter(|etag| Self::lock_held(&self.lock_path(etag)))
+        names(&self.cache, &self.locks)
+            .into_iter()
+            .filter(|e| e.kind == Kind::File)
+            .filter_map(|e| e.name.strip_suffix(".lock").map(str::to_owned))
+            .filter(|etag| self.lock_held(&self.lock_path(etag)))
             .collect()
     }
 }
@@ -90,17 +91,41 @@ pub struct PartialMeta {
 }
 
 impl RepoDir {
-    /// Records what `{etag}.incomplete` is of.
-    pub fn write_meta(&self, etag: &str, meta: &PartialMeta) {
-        let path = self.lock_path(etag).with_extension("meta");
-        let _ = super::create_parent(&path);
-        let _ = fs::write(path, serde_json::to_vec(meta).unwrap_or_default());
+    /// Records what `{etag}` is of, atomically; `durable` once its blob is published (its size
+    /// is then what a later cache hit checks the blob against when the hub is not asked).
+    ///
+    /// # Errors
+    /// When it cannot be written (or its directory is a link).
+    pub fn write_meta(&self, etag: &str, meta: &PartialMeta, durable: bool) -> Result<(), CacheError> {
+        let (path, bytes) = (self.meta_path(etag), serde_json::to_vec(meta).unwrap_or_default());
+        if durable {
+            fs::write_atomic(&self.cache, &path, &bytes)
+        } else {
+            fs::replace(&self.cache, &path, &bytes)
+        }
     }
 
-    fn read_meta(&self, etag: &str) -> Option<PartialMeta> {
-        let text = fs::read(self.lock_path(etag).with_extension("meta")).ok()?;
-        serde_json::from_slice(&text).ok()
+    /// `.locks/models--org--name/{etag}.meta`.
+    fn meta_path(&self, etag: &str) -> PathBuf {
+        self.lock_path(etag).with_extension("meta")
     }
+
+    /// What `{etag}.meta` records, if anything.
+    #[must_use]
+    pub fn read_meta(&self, etag: &str) -> Option<PartialMeta> {
+        serde_json::from_slice(&self.read_small(&self.meta_path(etag), META_MAX)?).ok()
+    }
+}
+
+/// Most bytes a `.meta` may hold.
+const META_MAX: u64 = 64 << 10;
+
+/// The entries of directory `path` of the cache (none when missing; logged when refused).
+fn names(cache: &Path, path: &Path) -> Vec<fs::Entry> {
+    fs::entries(cache, path).unwrap_or_else(|e| {
+        log::warn!("{e}");
+        Vec::new()
+    })
 }
 
 /// Every repo in the cache with its files, revisions and partial downloads.
@@ -109,16 +134,8 @@ impl RepoDir {
 /// When the cache directory exists but cannot be read.
 pub fn list(cache: &Path) -> Result<ModelListing, CacheError> {
     let mut repos = Vec::new();
-    let entries = match fs::read_dir(cache) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing(cache, repos)),
-        Err(e) => return Err(at(cache)(e)),
-    };
-    let mut names: Vec<String> =
-        entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect();
-    names.sort();
-    for name in names {
-        if let Some(rest) = name.strip_prefix("models--") {
+    for entry in fs::entries(cache, cache)? {
+        if let Some(rest) = entry.name.strip_prefix("models--") {
             let repo = rest.replacen("--", "/", 1);
             repos.push(scan_repo(&RepoDir::new(cache, &repo), repo));
         }
@@ -138,7 +155,7 @@ fn scan_repo(dir: &RepoDir, repo: String) -> CachedRepo {
     let mut files: BTreeMap<String, CachedFile> = BTreeMap::new();
     for (commit, file, blob) in links(dir) {
         // Only blobs of this repo count: a link pointing out of the cache is never followed.
-        let size = fs::symlink_metadata(&blob).map(|m| m.len()).unwrap_or(0);
+        let size = dir.file_len(&blob).unwrap_or(0);
         let entry = files.entry(file.clone()).or_insert_with(|| CachedFile {
             file,
             size,
@@ -167,11 +184,11 @@ fn scan_repo(dir: &RepoDir, repo: String) -> CachedRepo {
 
 fn refs(dir: &RepoDir) -> BTreeMap<String, String> {
     let base = dir.root().join("refs");
-    walk(&base)
+    walk(dir, &base)
         .into_iter()
         .filter_map(|p| {
             let name = p.strip_prefix(&base).ok()?.to_string_lossy().into_owned();
-            Some((name, fs::read_to_string(&p).ok()?.trim().to_owned()))
+            Some((name.clone(), dir.read_ref(&name)?))
         })
         .collect()
 }
@@ -179,15 +196,14 @@ fn refs(dir: &RepoDir) -> BTreeMap<String, String> {
 /// (commit, file, blob path) for every snapshot link.
 fn links(dir: &RepoDir) -> Vec<(String, String, PathBuf)> {
     let snaps = dir.root().join("snapshots");
-    let Ok(commits) = fs::read_dir(&snaps) else { return Vec::new() };
     let mut out = Vec::new();
-    for commit in commits.filter_map(Result::ok) {
-        if !commit.file_type().is_ok_and(|t| t.is_dir()) {
+    for commit in names(&dir.cache, &snaps) {
+        if commit.kind != Kind::Dir {
             continue; // a symlinked `snapshots/<commit>` is never followed
         }
-        let base = commit.path();
-        let name = commit.file_name().to_string_lossy().into_owned();
-        for link in walk(&base) {
+        let base = snaps.join(&commit.name);
+        let name = commit.name;
+        for link in walk(dir, &base) {
             let file = link.strip_prefix(&base).unwrap_or(&link).to_string_lossy().into_owned();
             let blob = blob_of(dir, &link).unwrap_or(link);
             out.push((name.clone(), file, blob));
@@ -206,7 +222,7 @@ impl RepoDir {
     /// `../…/blobs/<etag>` (the link is read, never followed; anything else is `None`).
     #[must_use]
     pub fn linked_etag(&self, link: &Path) -> Option<String> {
-        let target = fs::read_link(link).ok()?;
+        let target = fs::read_link(&self.cache, link)?;
         let etag = target.file_name()?.to_str()?;
         let inside = target.parent().and_then(Path::file_name).is_some_and(|d| d == "blobs") && !target.is_absolute();
         (inside && !etag.ends_with(".incomplete")).then(|| etag.to_owned())
@@ -217,12 +233,9 @@ impl RepoDir {
     #[must_use]
     pub fn snapshot_files(&self, commit: &str) -> Vec<String> {
         let base = self.snapshot(commit);
-        walk(&base)
+        walk(self, &base)
             .into_iter()
-            .filter(|link| {
-                self.linked_etag(link)
-                    .is_some_and(|etag| fs::symlink_metadata(self.blob(&etag)).is_ok_and(|m| m.is_file()))
-            })
+            .filter(|link| self.linked_etag(link).is_some_and(|etag| self.file_len(&self.blob(&etag)).is_some()))
             .filter_map(|link| Some(link.strip_prefix(&base).ok()?.to_str()?.to_owned()))
             .collect()
     }
@@ -239,19 +252,21 @@ fn partials(dir: &RepoDir) -> Vec<(String, u64)> {
         .into_iter()
         .filter_map(|(n, s)| n.strip_suffix(".incomplete").map(|e| (e.to_owned(), s)))
         .collect();
-    let Ok(rd) = fs::read_dir(&dir.locks) else { return out };
-    for name in rd.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()) {
-        if let Some(etag) = name.strip_suffix(".parts") {
+    for entry in names(&dir.cache, &dir.locks).into_iter().filter(|e| e.kind == Kind::File) {
+        if let Some(etag) = entry.name.strip_suffix(".parts") {
             out.push((etag.to_owned(), parts_done(dir, etag)));
         }
     }
     out
 }
 
+/// Most bytes a part map may hold (a byte per 256 KiB block: a 1 TiB file's map is 4 MiB).
+pub const PART_MAP_MAX: u64 = 8 << 20;
+
 /// Bytes of `<etag>.parts` its part map marks done (`rbee-parts 1 {size} {block}\n` + a byte per
 /// block, `1` = done).
 fn parts_done(dir: &RepoDir, etag: &str) -> u64 {
-    let Ok(map) = fs::read(dir.part_map(etag)) else { return 0 };
+    let Some(map) = dir.read_small(&dir.part_map(etag), PART_MAP_MAX) else { return 0 };
     let Some(nl) = map.iter().position(|b| *b == b'\n') else { return 0 };
     let head = String::from_utf8_lossy(&map[..nl]);
     let mut nums = head.split(' ').skip(2).map(|n| n.parse::<u64>().unwrap_or(0));
@@ -262,44 +277,24 @@ fn parts_done(dir: &RepoDir, etag: &str) -> u64 {
 
 /// Deletes a partial download of `etag`, whichever form it has.
 fn remove_partial(dir: &RepoDir, etag: &str) -> Result<(), CacheError> {
-    let p = dir.incomplete(etag);
-    match fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(at(&p)(e)),
-        _ => {}
+    fs::remove(&dir.cache, &dir.incomplete(etag), Kind::File)?;
+    for path in dir.part_files(etag) {
+        fs::remove(&dir.cache, &path, Kind::File)?;
     }
-    dir.remove_parts(etag);
     Ok(())
 }
 
 fn blob_entries(dir: &RepoDir) -> Vec<(String, u64)> {
-    let Ok(rd) = fs::read_dir(dir.root().join("blobs")) else { return Vec::new() };
-    rd.filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.metadata().ok()?.len())))
+    names(&dir.cache, &dir.root().join("blobs"))
+        .into_iter()
+        .filter(|e| e.kind == Kind::File)
+        .map(|e| (e.name, e.len))
         .collect()
 }
 
-/// Files and symlinks under `base`, recursively (directory links never followed).
-pub(crate) fn walk_links(base: &Path) -> Vec<PathBuf> {
-    walk(base)
-}
-
-/// Files (and symlinks) under `base`, recursively.
-fn walk(base: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![base.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.filter_map(Result::ok) {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => out.push(e.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
+/// Files and symlinks under `base` of the repo, recursively (directory links never followed).
+pub(crate) fn walk(dir: &RepoDir, base: &Path) -> Vec<PathBuf> {
+    fs::walk(&dir.cache, base)
 }
 
 /// Removes snapshot links of `file` (or of the whole repo), blobs no link references any more,
@@ -324,7 +319,7 @@ pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) 
     if !partial_only {
         for (_, f, link) in links(&dir).into_iter().map(|(c, f, _)| (c.clone(), f.clone(), dir.pointer(&c, &f))) {
             if file.is_none_or(|want| want == f) {
-                fs::remove_file(&link).map_err(at(&link))?;
+                fs::remove(cache, &link, Kind::Link)?;
                 report.links += 1;
             }
         }
@@ -332,7 +327,7 @@ pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) 
         for (etag, size) in blobs(&dir) {
             let blob = dir.blob(&etag);
             if !referenced.contains(&blob) {
-                fs::remove_file(&blob).map_err(at(&blob))?;
+                fs::remove(cache, &blob, Kind::File)?;
                 report.blobs += 1;
                 report.bytes += size;
             }
@@ -342,14 +337,14 @@ pub fn remove(cache: &Path, repo: &str, file: Option<&str>, partial_only: bool) 
         let of_file = dir.read_meta(&etag).map(|m| m.file);
         if file.is_none() || of_file.as_deref() == file {
             remove_partial(&dir, &etag)?;
-            let _ = fs::remove_file(dir.lock_path(&etag).with_extension("meta"));
+            fs::remove(cache, &dir.meta_path(&etag), Kind::File)?;
             report.partials += 1;
             report.bytes += size;
         }
     }
-    if file.is_none() && !partial_only && dir.root().exists() {
-        fs::remove_dir_all(dir.root()).map_err(at(dir.root()))?;
-        let _ = fs::remove_dir_all(cache.join(".locks").join(folder_name(repo)));
+    if file.is_none() && !partial_only {
+        fs::remove_tree(cache, dir.root())?;
+        fs::remove_tree(cache, &cache.join(".locks").join(folder_name(repo)))?;
     }
     Ok(report)
 }

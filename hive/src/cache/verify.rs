@@ -5,14 +5,18 @@
 //! A mismatch is never deleted: the blob moves to `<cache>/.rbee-quarantine/<repo folder>/<etag>`,
 //! the snapshot links that pointed at it are removed (so no tool serves it), and
 //! `<etag>.json` beside it records the hashes and every removed link, so a person can put it back
-//! (`mv` the blob to `blobs/<etag>`, recreate each link). Hashing runs in chunks on blocking
+//! (`mv` the blob to `blobs/<etag>`, recreate each link). A quarantine never overwrites: a second
+//! quarantine of the same blob goes to `<etag>.2` with its record `<etag>.2.json`, and so on.
+//! Every name is walked without following a link ([`super::fs`]): a symlinked `blobs/` or
+//! `.rbee-quarantine` is refused, never read or moved through. Hashing runs in chunks on blocking
 //! threads with an `.await` between them, so a cancel stops it within one chunk.
 
-use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
+use super::fs::{self, Kind, Open};
 use super::{at, folder_name, CacheError, RepoDir};
 use crate::jobs::JobCtx;
 
@@ -57,21 +61,18 @@ pub struct Report {
 /// When `only` is not cached or the cache cannot be read.
 pub fn repos(cache: &Path, only: Option<&str>) -> Result<Vec<String>, String> {
     if let Some(repo) = only {
-        return if cache.join(folder_name(repo)).is_dir() {
+        return if fs::is(cache, &cache.join(folder_name(repo)), Kind::Dir) {
             Ok(vec![repo.to_owned()])
         } else {
             Err(format!("`{}` is not in the cache at {}", rbee_protocol::escape(repo), cache.display()))
         };
     }
-    let Ok(rd) = fs::read_dir(cache) else { return Ok(Vec::new()) };
-    let mut out: Vec<String> = rd
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| n.strip_prefix("models--").map(|r| r.replacen("--", "/", 1)))
-        .collect();
-    out.sort();
-    Ok(out)
+    let entries = fs::entries(cache, cache).map_err(|e| e.to_string())?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .filter_map(|e| e.name.strip_prefix("models--").map(|r| r.replacen("--", "/", 1)))
+        .collect())
 }
 
 /// Verifies every blob of `repo`, quarantining mismatches into `report`.
@@ -80,15 +81,11 @@ pub fn repos(cache: &Path, only: Option<&str>) -> Result<Vec<String>, String> {
 /// When a blob cannot be read or moved.
 pub async fn repo(ctx: &JobCtx, cache: &Path, repo: &str, report: &mut Report) -> Result<(), CacheError> {
     let dir = RepoDir::new(cache, repo);
-    let blobs = dir.root().join("blobs");
-    let Ok(rd) = fs::read_dir(&blobs) else { return Ok(()) };
-    let mut etags: Vec<String> = rd
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.contains('.'))
+    let etags: Vec<String> = fs::entries(cache, &dir.root().join("blobs"))?
+        .into_iter()
+        .filter(|e| e.kind == Kind::File && !e.name.contains('.'))
+        .map(|e| e.name)
         .collect();
-    etags.sort();
     report.repos += 1;
     for etag in etags {
         let hex = etag.bytes().all(|b| b.is_ascii_hexdigit());
@@ -101,7 +98,8 @@ pub async fn repo(ctx: &JobCtx, cache: &Path, repo: &str, report: &mut Report) -
             }
         };
         let path = dir.blob(&etag);
-        let actual = hash(&path, algorithm == "sha256").await.map_err(at(&path))?;
+        let file = dir.open(&path, Open::Read)?;
+        let actual = hash(file, algorithm == "sha256").await.map_err(at(&path))?;
         if actual == etag.to_ascii_lowercase() {
             report.ok += 1;
             continue;
@@ -117,9 +115,8 @@ pub async fn repo(ctx: &JobCtx, cache: &Path, repo: &str, report: &mut Report) -
     Ok(())
 }
 
-/// Hex sha256, or git's blob sha1, of the file at `path`, a chunk per blocking step.
-async fn hash(path: &Path, sha256: bool) -> std::io::Result<String> {
-    let mut file = fs::File::open(path)?;
+/// Hex sha256, or git's blob sha1, of `file`, a chunk per blocking step.
+async fn hash(mut file: std::fs::File, sha256: bool) -> std::io::Result<String> {
     let len = file.metadata()?.len();
     let mut s2 = sha2::Sha256::new();
     let mut s1 = sha1::Sha1::new();
@@ -162,30 +159,50 @@ async fn quarantine(
     ctx.outstanding
         .unblock(move || {
             let qdir: PathBuf = cache.join(QUARANTINE).join(folder_name(&repo));
-            fs::create_dir_all(&qdir).map_err(at(&qdir))?;
-            let to = qdir.join(&etag);
             let snapshots = dir.root().join("snapshots");
             let mut links = Vec::new();
-            for link in super::scan::walk_links(&snapshots) {
+            for link in super::scan::walk(&dir, &snapshots) {
                 if dir.linked_etag(&link).as_deref() == Some(etag.as_str()) {
-                    let target = fs::read_link(&link).map_err(at(&link))?;
+                    let target = fs::read_link(&cache, &link).unwrap_or_default();
                     let rel = link.strip_prefix(dir.root()).unwrap_or(&link).display().to_string();
                     links.push((rel, target.display().to_string()));
                 }
             }
+            let (to, mut manifest) = claim(&cache, &qdir, &etag)?;
             let record = serde_json::json!({
                 "repo": repo, "etag": etag, "algorithm": algorithm, "actual": actual,
                 "restore": format!("mv {} {}, then recreate each link", to.display(), dir.blob(&etag).display()),
                 "links": links.iter().map(|(l, t)| serde_json::json!({"link": l, "target": t})).collect::<Vec<_>>(),
             });
-            let manifest = qdir.join(format!("{etag}.json"));
-            fs::write(&manifest, serde_json::to_vec_pretty(&record).unwrap_or_default()).map_err(at(&manifest))?;
-            fs::rename(dir.blob(&etag), &to).map_err(at(&to))?;
+            let json = to.with_file_name(format!("{}.json", to.file_name().unwrap_or_default().to_string_lossy()));
+            std::io::Write::write_all(&mut manifest, &serde_json::to_vec_pretty(&record).unwrap_or_default())
+                .and_then(|()| fs::sync_data(&manifest))
+                .map_err(at(&json))?;
+            fs::rename(&cache, &dir.blob(&etag), &to, false)?;
             for (rel, _) in &links {
-                let path = dir.root().join(rel);
-                fs::remove_file(&path).map_err(at(&path))?;
+                fs::remove(&cache, &dir.root().join(rel), Kind::Link)?;
             }
             Ok(Quarantined { repo, etag, algorithm, actual, moved_to: to.display().to_string(), links })
         })
         .await
+}
+
+/// A free quarantine name for `etag` in `qdir`: `<etag>`, else `<etag>.2`, `<etag>.3`…, claimed by
+/// creating its record `<name>.json` exclusively (so two verifies never share a name). Returns
+/// the blob's destination and the open record.
+fn claim(cache: &Path, qdir: &Path, etag: &str) -> Result<(PathBuf, std::fs::File), CacheError> {
+    for n in 1u32.. {
+        let name = if n == 1 { etag.to_owned() } else { format!("{etag}.{n}") };
+        let to = qdir.join(&name);
+        if fs::entry(cache, &to)?.is_some() {
+            continue;
+        }
+        match fs::open(cache, &qdir.join(format!("{name}.json")), Open::CreateNew) {
+            Ok(Some(file)) => return Ok((to, file)),
+            Err(e) if e.source.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+            Ok(None) => unreachable!("CreateNew creates"),
+        }
+    }
+    unreachable!("a free name exists")
 }

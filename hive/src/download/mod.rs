@@ -34,7 +34,7 @@ use std::time::Duration;
 use rbee_protocol::{validate, Event, ModelDownload};
 use surf::Url;
 
-use crate::cache::{BlobLock, RepoDir};
+use crate::cache::{BlobLock, BlobState, PartialMeta, RepoDir};
 use crate::jobs::JobCtx;
 use bandwidth::Pacer;
 use hub::{Hub, Resolved};
@@ -220,43 +220,66 @@ impl Downloader {
         let res = self.resolve_retrying(ctx, id, revision, file).await?;
         repo.write_ref(revision, &res.commit)?;
         let pointer = repo.pointer(&res.commit, file);
-        if pointer.exists() {
+        // A hit only when the blob is as long as the hub says (cache/intact.rs).
+        if repo.cached(&pointer, &res.etag, res.size) {
             ctx.narrate(format!("✔️  `{file}` is already in the cache"));
             return Ok(pointer);
         }
-        let lock_path = repo.lock_path(&res.etag);
-        let _lock = BlobLock::acquire(&lock_path, || {
+        let _lock = BlobLock::acquire(repo, &res.etag, || {
             ctx.narrate(format!("⏳ `{file}` is being downloaded by another job; waiting for it"));
         })
         .await?;
-        if repo.blob(&res.etag).exists() {
-            ctx.narrate(format!("✔️  blob of `{file}` is already in the cache"));
-        } else {
-            // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
-            let have = transfer::fetched_before(repo, &res);
-            diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
-            repo.write_meta(&res.etag, &crate::cache::PartialMeta { file: file.to_owned(), size: res.size });
-            let transfer = Transfer {
-                pacer: &self.pacer,
-                hub: &self.hub,
-                retry: self.retry,
-                ctx,
-                repo,
-                file,
-                res: &res,
-                write_batch: self.write_batch,
-                max_parts,
-            };
-            let got = transfer.run().await?;
-            if let Err(e) = verify::verify(ctx, file, &res, &got).await {
-                if got.in_parts {
-                    repo.remove_parts(&res.etag);
+        match repo.blob_state(&res.etag, res.size) {
+            BlobState::Whole => ctx.narrate(format!("✔️  blob of `{file}` is already in the cache")),
+            state => {
+                if let BlobState::Wrong(len) = state {
+                    ctx.narrate(format!(
+                        "⚠️  the cached blob of `{file}` holds {len} bytes, not {}: fetching it again (resuming)",
+                        res.size.map_or_else(|| "the size recorded".to_owned(), |s| s.to_string())
+                    ));
+                    repo.reopen(&res.etag)?;
                 }
-                return Err(e);
+                self.fetch(ctx, repo, file, &res, max_parts).await?;
             }
-            repo.finish_blob(&res.etag, &got.path)?;
         }
         Ok(repo.link(&res.commit, file, &res.etag)?)
+    }
+
+    /// The transfer of a file the cache lacks → verify → publish (data, then name, made durable).
+    async fn fetch(
+        &self,
+        ctx: &JobCtx,
+        repo: &RepoDir,
+        file: &str,
+        res: &Resolved,
+        max_parts: usize,
+    ) -> Result<(), DownloadError> {
+        // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
+        let have = transfer::fetched_before(repo, res);
+        diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
+        repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: res.size }, false)?;
+        let transfer = Transfer {
+            pacer: &self.pacer,
+            hub: &self.hub,
+            retry: self.retry,
+            ctx,
+            repo,
+            file,
+            res,
+            write_batch: self.write_batch,
+            max_parts,
+        };
+        let got = transfer.run().await?;
+        if let Err(e) = verify::verify(ctx, file, res, &got).await {
+            repo.remove_file(&got.path);
+            if got.in_parts {
+                repo.remove_parts(&res.etag);
+            }
+            return Err(e);
+        }
+        repo.finish_blob(&res.etag, &got.path)?;
+        // The size a later hit checks against when the hub is not asked.
+        Ok(repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: Some(got.size) }, true)?)
     }
 
     async fn resolve_retrying(

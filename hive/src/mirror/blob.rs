@@ -155,7 +155,7 @@ impl Source {
 
     /// Opens the published blob when it is there, else (growing) the partial.
     fn open(&mut self) -> io::Result<()> {
-        match File::open(&self.blob) {
+        match crate::cache::open_blob(&self.blob) {
             Ok(f) => {
                 self.file = Some(f);
                 self.published = true;
@@ -163,7 +163,7 @@ impl Source {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let (None, Some(g)) = (&self.file, &self.growing) {
-                    self.file = File::open(&g.incomplete).ok();
+                    self.file = crate::cache::open_blob(&g.incomplete).ok();
                 }
                 Ok(())
             }

@@ -122,7 +122,7 @@ fn repo_dir(cache: &Path, repo: &str, revision: &str) -> Result<RepoDir, MirrorE
     validate::repo_id(repo)?;
     validate::revision(revision)?;
     let dir = RepoDir::new(cache, repo);
-    if !std::fs::symlink_metadata(dir.root()).is_ok_and(|m| m.is_dir()) {
+    if !crate::cache::fs::is(cache, dir.root(), crate::cache::fs::Kind::Dir) {
         return Err(MirrorError::RepoNotFound(repo.to_owned()));
     }
     dir.check_no_symlinks().map_err(MirrorError::Symlink)?;
@@ -147,8 +147,8 @@ pub fn locate(cache: &Path, repo: &str, revision: &str, file: &str) -> Result<Lo
         || MirrorError::EntryNotFound { repo: repo.to_owned(), revision: revision.to_owned(), file: file.to_owned() };
     let etag = dir.linked_etag(&dir.pointer(&commit, file)).ok_or_else(missing)?;
     let blob = dir.blob(&etag);
-    let meta = std::fs::symlink_metadata(&blob).ok().filter(std::fs::Metadata::is_file).ok_or_else(missing)?;
-    Ok(Located { commit, etag, size: meta.len(), blob })
+    let size = dir.file_len(&blob).ok_or_else(missing)?;
+    Ok(Located { commit, etag, size, blob })
 }
 
 /// The commit of `revision` and the files cached for it (blocking).
@@ -170,8 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = RepoDir::new(dir.path(), "org/name");
         let (etag, commit) = ("a".repeat(64), "c".repeat(40));
-        crate::cache::create_parent(&repo.incomplete(&etag)).unwrap();
-        std::fs::write(repo.incomplete(&etag), b"hello").unwrap();
+        crate::cache::fs::write_atomic(dir.path(), &repo.incomplete(&etag), b"hello").unwrap();
         repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
         repo.link(&commit, "sub/f.bin", &etag).unwrap();
         repo.write_ref("main", &commit).unwrap();

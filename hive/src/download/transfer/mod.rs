@@ -28,7 +28,7 @@ use parts::PARALLEL_MIN;
 /// Bytes of the file `res` names that an earlier attempt left in the cache (its `.incomplete`
 /// prefix, or the blocks a download in parts finished).
 pub(crate) fn fetched_before(repo: &RepoDir, res: &Resolved) -> u64 {
-    let prefix = std::fs::metadata(repo.incomplete(&res.etag)).map_or(0, |m| m.len());
+    let prefix = repo.file_len(&repo.incomplete(&res.etag)).unwrap_or(0);
     let parts = res.size.map_or(0, |size| sparse::done_bytes(repo, &res.etag, size));
     prefix.max(parts)
 }
@@ -109,7 +109,7 @@ impl Transfer<'_> {
     /// Fetches the file: in parts when it is big enough and the server honours `Range`, else
     /// as one stream.
     pub(crate) async fn run(&self) -> Result<Fetched, DownloadError> {
-        let parts_exist = self.repo.parts(&self.res.etag).exists();
+        let parts_exist = self.repo.file_len(&self.repo.parts(&self.res.etag)).is_some();
         if let Some(size) = self.res.size.filter(|s| *s >= PARALLEL_MIN && (self.max_parts > 1 || parts_exist)) {
             match self.parts(size).await? {
                 Some(fetched) => return Ok(fetched),
@@ -119,7 +119,7 @@ impl Transfer<'_> {
                         self.file
                     ));
                     self.repo.remove_parts(&self.res.etag);
-                    let _ = std::fs::remove_file(self.repo.incomplete(&self.res.etag));
+                    self.repo.remove_file(&self.repo.incomplete(&self.res.etag));
                 }
             }
         }

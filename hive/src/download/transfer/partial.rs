@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cache::{at, create_parent, CacheError};
+use crate::cache::{at, fs::Open, CacheError, RepoDir};
 use crate::jobs::Outstanding;
 
 /// First batch size: what a slow download buffers before a write.
@@ -58,16 +58,16 @@ impl Partial {
     /// is treated as garbage and the file restarts from zero. `fixed_batch` pins the write batch
     /// size (the hive's hidden test flag); `None` adapts it.
     pub async fn open(
+        repo: &RepoDir,
         path: &Path,
         max_len: Option<u64>,
         gate: Outstanding,
         fixed_batch: Option<usize>,
     ) -> Result<Self, CacheError> {
-        create_parent(path)?;
-        let p = path.to_owned();
+        let (p, repo) = (path.to_owned(), repo.clone());
         let (disk, written) = gate
             .unblock(move || -> Result<(Disk, u64), CacheError> {
-                let mut file = File::options().create(true).read(true).append(true).open(&p).map_err(at(&p))?;
+                let mut file = repo.open(&p, Open::Append)?;
                 let mut len = file.metadata().map_err(at(&p))?.len();
                 if max_len.is_some_and(|m| len > m) {
                     file.set_len(0).map_err(at(&p))?;

@@ -17,12 +17,13 @@ impl Transfer<'_> {
     /// Fetches the whole file into `.incomplete`, hashing it on the way.
     pub(super) async fn stream(&self) -> Result<Fetched, DownloadError> {
         let path = self.repo.incomplete(&self.res.etag);
-        let mut partial = Partial::open(&path, self.res.size, self.ctx.outstanding.clone(), self.write_batch).await?;
+        let mut partial =
+            Partial::open(self.repo, &path, self.res.size, self.ctx.outstanding.clone(), self.write_batch).await?;
         if let Err(e) = self.stream_into(&mut partial).await {
             if matches!(e, DownloadError::Oversized { .. }) {
                 let _ = partial.flush().await;
                 drop(partial);
-                let _ = std::fs::remove_file(&path);
+                self.repo.remove_file(&path);
             }
             return Err(e);
         }

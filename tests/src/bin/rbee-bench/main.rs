@@ -12,6 +12,7 @@
 mod cancel;
 mod cdn;
 mod download;
+mod durable;
 mod footprint;
 mod mirror;
 mod proc;
@@ -62,6 +63,12 @@ enum Section {
     Scale,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
     Mirror,
+    /// What fsync costs: a 2 GiB download into a cache on a real disk, with and without
+    Durable {
+        /// A directory on a real disk (not tmpfs, where fsync costs nothing)
+        #[arg(long, default_value = "/var/tmp")]
+        disk: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
         Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
         Section::Mirror => mirror::run(&ctx),
+        Section::Durable { disk } => durable::run(&ctx, &disk),
     };
     match out {
         Ok(md) => {
