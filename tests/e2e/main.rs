@@ -22,6 +22,7 @@ mod keeper_cli;
 mod load;
 mod mirror;
 mod models;
+mod no_panic;
 mod operator;
 mod parallel;
 mod parity;
