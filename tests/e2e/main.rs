@@ -34,5 +34,6 @@ mod resume;
 mod retention;
 mod retry;
 mod stream;
+mod strict_http;
 mod tls;
 mod tty;

@@ -77,13 +77,18 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// One connection: requests until it closes, fails, or stalls.
 async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
+    let this = conn.clone();
     let mut server = Server::new(conn.clone(), move |req| {
-        let app = app.clone();
+        let (app, conn) = (app.clone(), this.clone());
         async move {
             let chunked = req.header("Transfer-Encoding").is_some();
             let mut res = app.respond::<_, tide::http::Response>(req).await?;
             if chunked {
                 res.insert_header("Connection", "close");
+            }
+            // A closing connection reads no more: async-h1's drain of an unread body ends at once.
+            if res.header("Connection").is_some_and(|v| v.as_str().eq_ignore_ascii_case("close")) {
+                conn.state.closing.store(true, Ordering::SeqCst);
             }
             Ok(res)
         }
@@ -167,6 +172,8 @@ struct ConnState {
     /// The read deadline of the request being waited for; `None` until the next read.
     deadline: Mutex<Option<smol::Timer>>,
     timed_out: std::sync::atomic::AtomicBool,
+    /// The response being written says `Connection: close`.
+    closing: std::sync::atomic::AtomicBool,
     /// Bytes written so far (to tell whether a response started).
     written: AtomicU64,
     timeout: Duration,
@@ -192,6 +199,7 @@ impl Conn {
         let state = ConnState {
             deadline: Mutex::new(None),
             timed_out: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::atomic::AtomicBool::new(false),
             written: AtomicU64::new(0),
             timeout,
             input: Mutex::new(Input { ahead: Vec::new(), left: Some(0) }),
@@ -242,7 +250,7 @@ impl AsyncRead for Conn {
         let state = self.state.clone();
         let mut input = state.input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let cap = input.left.map_or(buf.len(), |left| buf.len().min(usize::try_from(left).unwrap_or(usize::MAX)));
-        if cap == 0 {
+        if cap == 0 || state.closing.load(Ordering::SeqCst) {
             return Poll::Ready(Ok(0));
         }
         let res = if input.ahead.is_empty() {
