@@ -30,7 +30,8 @@ pub struct Args {
     /// reaches the hive. `rbee` passes it when it starts a local hive.
     #[arg(long)]
     pub detach: bool,
-    /// Token clients must send as `Authorization: Bearer` (required off loopback).
+    /// Token clients must send as `Authorization: Bearer` (required off loopback): at least 16
+    /// visible ASCII characters, no whitespace.
     #[arg(long, env = "RBEE_HIVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Extra host names this hive answers to in `Host` (comma-separated), beyond loopback names and
@@ -118,6 +119,9 @@ impl Args {
     /// Checks flags and fills defaults from the environment.
     pub fn into_config(self) -> anyhow::Result<Config> {
         let token = self.token.filter(|t| !t.is_empty());
+        if let Some(t) = &token {
+            check_token(t)?;
+        }
         if !self.addr.ip().is_loopback() && token.is_none() {
             bail!(
                 "refusing to listen on {} without a token: anyone who can reach it could run jobs; \
@@ -165,6 +169,24 @@ impl Args {
     }
 }
 
+/// Shortest hive token accepted: a short one is guessed by whoever can reach the hive.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A hive token is at least [`MIN_TOKEN_LEN`] visible ASCII characters: no whitespace (a
+/// `Bearer` value ends at it, so such a token could not be sent as it was set) and nothing an
+/// HTTP header cannot carry.
+fn check_token(token: &str) -> anyhow::Result<()> {
+    if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "refusing the hive token: it must be at least {MIN_TOKEN_LEN} visible ASCII characters, with no \
+             whitespace (got {} characters); set RBEE_HIVE_TOKEN (or --token) to a longer one, e.g. the \
+             output of `openssl rand -hex 16`",
+            token.chars().count()
+        );
+    }
+    Ok(())
+}
+
 /// huggingface_hub's reading of a boolean variable: `1`, `ON`, `YES`, `TRUE` (any case) are true.
 fn truthy(value: &str) -> Result<bool, String> {
     Ok(matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
@@ -192,4 +214,25 @@ fn default_cache() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set: set HF_HUB_CACHE")?;
     Ok(PathBuf::from(home).join(".cache/huggingface/hub"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_token;
+
+    #[test]
+    fn tokens_are_long_and_visible() {
+        assert!(check_token("0123456789abcdef").is_ok());
+        for bad in [
+            "s3cret",
+            "0123456789abcde",
+            "                ",
+            "0123456789 abcdef",
+            "0123456789abcdef\t",
+            "é123456789abcdef",
+        ] {
+            let e = check_token(bad).unwrap_err().to_string();
+            assert!(e.contains("at least 16") && e.contains("RBEE_HIVE_TOKEN"), "{bad:?}: {e}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use rbee_protocol::Event;
 use crate::harness::fixtures::{file_len, incomplete, sha256_of, wait_for, wait_status, MODEL, REPO};
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
 
-const TOKEN: &str = "mirror-secret";
+const TOKEN: &str = "mirror-secret-token-0123";
 
 /// A hub with [`REPO`] holding a `size`-byte [`MODEL`] (and `config.json`), at `rate` bytes/s.
 fn hub(size: u64, rate: u64) -> FakeHub {
