@@ -86,6 +86,10 @@ pub struct Args {
     /// Answer downloads from the cache alone, never calling the hub (huggingface_hub's variable).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy, default_value = "0")]
     pub offline: bool,
+    /// Accept files whose ETag is neither a sha256 nor a git sha1: their content cannot be
+    /// verified, only their size. Off: such a download fails, naming the ETag.
+    #[arg(long, env = "RBEE_HIVE_ALLOW_UNVERIFIED")]
+    pub allow_unverified: bool,
     /// Tests only (hidden): the free space the disk-space check sees, in bytes.
     #[arg(long, hide = true)]
     pub test_free_space: Option<u64>,
@@ -159,6 +163,7 @@ impl Args {
                 max_rate: self.max_rate,
                 free_space: self.test_free_space,
                 proxy: proxy_from_env(),
+                allow_unverified: self.allow_unverified,
             },
             retention: Retention {
                 max_finished: self.max_finished_jobs,

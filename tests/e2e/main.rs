@@ -37,3 +37,4 @@ mod stream;
 mod strict_http;
 mod tls;
 mod tty;
+mod upstream_checks;

@@ -18,6 +18,7 @@ mod select;
 mod snapshot;
 mod stall;
 mod transfer;
+mod upstream;
 mod verify;
 mod xet;
 
@@ -86,6 +87,8 @@ pub struct Settings {
     pub free_space: Option<u64>,
     /// Proxy for hub and CDN traffic (`None`: none, whatever the environment says).
     pub proxy: Option<Proxy>,
+    /// `--allow-unverified`: accept files whose ETag is neither a sha256 nor a git sha1.
+    pub allow_unverified: bool,
 }
 
 impl Downloader {
@@ -95,7 +98,7 @@ impl Downloader {
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            hub: Hub::new(s.endpoint, s.token, s.proxy)?,
+            hub: Hub::new(s.endpoint, s.token, s.proxy, s.allow_unverified)?,
             cache: s.cache,
             heartbeat: s.heartbeat,
             retry: Retry { retries: s.retries, backoff_base: s.backoff_base, stall: s.stall },
