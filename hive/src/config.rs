@@ -86,10 +86,18 @@ pub struct Args {
     /// Answer downloads from the cache alone, never calling the hub (huggingface_hub's variable).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy, default_value = "0")]
     pub offline: bool,
+    /// Download jobs transferring at once; further ones wait, `queued`, in arrival order, their
+    /// place narrated and heartbeats sent while they wait.
+    #[arg(long, env = "RBEE_HIVE_MAX_DOWNLOADS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_downloads: u32,
     /// Accept files whose ETag is neither a sha256 nor a git sha1: their content cannot be
     /// verified, only their size. Off: such a download fails, naming the ETag.
     #[arg(long, env = "RBEE_HIVE_ALLOW_UNVERIFIED")]
     pub allow_unverified: bool,
+    /// Tests only (hidden): hold this many descriptors open, so that the transfers' sockets get
+    /// numbers above them (above 1024: `FD_SETSIZE`, where `select` fails).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_hold_fds: usize,
     /// Tests only (hidden): the free space the disk-space check sees, in bytes.
     #[arg(long, hide = true)]
     pub test_free_space: Option<u64>,
@@ -164,6 +172,8 @@ impl Args {
                 free_space: self.test_free_space,
                 proxy: proxy_from_env(),
                 allow_unverified: self.allow_unverified,
+                max_downloads: self.max_downloads as usize,
+                hold_fds: self.test_hold_fds,
             },
             retention: Retention {
                 max_finished: self.max_finished_jobs,

@@ -27,6 +27,7 @@ mod operator;
 mod parallel;
 mod parity;
 mod parity_net;
+mod queue;
 mod rbee_wire;
 mod reconnect;
 mod repo;

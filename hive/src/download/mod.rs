@@ -9,6 +9,7 @@ mod busy;
 mod curl;
 mod diskspace;
 mod error;
+mod fds;
 mod heartbeat;
 mod hub;
 mod offline;
@@ -35,7 +36,7 @@ use rbee_protocol::{validate, Event, ModelDownload};
 use surf::Url;
 
 use crate::cache::{BlobLock, RepoDir};
-use crate::jobs::JobCtx;
+use crate::jobs::{JobCtx, Slots};
 use bandwidth::Pacer;
 use hub::{Hub, Resolved};
 use retry::Retry;
@@ -44,6 +45,10 @@ use transfer::Transfer;
 /// Everything a download needs; shared by all jobs.
 pub struct Downloader {
     hub: Hub,
+    /// `--max-downloads`: transfers beyond it wait, queued (`jobs/queue.rs`).
+    slots: Slots,
+    /// Tests only: descriptors held open so the transfers' own ones are numbered above them.
+    _held_fds: Vec<std::fs::File>,
     cache: PathBuf,
     heartbeat: Duration,
     retry: Retry,
@@ -89,6 +94,10 @@ pub struct Settings {
     pub proxy: Option<Proxy>,
     /// `--allow-unverified`: accept files whose ETag is neither a sha256 nor a git sha1.
     pub allow_unverified: bool,
+    /// `--max-downloads`: download jobs transferring at once.
+    pub max_downloads: usize,
+    /// Tests only: descriptors to hold open (`fds.rs`).
+    pub hold_fds: usize,
 }
 
 impl Downloader {
@@ -99,6 +108,8 @@ impl Downloader {
     pub fn new(s: Settings) -> anyhow::Result<Self> {
         Ok(Self {
             hub: Hub::new(s.endpoint, s.token, s.proxy, s.allow_unverified)?,
+            slots: Slots::new(s.max_downloads),
+            _held_fds: fds::raise_and_hold(s.hold_fds)?,
             cache: s.cache,
             heartbeat: s.heartbeat,
             retry: Retry { retries: s.retries, backoff_base: s.backoff_base, stall: s.stall },
@@ -140,6 +151,7 @@ impl Downloader {
         if req.dry_run {
             return self.dry_run(&ctx, &req).await; // snapshot.rs
         }
+        let _slot = if self.offline { None } else { Some(self.slots.acquire(&ctx, self.heartbeat).await) };
         let _rate = req.max_rate.map(|r| self.pacer.job(&ctx.id, r)); // bandwidth.rs
         let what = req.model.clone();
         let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));
