@@ -34,6 +34,7 @@ mod repo;
 mod resume;
 mod retention;
 mod retry;
+mod state_files;
 mod stream;
 mod strict_http;
 mod tls;
