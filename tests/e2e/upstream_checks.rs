@@ -97,9 +97,13 @@ fn redirects_to_link_local_private_or_other_schemes_are_refused() {
         return redirect_refusals_inside_the_namespace();
     }
     let Some(unshare) = peer::require("util-linux", &["unshare"], "the redirect-refusal test") else { return };
+    let Some(ip) = peer::require("iproute2", &["ip", "/usr/sbin/ip", "/sbin/ip"], "the redirect-refusal test") else {
+        return;
+    };
     let exe = std::env::current_exe().expect("test executable");
     let out = Command::new(unshare)
-        .args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
+        .args(["-n", "--", "sh", "-c", "\"$0\" link set lo up && exec \"$@\""])
+        .arg(ip)
         .arg(exe)
         .args(["--exact", "upstream_checks::redirects_to_link_local_private_or_other_schemes_are_refused"])
         .args(["--nocapture", "--test-threads", "1"])
