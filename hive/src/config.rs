@@ -159,7 +159,7 @@ impl Args {
             },
             download: Settings {
                 endpoint,
-                token: self.hf_token.filter(|t| !t.is_empty()),
+                token: hf_token(self.hf_token)?,
                 cache,
                 heartbeat: secs(self.heartbeat_secs, "heartbeat-secs")?,
                 stall: secs(self.stall_secs, "stall-secs")?,
@@ -202,6 +202,15 @@ fn check_token(token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `HF_TOKEN`, when set: it goes into an `Authorization` header, which carries visible ASCII only.
+fn hf_token(token: Option<String>) -> anyhow::Result<Option<String>> {
+    let token = token.filter(|t| !t.is_empty());
+    if token.as_deref().is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic())) {
+        bail!("HF_TOKEN (or --hf-token) holds a space, a control or a non-ASCII character: set it to the token alone");
+    }
+    Ok(token)
+}
+
 /// huggingface_hub's reading of a boolean variable: `1`, `ON`, `YES`, `TRUE` (any case) are true.
 fn truthy(value: &str) -> Result<bool, String> {
     Ok(matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
@@ -234,6 +243,15 @@ fn default_cache() -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::check_token;
+
+    #[test]
+    fn hf_tokens_fit_a_header() {
+        assert_eq!(super::hf_token(Some(String::new())).unwrap(), None);
+        assert!(super::hf_token(Some("hf_abc".into())).unwrap().is_some());
+        for bad in ["hf_\u{e9}", "hf abc", "hf_a\nb"] {
+            assert!(super::hf_token(Some(bad.into())).unwrap_err().to_string().contains("HF_TOKEN"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tokens_are_long_and_visible() {
