@@ -147,7 +147,7 @@ impl Hub {
                 let location = header(&res, "Location")
                     .ok_or_else(|| protocol(file, format!("HTTP {status} without Location")))?;
                 let next = url.join(&location).map_err(|e| protocol(file, e))?;
-                upstream::redirect(&next, &self.endpoint).map_err(|reason| protocol(file, reason))?;
+                upstream::redirect(&next, &self.endpoint).await.map_err(|reason| protocol(file, reason))?;
                 if same_origin(&next, &self.endpoint) && header(&res, "X-Repo-Commit").is_none() {
                     url = next;
                     continue;
@@ -252,7 +252,7 @@ impl Hub {
             match header(&response, "Location") {
                 Some(location) if response.status().is_redirection() => {
                     url = url.join(&location).map_err(|e| network(what, format!("bad redirect `{location}`: {e}")))?;
-                    upstream::redirect(&url, &self.endpoint).map_err(|reason| protocol(what, reason))?;
+                    upstream::redirect(&url, &self.endpoint).await.map_err(|reason| protocol(what, reason))?;
                 }
                 _ => return Ok(response),
             }

@@ -10,8 +10,11 @@
 //! - A redirect goes to `http` or `https` only, and never from a public endpoint to loopback,
 //!   link-local (`169.254.169.254`: a cloud's metadata service) or a private range: the class of
 //!   the target's address must be public or the endpoint's own (the tests' hub is on loopback, so
-//!   its CDN may be too). Checked on the URL before any connection is made. A host *name* is
-//!   classed by name only (`localhost` is loopback); what it resolves to is not checked.
+//!   its CDN may be too). Checked before any connection is made: an address in the URL as it
+//!   is, a host name (other than `localhost`, loopback by name) by every address it resolves to.
+//!   curl resolves the name again when it connects, so a name whose answers change between the
+//!   two lookups (DNS rebinding) is not caught; a name that cannot be resolved here is left to
+//!   curl, which fails on it too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -59,13 +62,25 @@ enum Class {
     Unusable,
 }
 
-/// Checks a redirect from the endpoint `endpoint` to `target`.
-pub(crate) fn redirect(target: &Url, endpoint: &Url) -> Result<(), String> {
+/// Checks a redirect from the endpoint `endpoint` to `target`, resolving a host name.
+pub(crate) async fn redirect(target: &Url, endpoint: &Url) -> Result<(), String> {
+    redirect_to(target, endpoint, class(target))?;
+    if let (Some(surf::http::url::Host::Domain(name)), Some(port)) = (target.host(), target.port_or_known_default()) {
+        if class(target) == Class::Public {
+            for addr in smol::net::resolve((name, port)).await.unwrap_or_default() {
+                redirect_to(target, endpoint, class_ip(addr.ip()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a redirect to `target`, an address of class `to`, may be followed from `endpoint`.
+fn redirect_to(target: &Url, endpoint: &Url, to: Class) -> Result<(), String> {
     let shown = rbee_protocol::escape(target.as_str()).into_owned();
     if !matches!(target.scheme(), "http" | "https") {
         return Err(format!("refused a redirect to `{shown}`: only http and https are followed"));
     }
-    let to = class(target);
     let from = class(endpoint);
     if to == Class::Public || (to == from && to != Class::Unusable) {
         return Ok(());
@@ -76,6 +91,13 @@ pub(crate) fn redirect(target: &Url, endpoint: &Url) -> Result<(), String> {
         endpoint.host_str().unwrap_or_default(),
         name(from)
     ))
+}
+
+fn class_ip(ip: IpAddr) -> Class {
+    match ip {
+        IpAddr::V4(ip) => class_v4(ip),
+        IpAddr::V6(ip) => class_v6(ip),
+    }
 }
 
 fn name(class: Class) -> &'static str {
@@ -97,11 +119,7 @@ fn class(url: &Url) -> Class {
             if name == "localhost" || name.ends_with(".localhost") {
                 Class::Loopback
             } else {
-                match name.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(ip)) => class_v4(ip),
-                    Ok(IpAddr::V6(ip)) => class_v6(ip),
-                    Err(_) => Class::Public,
-                }
+                name.parse::<IpAddr>().map_or(Class::Public, class_ip)
             }
         }
         None => Class::Unusable,
@@ -149,6 +167,10 @@ mod tests {
         Url::parse(s).unwrap()
     }
 
+    fn redirect(target: &Url, endpoint: &Url) -> Result<(), String> {
+        smol::block_on(super::redirect(target, endpoint))
+    }
+
     #[test]
     fn commits_are_40_hex() {
         assert!(commit(&"a".repeat(40)).is_ok());
@@ -174,7 +196,7 @@ mod tests {
     fn redirects_stay_in_their_class() {
         let public = url("https://huggingface.co");
         let local = url("http://127.0.0.1:8080");
-        for ok in ["https://cdn-lfs.hf.co/x", "http://8.8.8.8/x"] {
+        for ok in ["https://93.184.215.14/x", "http://8.8.8.8/x"] {
             assert!(redirect(&url(ok), &public).is_ok(), "{ok}");
             assert!(redirect(&url(ok), &local).is_ok(), "{ok}");
         }
@@ -200,5 +222,8 @@ mod tests {
         }
         assert!(redirect(&url("http://10.1.2.3/"), &url("http://10.0.0.1:7835/hf")).is_ok());
         assert!(redirect(&url("http://169.254.169.254/"), &url("http://10.0.0.1/")).is_err());
+        // A name is judged by each address it resolves to.
+        let metadata = class_ip("169.254.1.1".parse().unwrap());
+        assert!(redirect_to(&url("http://cdn.example/"), &public, metadata).unwrap_err().contains("link-local"));
     }
 }
