@@ -30,7 +30,8 @@ pub struct Args {
     /// reaches the hive. `rbee` passes it when it starts a local hive.
     #[arg(long)]
     pub detach: bool,
-    /// Token clients must send as `Authorization: Bearer` (required off loopback).
+    /// Token clients must send as `Authorization: Bearer` (required off loopback): at least 16
+    /// visible ASCII characters, no whitespace.
     #[arg(long, env = "RBEE_HIVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Extra host names this hive answers to in `Host` (comma-separated), beyond loopback names and
@@ -85,6 +86,18 @@ pub struct Args {
     /// Answer downloads from the cache alone, never calling the hub (huggingface_hub's variable).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy, default_value = "0")]
     pub offline: bool,
+    /// Download jobs transferring at once; further ones wait, `queued`, in arrival order, their
+    /// place narrated and heartbeats sent while they wait.
+    #[arg(long, env = "RBEE_HIVE_MAX_DOWNLOADS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_downloads: u32,
+    /// Accept files whose ETag is neither a sha256 nor a git sha1: their content cannot be
+    /// verified, only their size. Off: such a download fails, naming the ETag.
+    #[arg(long, env = "RBEE_HIVE_ALLOW_UNVERIFIED")]
+    pub allow_unverified: bool,
+    /// Tests only (hidden): hold this many descriptors open, so that the transfers' sockets get
+    /// numbers above them (above 1024: `FD_SETSIZE`, where `select` fails).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_hold_fds: usize,
     /// Tests only (hidden): the free space the disk-space check sees, in bytes.
     #[arg(long, hide = true)]
     pub test_free_space: Option<u64>,
@@ -122,6 +135,9 @@ impl Args {
     /// Checks flags and fills defaults from the environment.
     pub fn into_config(self) -> anyhow::Result<Config> {
         let token = self.token.filter(|t| !t.is_empty());
+        if let Some(t) = &token {
+            check_token(t)?;
+        }
         if !self.addr.ip().is_loopback() && token.is_none() {
             bail!(
                 "refusing to listen on {} without a token: anyone who can reach it could run jobs; \
@@ -148,7 +164,7 @@ impl Args {
             },
             download: Settings {
                 endpoint,
-                token: self.hf_token.filter(|t| !t.is_empty()),
+                token: hf_token(self.hf_token)?,
                 cache,
                 heartbeat: secs(self.heartbeat_secs, "heartbeat-secs")?,
                 stall: secs(self.stall_secs, "stall-secs")?,
@@ -160,6 +176,9 @@ impl Args {
                 max_rate: self.max_rate,
                 free_space: self.test_free_space,
                 proxy: proxy_from_env(),
+                allow_unverified: self.allow_unverified,
+                max_downloads: self.max_downloads as usize,
+                hold_fds: self.test_hold_fds,
             },
             retention: Retention {
                 max_finished: self.max_finished_jobs,
@@ -168,6 +187,33 @@ impl Args {
             mirror_upstream: self.mirror_upstream,
         })
     }
+}
+
+/// Shortest hive token accepted: a short one is guessed by whoever can reach the hive.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A hive token is at least [`MIN_TOKEN_LEN`] visible ASCII characters: no whitespace (a
+/// `Bearer` value ends at it, so such a token could not be sent as it was set) and nothing an
+/// HTTP header cannot carry.
+fn check_token(token: &str) -> anyhow::Result<()> {
+    if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "refusing the hive token: it must be at least {MIN_TOKEN_LEN} visible ASCII characters, with no \
+             whitespace (got {} characters); set RBEE_HIVE_TOKEN (or --token) to a longer one, e.g. the \
+             output of `openssl rand -hex 16`",
+            token.chars().count()
+        );
+    }
+    Ok(())
+}
+
+/// `HF_TOKEN`, when set: it goes into an `Authorization` header, which carries visible ASCII only.
+fn hf_token(token: Option<String>) -> anyhow::Result<Option<String>> {
+    let token = token.filter(|t| !t.is_empty());
+    if token.as_deref().is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic())) {
+        bail!("HF_TOKEN (or --hf-token) holds a space, a control or a non-ASCII character: set it to the token alone");
+    }
+    Ok(token)
 }
 
 /// huggingface_hub's reading of a boolean variable: `1`, `ON`, `YES`, `TRUE` (any case) are true.
@@ -197,4 +243,34 @@ fn default_cache() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set: set HF_HUB_CACHE")?;
     Ok(PathBuf::from(home).join(".cache/huggingface/hub"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_token;
+
+    #[test]
+    fn hf_tokens_fit_a_header() {
+        assert_eq!(super::hf_token(Some(String::new())).unwrap(), None);
+        assert!(super::hf_token(Some("hf_abc".into())).unwrap().is_some());
+        for bad in ["hf_\u{e9}", "hf abc", "hf_a\nb"] {
+            assert!(super::hf_token(Some(bad.into())).unwrap_err().to_string().contains("HF_TOKEN"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_long_and_visible() {
+        assert!(check_token("0123456789abcdef").is_ok());
+        for bad in [
+            "s3cret",
+            "0123456789abcde",
+            "                ",
+            "0123456789 abcdef",
+            "0123456789abcdef\t",
+            "é123456789abcdef",
+        ] {
+            let e = check_token(bad).unwrap_err().to_string();
+            assert!(e.contains("at least 16") && e.contains("RBEE_HIVE_TOKEN"), "{bad:?}: {e}");
+        }
+    }
 }

@@ -5,10 +5,16 @@
 //! started at once queue there, the first starts the hive and the others find it running and use
 //! it. The pid shown is the one the hive reports. A hive that dies while starting (a port taken)
 //! has logged why; the keeper quotes that line.
+//!
+//! The log and the lock are private: their directory is made (or tightened to) 0700, the files
+//! 0600, and a directory another user owns is refused. With neither `XDG_CACHE_HOME` nor `HOME`
+//! there is no private place to guess, and a shared temp dir is never taken: `RBEE_STATE_DIR`
+//! names one.
 
 use std::env;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,7 +75,7 @@ pub(crate) async fn ensure(client: &HiveClient, mode: Mode) -> Result<()> {
 /// Spawn `rbee-hive --addr <client's host:port>` in the background and wait until it is up, unless
 /// a hive answers once this keeper holds the start lock.
 pub(crate) async fn start(client: &HiveClient) -> Result<Outcome> {
-    let log = log_path();
+    let log = log_path()?;
     let _lock = lock(&log.with_file_name("hive.lock")).await?;
     if let Ok(health) = timeout(PROBE, client.health()).await {
         return Ok(Outcome::Running(health));
@@ -86,10 +92,8 @@ pub(crate) async fn start(client: &HiveClient) -> Result<Outcome> {
 /// The start lock: held until the returned file is dropped. Waits (polling, so the executor
 /// stays free) while another keeper starts a hive.
 async fn lock(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
-    }
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path);
+    private_dir(path)?;
+    let file = private_file(OpenOptions::new().create(true).truncate(false).write(true), path);
     let file = file.with_context(|| format!("opening the start lock `{}`", path.display()))?;
     let deadline = Instant::now() + STARTUP * 2;
     loop {
@@ -123,10 +127,8 @@ fn command(addr: &str) -> Command {
 }
 
 fn detach<'c>(cmd: &'c mut Command, log: &Path) -> Result<&'c mut Command> {
-    if let Some(dir) = log.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
-    }
-    let out = OpenOptions::new().create(true).append(true).open(log);
+    private_dir(log)?;
+    let out = private_file(OpenOptions::new().create(true).append(true), log);
     let out = out.with_context(|| format!("opening the hive log `{}`", log.display()))?;
     let err = out.try_clone().context("duplicating the hive log handle")?;
     // No `process_group(0)` here: `rbee-hive --detach` calls setsid() as its first act, which a
@@ -169,11 +171,59 @@ pub(crate) fn hive_binary() -> PathBuf {
     beside.filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("rbee-hive"))
 }
 
-/// `$XDG_CACHE_HOME/rbee/hive.log`, else `~/.cache/rbee/hive.log`.
-pub(crate) fn log_path() -> PathBuf {
+/// `$RBEE_STATE_DIR/hive.log`, else `$XDG_CACHE_HOME/rbee/hive.log`, else `~/.cache/rbee/hive.log`;
+/// never a shared temp dir.
+pub(crate) fn log_path() -> Result<PathBuf> {
     let nonempty = |name| env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = nonempty("RBEE_STATE_DIR") {
+        return Ok(dir.join("hive.log"));
+    }
     let cache = nonempty("XDG_CACHE_HOME").or_else(|| nonempty("HOME").map(|h| h.join(".cache")));
-    cache.unwrap_or_else(env::temp_dir).join("rbee").join("hive.log")
+    let cache = cache.ok_or_else(|| {
+        StartFailed(
+            "neither HOME nor XDG_CACHE_HOME is set, so there is no private place for the local hive's log \
+             and start lock (a shared temp dir would let other users read or replace them); set \
+             RBEE_STATE_DIR to a directory of your own (or set HOME)"
+                .to_owned(),
+        )
+    })?;
+    Ok(cache.join("rbee").join("hive.log"))
+}
+
+/// Makes the directory of `file` (0700 for what it creates), tightens it to 0700, and refuses it
+/// when another user owns it.
+fn private_dir(file: &Path) -> Result<()> {
+    let Some(dir) = file.parent() else { return Ok(()) };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating `{}`", dir.display()))?;
+    let meta = fs::metadata(dir).with_context(|| format!("reading `{}`", dir.display()))?;
+    let mine = fs::metadata("/proc/self").map_or(meta.uid(), |m| m.uid());
+    if meta.uid() != mine {
+        return Err(StartFailed(format!(
+            "`{}` belongs to another user (uid {}): rbee keeps the hive's log there; set RBEE_STATE_DIR to a \
+             directory of your own",
+            dir.display(),
+            meta.uid()
+        ))
+        .into());
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making `{}` private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` with `options`, created 0600 (and tightened to 0600 when it already was there).
+fn private_file(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    let file = options.mode(0o600).open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// `path` with the home directory shown as `~`.

@@ -73,6 +73,28 @@ fn non_loopback_without_token_is_refused_at_start() {
     assert!(stderr.contains("RBEE_HIVE_TOKEN"), "{stderr}");
 }
 
+#[test]
+fn short_or_whitespace_tokens_are_refused_at_start() {
+    // Issue 24 §8: at least 16 visible characters, on loopback as well as off it.
+    let port = free_port().to_string();
+    for addr in [format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}")] {
+        for token in
+            ["s3cret", "0123456789abcde", "                ", "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t", "0123456789 abcdef"]
+        {
+            for (args, env) in [
+                (vec!["--addr", addr.as_str(), "--token", token], vec![]),
+                (vec!["--addr", addr.as_str()], vec![("RBEE_HIVE_TOKEN", token)]),
+            ] {
+                let stderr = refused(&args, &env);
+                for needle in ["at least 16", "RBEE_HIVE_TOKEN"] {
+                    assert!(stderr.contains(needle), "{token:?}: stderr lacks {needle:?}: {stderr}");
+                }
+                assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port"))).is_err());
+            }
+        }
+    }
+}
+
 /// A hive with a token, listening on all interfaces; killed on drop.
 struct TokenHive {
     child: Child,

@@ -271,7 +271,7 @@ fn token_hive_closes_unauthenticated_connections_and_reads_one_bearer_header() {
     let cache = tempfile::tempdir().unwrap();
     let at = format!("127.0.0.1:{}", crate::harness::free_port());
     let child = std::process::Command::new(crate::harness::bin("rbee-hive"))
-        .args(["--addr", &at, "--token", "s3cret"])
+        .args(["--addr", &at, "--token", "s3cret-hostile-token"])
         .env("HF_HUB_CACHE", cache.path())
         .env_remove("RBEE_HIVE_TOKEN")
         .spawn()
@@ -300,12 +300,15 @@ fn token_hive_closes_unauthenticated_connections_and_reads_one_bearer_header() {
     assert!(text.starts_with("HTTP/1.1 401") && text.to_ascii_lowercase().contains("connection: close"), "{text}");
     assert!(t.elapsed() < Duration::from_secs(2), "the 401's connection stayed open");
 
-    let ok = raw(&at, "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: bearer s3cret", b"");
+    let ok = raw(&at, "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: bearer s3cret-hostile-token", b"");
     assert_eq!(ok.0, 200, "a lower-case scheme is accepted: {}", ok.1);
-    assert_eq!(raw(&at, "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: BEARER s3cret", b"").0, 200);
+    assert_eq!(
+        raw(&at, "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: BEARER s3cret-hostile-token", b"").0,
+        200
+    );
     let two = raw(
         &at,
-        "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: Bearer wrong\nAuthorization: Bearer s3cret",
+        "GET /v1/models HTTP/1.1\nHost: localhost\nAuthorization: Bearer wrong\nAuthorization: Bearer s3cret-hostile-token",
         b"",
     );
     assert_eq!(two.0, 400, "{}", two.1);

@@ -244,7 +244,15 @@ fn abrupt_disconnects_leak_nothing() {
     hub.add_repo((0..jobs).fold(RepoSpec::new(REPO), |r, i| r.lfs(&format!("f{i:03}.bin"), 64 << 20)));
     // One stream per job: a download in parts changes its connection count on purpose while it
     // measures (parallel.rs tests that); here the fds must move only with the subscribers.
-    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    // Every job transfers at once (not `--max-downloads`' default 8, which would queue the rest).
+    let hive = Hive::builder()
+        .hub(&hub)
+        .heartbeat_secs(1)
+        .arg("--max-parts")
+        .arg("1")
+        .arg("--max-downloads")
+        .arg(&jobs.to_string())
+        .spawn();
     let pid = hive.pid();
     let fds_idle = fds(pid);
     let ids: Vec<String> = (0..jobs).map(|i| hive.start_download(REPO, &format!("f{i:03}.bin"))).collect();

@@ -16,7 +16,7 @@ use crate::harness::fixtures::{file_len, incomplete, sha256_of, wait_for, wait_s
 use crate::harness::python::python;
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
 
-const TOKEN: &str = "mirror-secret";
+const TOKEN: &str = "mirror-secret-token-0123";
 
 /// A hub with [`REPO`] holding a `size`-byte [`MODEL`] (and `config.json`), at `rate` bytes/s.
 fn hub(size: u64, rate: u64) -> FakeHub {

@@ -190,7 +190,7 @@ check_hive open || status=1
 stop_hive
 
 # --- 2. hive with a token, no credentials: conforming 401s -------------------------------------
-start_hive token --token "schemathesis-$RANDOM$RANDOM"
+start_hive token --token "schemathesis-token-$RANDOM$RANDOM"
 echo "== probes: hive with a token on 127.0.0.1:$port, requests without it"
 "$py" "$repo/tests/schemathesis/probes.py" "$port" token || status=1
 echo "== schemathesis: hive with a token on 127.0.0.1:$port, requests without it"

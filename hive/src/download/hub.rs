@@ -10,12 +10,15 @@ use super::curl::Session;
 use super::error::{network, DownloadError};
 use super::retry::{with_timeout, HEAD_TIMEOUT};
 use super::select::{Listing, Sibling};
+use super::upstream;
 
 /// The hub: its HTTP client, endpoint and token.
 pub(crate) struct Hub {
     client: surf::Client,
     endpoint: Url,
     token: Option<String>,
+    /// `--allow-unverified`: accept a file whose ETag is no digest (see `upstream.rs`).
+    allow_unverified: bool,
 }
 
 /// What the hub said about one file.
@@ -82,9 +85,14 @@ pub fn git_blob_sha1(path: &std::path::Path) -> std::io::Result<String> {
 
 impl Hub {
     /// A hub with its own HTTP client (no redirects followed, no overall timeout).
-    pub(crate) fn new(endpoint: Url, token: Option<String>, proxy: Option<super::curl::Proxy>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        endpoint: Url,
+        token: Option<String>,
+        proxy: Option<super::curl::Proxy>,
+        allow_unverified: bool,
+    ) -> anyhow::Result<Self> {
         let client = surf::Client::with_http_client(super::curl::CurlClient::new(proxy)?);
-        Ok(Self { client, endpoint, token })
+        Ok(Self { client, endpoint, token, allow_unverified })
     }
 
     /// The hub (`HF_ENDPOINT`).
@@ -139,14 +147,15 @@ impl Hub {
                 let location = header(&res, "Location")
                     .ok_or_else(|| protocol(file, format!("HTTP {status} without Location")))?;
                 let next = url.join(&location).map_err(|e| protocol(file, e))?;
+                upstream::redirect(&next, &self.endpoint).await.map_err(|reason| protocol(file, reason))?;
                 if same_origin(&next, &self.endpoint) && header(&res, "X-Repo-Commit").is_none() {
                     url = next;
                     continue;
                 }
-                return parse(&res, next, file);
+                return parse(&res, next, file, self.allow_unverified);
             }
             if status.is_success() {
-                return parse(&res, url, file);
+                return parse(&res, url, file, self.allow_unverified);
             }
             return Err(self.status_error(&res, repo, revision, file));
         }
@@ -206,7 +215,7 @@ impl Hub {
             return Err(self.status_error(&res, repo, revision, "(repo listing)"));
         }
         let info: Info = res.body_json().await.map_err(|e| protocol(&what, e))?;
-        rbee_protocol::validate::revision(&info.sha)?;
+        upstream::commit(&info.sha).map_err(|reason| protocol(&what, reason.replace("X-Repo-Commit", "sha")))?;
         Ok(Listing { commit: info.sha, files: info.siblings })
     }
 
@@ -243,6 +252,7 @@ impl Hub {
             match header(&response, "Location") {
                 Some(location) if response.status().is_redirection() => {
                     url = url.join(&location).map_err(|e| network(what, format!("bad redirect `{location}`: {e}")))?;
+                    upstream::redirect(&url, &self.endpoint).await.map_err(|reason| protocol(what, reason))?;
                 }
                 _ => return Ok(response),
             }
@@ -252,15 +262,15 @@ impl Hub {
     }
 }
 
-fn parse(res: &surf::Response, url: Url, file: &str) -> Result<Resolved, DownloadError> {
+fn parse(res: &surf::Response, url: Url, file: &str, allow_unverified: bool) -> Result<Resolved, DownloadError> {
     let commit = header(res, "X-Repo-Commit").ok_or_else(|| protocol(file, "no X-Repo-Commit header"))?;
+    upstream::commit(&commit).map_err(|reason| protocol(file, reason))?;
     let etag = header(res, "X-Linked-Etag")
         .or_else(|| header(res, "ETag"))
         .map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned())
-        .filter(|e| !e.is_empty() && !e.contains(['/', '\\', '.']))
-        .ok_or_else(|| protocol(file, "no usable ETag header"))?;
+        .ok_or_else(|| protocol(file, "no ETag header"))?;
+    upstream::etag(&etag, allow_unverified).map_err(|reason| protocol(file, reason))?;
     let size = header(res, "X-Linked-Size").or_else(|| header(res, "Content-Length")).and_then(|s| s.parse().ok());
-    rbee_protocol::validate::revision(&commit).map_err(|e| protocol(file, e))?;
     let xet_hash = header(res, "X-Xet-Hash");
     Ok(Resolved { commit, etag, size, url, xet_hash })
 }

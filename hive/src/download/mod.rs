@@ -9,6 +9,7 @@ mod busy;
 mod curl;
 mod diskspace;
 mod error;
+mod fds;
 mod heartbeat;
 mod hub;
 mod offline;
@@ -18,6 +19,7 @@ mod select;
 mod snapshot;
 mod stall;
 mod transfer;
+mod upstream;
 mod verify;
 mod wire;
 mod xet;
@@ -35,7 +37,7 @@ use rbee_protocol::{validate, Event, ModelDownload};
 use surf::Url;
 
 use crate::cache::{BlobLock, BlobState, PartialMeta, RepoDir};
-use crate::jobs::JobCtx;
+use crate::jobs::{JobCtx, Slots};
 use bandwidth::Pacer;
 use hub::{Hub, Resolved};
 use retry::{Failed, Retry, Step};
@@ -44,6 +46,10 @@ use transfer::Transfer;
 /// Everything a download needs; shared by all jobs.
 pub struct Downloader {
     hub: Hub,
+    /// `--max-downloads`: transfers beyond it wait, queued (`jobs/queue.rs`).
+    slots: Slots,
+    /// Tests only: descriptors held open so the transfers' own ones are numbered above them.
+    _held_fds: Vec<std::fs::File>,
     cache: PathBuf,
     heartbeat: Duration,
     retry: Retry,
@@ -87,6 +93,12 @@ pub struct Settings {
     pub free_space: Option<u64>,
     /// Proxy for hub and CDN traffic (`None`: none, whatever the environment says).
     pub proxy: Option<Proxy>,
+    /// `--allow-unverified`: accept files whose ETag is neither a sha256 nor a git sha1.
+    pub allow_unverified: bool,
+    /// `--max-downloads`: download jobs transferring at once.
+    pub max_downloads: usize,
+    /// Tests only: descriptors to hold open (`fds.rs`).
+    pub hold_fds: usize,
 }
 
 impl Downloader {
@@ -96,7 +108,9 @@ impl Downloader {
     /// When the HTTP client cannot be built.
     pub fn new(s: Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            hub: Hub::new(s.endpoint, s.token, s.proxy)?,
+            hub: Hub::new(s.endpoint, s.token, s.proxy, s.allow_unverified)?,
+            slots: Slots::new(s.max_downloads),
+            _held_fds: fds::raise_and_hold(s.hold_fds)?,
             cache: s.cache,
             heartbeat: s.heartbeat,
             retry: Retry { retries: s.retries, backoff_base: s.backoff_base, stall: s.stall },
@@ -138,6 +152,7 @@ impl Downloader {
         if req.dry_run {
             return self.dry_run(&ctx, &req).await; // snapshot.rs
         }
+        let _slot = if self.offline { None } else { Some(self.slots.acquire(&ctx, self.heartbeat).await) };
         let _rate = req.max_rate.map(|r| self.pacer.job(&ctx.id, r)); // bandwidth.rs
         let what = req.model.clone();
         let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));

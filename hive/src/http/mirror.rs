@@ -19,7 +19,7 @@ use rbee_protocol::{routes, validate, ErrorCode};
 use serde_json::json;
 use tide::{Body, Request, Response, StatusCode};
 
-use super::{error, json, State};
+use super::{error, header, json, State};
 use crate::cache::RepoDir;
 use crate::mirror::{self, BlobBody, Growing, Located, MirrorError};
 
@@ -83,8 +83,8 @@ fn mirror_error(e: &MirrorError) -> tide::Result {
     let message = e.to_string();
     let mut res = error(e.code(), &message)?;
     if let Some(code) = e.hub_code() {
-        res.insert_header("X-Error-Code", code);
-        res.insert_header("X-Error-Message", rbee_protocol::text::one_line(&message));
+        header::set(&mut res, "X-Error-Code", code);
+        header::set(&mut res, "X-Error-Message", &rbee_protocol::text::one_line(&message));
     }
     Ok(res)
 }
@@ -171,9 +171,9 @@ fn not_modified(req: &Request<State>, etag: &str) -> bool {
 fn respond(req: &Request<State>, revision: &str, found: &Located, growing: Option<Growing>) -> Response {
     let size = found.size;
     let head = |res: &mut Response| {
-        res.insert_header("X-Repo-Commit", found.commit.as_str());
-        res.insert_header("ETag", format!("\"{}\"", found.etag));
-        res.insert_header("X-Linked-Etag", format!("\"{}\"", found.etag));
+        header::set(res, "X-Repo-Commit", &found.commit);
+        header::set(res, "ETag", &format!("\"{}\"", found.etag));
+        header::set(res, "X-Linked-Etag", &format!("\"{}\"", found.etag));
         res.insert_header("X-Linked-Size", size.to_string());
         res.insert_header("Accept-Ranges", "bytes");
         let immutable = validate::is_commit(revision);

@@ -2,6 +2,8 @@
 
 mod auth;
 mod guard;
+mod head;
+mod header;
 mod jobs;
 mod mirror;
 mod models;

@@ -11,6 +11,12 @@
 //! - **Unparseable requests get an answer.** async-h1 drops the connection on a request it cannot
 //!   decode; we answer `501` to a method it does not know (`QUERY`, …: http-types has a closed list
 //!   of methods) and `400` to anything else malformed, then close.
+//! - **Each head is checked first, and no request is lost.** The loop reads each request's head
+//!   itself (at most [`head::MAX_HEAD`] bytes, under the same deadline) and refuses an ambiguous
+//!   one with `400` (see `head.rs`). async-h1 then reads from that buffer and is handed no byte
+//!   past the request's end, so a pipelined request waits in the buffer for the next turn instead
+//!   of vanishing in a reader async-h1 drops. A chunked body's end is known only to async-h1's
+//!   decoder, so a chunked request is answered with `Connection: close`.
 
 use std::io;
 use std::pin::Pin;
@@ -23,7 +29,8 @@ use async_h1::server::{ConnectionStatus, Server};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream};
 
-use super::State;
+use super::head::{self, Framing};
+use super::{Access, State};
 
 /// Limits on client connections.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +63,8 @@ pub async fn serve(app: tide::Server<State>, listener: std::net::TcpListener, li
         let app = app.clone();
         async_global_executor::spawn(async move {
             let _slot = slot;
-            connection(app, Conn::new(stream, limits.request_timeout)).await;
+            let access = app.state().access.clone();
+            connection(app, &access, Conn::new(stream, limits.request_timeout)).await;
         })
         .detach();
     }
@@ -68,16 +76,37 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// One connection: requests until it closes, fails, or stalls.
-async fn connection(app: tide::Server<State>, conn: Conn) {
+async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
+    let this = conn.clone();
     let mut server = Server::new(conn.clone(), move |req| {
-        let app = app.clone();
-        async move { app.respond::<_, tide::http::Response>(req).await }
+        let (app, conn) = (app.clone(), this.clone());
+        async move {
+            let chunked = req.header("Transfer-Encoding").is_some();
+            let mut res = app.respond::<_, tide::http::Response>(req).await?;
+            if chunked {
+                res.insert_header("Connection", "close");
+            }
+            // A closing connection reads no more: async-h1's drain of an unread body ends at once.
+            if res.header("Connection").is_some_and(|v| v.as_str().eq_ignore_ascii_case("close")) {
+                conn.state.closing.store(true, Ordering::SeqCst);
+            }
+            Ok(res)
+        }
     });
     loop {
+        let head = match read_head(&conn, access).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(reason) => {
+                let _ = reply_to_bad_request(&conn, &reason).await;
+                break;
+            }
+        };
+        conn.admit(head);
         let written = conn.state.written.load(Ordering::SeqCst);
         match server.accept_one().await {
-            Ok(ConnectionStatus::KeepAlive) => {}
-            Ok(ConnectionStatus::Close) => break,
+            Ok(ConnectionStatus::KeepAlive) if head.framing != Framing::Chunked => {}
+            Ok(_) => break,
             Err(e) => {
                 // Only when nothing of a response went out yet: answer, then close.
                 if conn.state.written.load(Ordering::SeqCst) == written && !conn.timed_out() {
@@ -88,6 +117,28 @@ async fn connection(app: tide::Server<State>, conn: Conn) {
         }
     }
     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Reads until the buffer holds a whole request head and checks it: `Ok(None)` when the client
+/// closed or stalled first, `Err` with the reason for a `400`.
+async fn read_head(conn: &Conn, access: &Access) -> Result<Option<head::Head>, String> {
+    let mut chunk = vec![0; head::MAX_HEAD + 1];
+    let mut raw = conn.clone();
+    loop {
+        {
+            let input = conn.state.input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(head) = head::check(&input.ahead, access)? {
+                return Ok(Some(head));
+            }
+        }
+        let n = futures_lite::future::poll_fn(|cx| raw.poll_raw(cx, &mut chunk)).await;
+        match n {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => {
+                conn.state.input.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ahead.extend(&chunk[..n]);
+            }
+        }
+    }
 }
 
 async fn reply_to_bad_request(conn: &Conn, reason: &str) -> io::Result<()> {
@@ -121,9 +172,19 @@ struct ConnState {
     /// The read deadline of the request being waited for; `None` until the next read.
     deadline: Mutex<Option<smol::Timer>>,
     timed_out: std::sync::atomic::AtomicBool,
+    /// The response being written says `Connection: close`.
+    closing: std::sync::atomic::AtomicBool,
     /// Bytes written so far (to tell whether a response started).
     written: AtomicU64,
     timeout: Duration,
+    input: Mutex<Input>,
+}
+
+/// Bytes read from the socket and not yet handed to async-h1, and how many more bytes belong
+/// to the request async-h1 is reading (`None`: up to the end of a chunked body, unknown here).
+struct Input {
+    ahead: Vec<u8>,
+    left: Option<u64>,
 }
 
 /// A client connection whose reads share a per-request deadline (see the module docs).
@@ -138,8 +199,10 @@ impl Conn {
         let state = ConnState {
             deadline: Mutex::new(None),
             timed_out: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::atomic::AtomicBool::new(false),
             written: AtomicU64::new(0),
             timeout,
+            input: Mutex::new(Input { ahead: Vec::new(), left: Some(0) }),
         };
         Self { stream, state: Arc::new(state) }
     }
@@ -147,10 +210,18 @@ impl Conn {
     fn timed_out(&self) -> bool {
         self.state.timed_out.load(Ordering::SeqCst)
     }
-}
 
-impl AsyncRead for Conn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Lets async-h1 read the request whose head was checked: its head and body, no further.
+    fn admit(&self, head: head::Head) {
+        let mut input = self.state.input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        input.left = match head.framing {
+            Framing::Length(body) => Some(head.len as u64 + body),
+            Framing::Chunked => None,
+        };
+    }
+
+    /// Reads from the socket under the request deadline.
+    fn poll_raw(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let state = self.state.clone();
         // Once a request stalled, the connection is done: the 408 that answered it says
         // `Connection: close`, so async-h1's drain of the unread body must not wait out a second
@@ -170,6 +241,30 @@ impl AsyncRead for Conn {
             }
             other => other,
         }
+    }
+}
+
+impl AsyncRead for Conn {
+    /// What async-h1 reads: the bytes read ahead first, then the socket, never past the request.
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let state = self.state.clone();
+        let mut input = state.input.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cap = input.left.map_or(buf.len(), |left| buf.len().min(usize::try_from(left).unwrap_or(usize::MAX)));
+        if cap == 0 || state.closing.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(0));
+        }
+        let res = if input.ahead.is_empty() {
+            self.poll_raw(cx, &mut buf[..cap])
+        } else {
+            let n = cap.min(input.ahead.len());
+            buf[..n].copy_from_slice(&input.ahead[..n]);
+            input.ahead.drain(..n);
+            Poll::Ready(Ok(n))
+        };
+        if let (Poll::Ready(Ok(n)), Some(left)) = (&res, input.left.as_mut()) {
+            *left -= *n as u64;
+        }
+        res
     }
 }
 

@@ -39,7 +39,22 @@ impl EventLog {
         true
     }
 
-    /// Current status: queued until the first event, then running until a terminal one.
+    /// Appends a non-terminal `event` of a job still waiting for a slot: the job stays `queued`.
+    pub fn push_queued(&self, event: Event) -> bool {
+        debug_assert!(!event.is_terminal());
+        {
+            let mut inner = self.inner.lock().expect("event log poisoned");
+            if inner.status.is_some_and(JobStatus::is_final) {
+                return false;
+            }
+            inner.events.push(event);
+        }
+        self.changed.notify(usize::MAX);
+        true
+    }
+
+    /// Current status: queued until the first event (other than a queued job's, see
+    /// [`EventLog::push_queued`]), then running until a terminal one.
     pub fn status(&self) -> JobStatus {
         self.inner.lock().expect("event log poisoned").status.unwrap_or(JobStatus::Queued)
     }

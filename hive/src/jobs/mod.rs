@@ -5,8 +5,10 @@
 
 mod log;
 mod outstanding;
+mod queue;
 mod registry;
 
 pub use log::EventLog;
 pub use outstanding::{Outstanding, Ticket};
+pub use queue::{Slot, Slots};
 pub use registry::{CancelError, JobCtx, Registry, Retention, TaskGuard};

@@ -145,6 +145,13 @@ async fn resolve(req: Req) -> tide::Result {
         xet_headers(&mut res, req.state(), &file);
     }
     res.insert_header("X-Repo-Commit", file.commit.as_str());
+    let overrides = req.state().faults().resolve_override.get(&file.name).cloned().unwrap_or_default();
+    for (k, v) in &overrides {
+        if k.eq_ignore_ascii_case("Location") {
+            res.set_status(tide::StatusCode::Found);
+        }
+        res.insert_header(k.as_str(), v.as_str());
+    }
     Ok(res)
 }
 

@@ -65,6 +65,9 @@ pub(crate) struct FaultTable {
     pub(crate) resolve_headers: Vec<(String, String)>,
     /// Files served as Xet-backed: `false` through a bridge host, `true` refused over plain HTTP.
     pub(crate) xet: HashMap<String, bool>,
+    /// Headers that replace the resolve answer's own, per file (a hostile hub: a bogus
+    /// `X-Repo-Commit`, an escape in `ETag`, a `Location` anywhere).
+    pub(crate) resolve_override: HashMap<String, Vec<(String, String)>>,
 }
 
 impl FaultTable {
@@ -85,6 +88,7 @@ impl FaultTable {
         self.resolve.clear();
         self.resolve_headers.clear();
         self.xet.clear();
+        self.resolve_override.clear();
     }
 
     /// The fault for the next request of `file`, if any (consumes one use).

@@ -235,6 +235,14 @@ impl FakeHub {
         self.shared.faults().xet.insert(file.to_owned(), refuse_http);
     }
 
+    /// Answer every resolve of `file` with `headers` in place of its own (e.g. a bogus
+    /// `X-Repo-Commit: refs/heads/x`, an `ETag` holding an escape sequence, or a `Location`
+    /// elsewhere, which also makes the answer a `302`).
+    pub fn set_resolve_headers(&self, file: &str, headers: &[(&str, &str)]) {
+        let headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.shared.faults().resolve_override.insert(file.to_owned(), headers);
+    }
+
     /// Forget every pending fault.
     pub fn clear_faults(&self) {
         self.shared.faults().clear();
