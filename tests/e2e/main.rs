@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod cancel;
 mod chaos;
+mod deadlines;
 mod dedupe;
 mod download;
 mod errors;
