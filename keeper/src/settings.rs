@@ -66,10 +66,19 @@ pub(crate) fn warning(base: &str, pid: Option<u32>, diffs: &[String]) -> Vec<Str
     lines.extend(diffs.iter().map(|d| format!("⚠️    {d}")));
     lines.push(
         "⚠️  a hive keeps the settings it started with: run `rbee hive restart` (or `rbee hive stop`, then this \
-         command again) to use this shell's"
+         command again) to use this shell's settings"
             .to_owned(),
     );
     lines
+}
+
+/// huggingface_hub's reading of a boolean variable such as `HF_HUB_OFFLINE`: `1`, `ON`, `YES` or
+/// `TRUE` (any case) is true, anything else false.
+///
+/// # Errors
+/// Never (a clap value parser).
+pub(crate) fn truthy(value: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(["1", "on", "yes", "true"].contains(&value.trim().to_ascii_lowercase().as_str()))
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -23,6 +23,7 @@ mod keeper_cli;
 mod load;
 mod mirror;
 mod models;
+mod offline;
 mod operator;
 mod parallel;
 mod parity;

@@ -45,7 +45,9 @@ impl Retry {
         if !e.retryable() {
             return Err(e);
         }
-        if attempt > self.retries {
+        // A hub that cannot be reached at all is asked once more, not `retries` times: the cache
+        // may answer instead (offline.rs), and a name that does not resolve will not soon.
+        if attempt > self.retries || (attempt > 1 && super::offline::unreachable(&e)) {
             return Err(e.after_attempts(attempt));
         }
         // A 429 waits as long as the hub says (ratelimit.rs); anything else backs off.
