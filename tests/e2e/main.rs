@@ -34,6 +34,7 @@ mod repo;
 mod resume;
 mod retention;
 mod retry;
+mod shutdown;
 mod stream;
 mod tls;
 mod tty;

@@ -133,6 +133,9 @@ fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Event::Error { message } => Err(JobFailed(message).into()),
+        Event::Cancelled { message } if message == rbee_protocol::SHUTTING_DOWN => {
+            Err(JobFailed(format!("cancelled: {message}")).into())
+        }
         Event::Cancelled { message } => {
             Err(JobFailed(format!("job {job_id} was cancelled on the hive: {message}")).into())
         }
