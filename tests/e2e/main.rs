@@ -3,6 +3,7 @@
 
 use rbee_tests::harness;
 
+mod attach;
 mod auth_token;
 mod autostart;
 mod bad_input;
