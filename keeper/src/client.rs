@@ -262,9 +262,9 @@ impl HiveClient {
 
     /// Open a job's event stream, replaying after `last_id` when given.
     pub(crate) async fn stream(&self, sse_url: &str, last_id: Option<u64>) -> Result<Response> {
-        let mut req = self.request(Method::Get, sse_url).header("Accept", "text/event-stream");
+        let mut req = self.request(Method::Get, sse_url).header("Accept", rbee_protocol::sse::EVENT_STREAM);
         if let Some(id) = last_id {
-            req = req.header("Last-Event-ID", id.to_string());
+            req = req.header(rbee_protocol::sse::LAST_EVENT_ID, id.to_string());
         }
         self.ok(req).await.context("opening the job's event stream")
     }

@@ -35,6 +35,7 @@
 
 mod error;
 mod event;
+pub mod hf;
 mod job;
 mod operation;
 pub mod select;

@@ -15,6 +15,7 @@ mod dedupe;
 mod download;
 mod errors;
 mod heartbeat;
+mod hf_clients;
 mod hive_auth;
 mod hostile;
 mod hub_selftest;
