@@ -114,3 +114,69 @@ fn xdg_cache_home_alone_decides_the_cache_for_the_hive_and_huggingface_hub() {
     assert_eq!(sha256_of(&ours), hub.sha256(REPO, MODEL));
     assert!(!home.path().join(".cache").exists(), "something wrote under ~/.cache");
 }
+
+const TREE_REPO: &str = "rbee-test/folders";
+
+/// A hub with a repo of LFS and git files, some in folders.
+fn hub_with_tree() -> crate::harness::FakeHub {
+    let hub = crate::harness::FakeHub::start(crate::harness::HubConfig::default());
+    let spec = crate::harness::RepoSpec::new(TREE_REPO)
+        .lfs("model.gguf", 300 << 10)
+        .text("config.json", 200)
+        .text("tokenizer/vocab.txt", 1000)
+        .lfs("weights/part-1.safetensors", 100 << 10);
+    hub.add_repo(spec);
+    hub
+}
+
+const TREE_FILES: [&str; 4] = ["config.json", "model.gguf", "tokenizer/vocab.txt", "weights/part-1.safetensors"];
+
+/// Every file of [`TREE_REPO`] under `snapshot` has the hub's bytes.
+#[track_caller]
+fn assert_whole_snapshot(hub: &crate::harness::FakeHub, snapshot: &Path) {
+    for file in TREE_FILES {
+        let path = snapshot.join(file);
+        assert!(path.is_file(), "{} missing from the snapshot", path.display());
+        assert_eq!(sha256_of(&path), hub.sha256(TREE_REPO, file), "{file}");
+    }
+}
+
+/// `snapshot_download` and `hf download org/repo` through `endpoint`, each into its own cache;
+/// both must bring the whole repo.
+fn both_clients_fetch_the_repo(hub: &crate::harness::FakeHub, endpoint: &str) {
+    let cache = TempDir::new().expect("cache");
+    let mut python = venv("python");
+    python.env("HF_ENDPOINT", endpoint).env("HF_HUB_CACHE", cache.path()).args([
+        "-c",
+        "import sys\nfrom huggingface_hub import snapshot_download\nprint(snapshot_download(sys.argv[1]))",
+        TREE_REPO,
+    ]);
+    let said = String::from_utf8(succeed(python).stdout).expect("utf-8");
+    assert_whole_snapshot(hub, Path::new(said.trim()));
+
+    let cache = TempDir::new().expect("cache");
+    let mut hf = venv("hf");
+    hf.env("HF_ENDPOINT", endpoint).env("HF_HUB_CACHE", cache.path()).args(["download", TREE_REPO]);
+    let said = String::from_utf8(succeed(hf).stdout).expect("utf-8");
+    // `✓ Downloaded` then `  path: <snapshot>`.
+    let path = said.lines().find_map(|l| l.trim().strip_prefix("path:")).unwrap_or_else(|| panic!("no path: {said}"));
+    assert_whole_snapshot(hub, Path::new(path.trim()));
+}
+
+#[test]
+fn snapshot_download_and_hf_download_fetch_a_repo_through_the_mirror() {
+    let hub = hub_with_tree();
+    let hive = crate::harness::Hive::spawn(&hub);
+    Keeper::new().hive(&hive).args(["model", "download", TREE_REPO, "--all"]).run().assert_success();
+    let asked = hub.stats().requests.len();
+    both_clients_fetch_the_repo(&hub, &format!("{}/hf", hive.url()));
+    assert_eq!(hub.stats().requests.len(), asked, "the mirror without pull-through asked the hub");
+}
+
+#[test]
+fn hf_download_pulls_a_repo_through_an_empty_mirror() {
+    let hub = hub_with_tree();
+    let mirror = crate::harness::Hive::builder().hub(&hub).arg("--mirror-upstream").spawn();
+    both_clients_fetch_the_repo(&hub, &format!("{}/hf", mirror.url()));
+    assert_whole_snapshot(&hub, &mirror.repo_dir(TREE_REPO).join("snapshots").join(hub.commit(TREE_REPO)));
+}

@@ -216,6 +216,23 @@ impl Downloader {
         self.hub.list_files(repo, revision).await
     }
 
+    /// A revision's commit and files with their sizes, blob ids and LFS sha256 on the hub (the
+    /// mirror's pull-through tree).
+    pub(crate) async fn list_tree(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<(String, Vec<crate::mirror::tree::TreeFile>), DownloadError> {
+        let listing = self.hub.listing(repo, revision).await?;
+        let files = listing.files.into_iter().map(|s| crate::mirror::tree::TreeFile {
+            size: s.lfs.as_ref().map(|l| l.size).or(s.size).unwrap_or(0),
+            oid: s.blob_id.unwrap_or_default(),
+            lfs: s.lfs.map(|l| l.sha256),
+            path: s.rfilename,
+        });
+        Ok((listing.commit, files.collect()))
+    }
+
     /// Most connections for this job: the hive's `--max-parts`, or fewer when the job asks.
     fn parts_for(&self, req: &ModelDownload) -> usize {
         let asked = req.connections.and_then(|c| usize::try_from(c).ok()).filter(|c| *c > 0);

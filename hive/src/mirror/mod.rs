@@ -8,6 +8,7 @@
 
 mod blob;
 mod pull;
+pub mod tree;
 
 pub use blob::{BlobBody, Growing};
 pub use pull::Pull;
