@@ -108,7 +108,10 @@ impl Hive {
     async fn model_list(&self) -> Event {
         match models::list(self.downloader.cache().to_owned()).await {
             Ok(listing) => Event::Done {
-                message: format!("📦 {} models in the cache", listing.repos.len()),
+                message: match listing.repos.len() {
+                    1 => "📦 1 model in the cache".to_owned(),
+                    n => format!("📦 {n} models in the cache"),
+                },
                 path: Some(listing.cache_dir.clone()),
                 lines: text::listing_lines(&listing),
                 result: serde_json::to_value(listing).ok(),

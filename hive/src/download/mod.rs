@@ -211,11 +211,6 @@ impl Downloader {
         self.hub.resolve(repo, revision, file).await
     }
 
-    /// A revision's commit and files on the hub (the mirror's pull-through listing).
-    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
-        self.hub.list_files(repo, revision).await
-    }
-
     /// A revision's commit and files with their sizes, blob ids and LFS sha256 on the hub (the
     /// mirror's pull-through tree).
     pub(crate) async fn list_tree(

@@ -47,16 +47,18 @@ impl Retry {
         }
         // A hub that cannot be reached at all is asked once more, not `retries` times: the cache
         // may answer instead (offline.rs), and a name that does not resolve will not soon.
-        if attempt > self.retries || (attempt > 1 && super::offline::unreachable(&e)) {
+        let unreachable = super::offline::unreachable(&e);
+        if attempt > self.retries || (attempt > 1 && unreachable) {
             return Err(e.after_attempts(attempt));
         }
+        let retries = if unreachable { self.retries.min(1) } else { self.retries };
         // A 429 waits as long as the hub says (ratelimit.rs); anything else backs off.
         let wait = if let Some(wait) = e.rate_limit_wait() {
             ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries));
             wait
         } else {
             let wait = self.backoff(attempt);
-            ctx.narrate(format!("🔁 retry {attempt}/{} {what} in {} ms: {e}", self.retries, wait.as_millis()));
+            ctx.narrate(format!("🔁 retry {attempt}/{retries} {what} in {} ms: {e}", wait.as_millis()));
             wait
         };
         smol::Timer::after(wait).await;

@@ -23,7 +23,7 @@ use tide::{Body, Request, Response, StatusCode};
 
 use super::{error, json, State};
 use crate::cache::RepoDir;
-use crate::mirror::tree::{self, TreeAsk};
+use crate::mirror::tree::{self, TreeAsk, TreeFile};
 use crate::mirror::{self, BlobBody, Growing, Located, MirrorError};
 
 /// What a mirror path asks for.
@@ -230,22 +230,14 @@ fn respond(req: &Request<State>, revision: &str, found: &Located, growing: Optio
 }
 
 /// `GET /hf/api/models/{repo}[/revision/{revision}]`: from upstream with pull-through (the whole
-/// file list of the revision), else from the cache (the files it holds).
+/// file list of the revision), else from the cache (the files it holds); with `blobs=true` each
+/// sibling has its size, git blob id and LFS sha256, as the hub's.
 async fn info(req: &Request<State>, repo: String, revision: String) -> tide::Result {
-    let hive = req.state().clone();
-    let listed = if hive.pull.enabled() {
-        match validate::repo_id(&repo).and_then(|()| validate::revision(&revision)) {
-            Ok(()) => hive.downloader.list_files(&repo, &revision).await.map_err(MirrorError::from),
-            Err(e) => Err(e.into()),
-        }
-    } else {
-        let cache = hive.downloader.cache().to_owned();
-        let (r, v) = (repo.clone(), revision.clone());
-        smol::unblock(move || mirror::listing(&cache, &r, &v)).await
-    };
-    match listed {
+    let blobs = req.url().query_pairs().any(|(k, v)| k == "blobs" && matches!(v.as_ref(), "true" | "1" | "True"));
+    match revision_files(req.state(), &repo, &revision).await {
         Ok((sha, files)) => {
-            let siblings: Vec<_> = files.iter().map(|f| json!({ "rfilename": f })).collect();
+            let siblings: Vec<_> =
+                files.iter().map(|f| if blobs { f.sibling() } else { json!({ "rfilename": f.path }) }).collect();
             let body = json!({
                 "id": repo, "modelId": repo, "sha": sha, "private": false, "gated": false, "disabled": false,
                 "siblings": siblings,
@@ -254,6 +246,18 @@ async fn info(req: &Request<State>, repo: String, revision: String) -> tide::Res
         }
         Err(e) => mirror_error(&e),
     }
+}
+
+/// A revision's commit and files: from upstream with pull-through, else from the cache.
+async fn revision_files(hive: &State, repo: &str, revision: &str) -> Result<(String, Vec<TreeFile>), MirrorError> {
+    if hive.pull.enabled() {
+        validate::repo_id(repo)?;
+        validate::revision(revision)?;
+        return hive.downloader.list_tree(repo, revision).await.map_err(MirrorError::from);
+    }
+    let cache = hive.downloader.cache().to_owned();
+    let (r, v) = (repo.to_owned(), revision.to_owned());
+    smol::unblock(move || tree::cached(&cache, &r, &v)).await
 }
 
 impl TreeAsk {
@@ -270,17 +274,7 @@ impl TreeAsk {
 /// `GET /hf/api/models/{repo}/tree/{revision}[/{path}]`: from upstream with pull-through (the
 /// whole revision), else from the cache (the files it holds); one page, and a `Link` to the next.
 async fn tree(req: &Request<State>, ask: TreeAsk) -> tide::Result {
-    let hive = req.state().clone();
-    let listed = if hive.pull.enabled() {
-        match validate::repo_id(&ask.repo).and_then(|()| validate::revision(&ask.revision)) {
-            Ok(()) => hive.downloader.list_tree(&ask.repo, &ask.revision).await.map_err(MirrorError::from),
-            Err(e) => Err(e.into()),
-        }
-    } else {
-        let cache = hive.downloader.cache().to_owned();
-        let (r, v) = (ask.repo.clone(), ask.revision.clone());
-        smol::unblock(move || tree::cached(&cache, &r, &v)).await
-    };
+    let listed = revision_files(req.state(), &ask.repo, &ask.revision).await;
     let page = listed.and_then(|(_, files)| tree::page(&ask, &files));
     let (entries, next) = match page {
         Ok(page) => page,

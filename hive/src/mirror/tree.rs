@@ -54,6 +54,17 @@ impl TreeFile {
         }
     }
 
+    /// Its sibling in the hub's repo info with `blobs=true`.
+    #[must_use]
+    pub fn sibling(&self) -> Value {
+        let mut sibling = json!({ "rfilename": self.path, "size": self.size, "blobId": self.oid });
+        if let Some(sha) = &self.lfs {
+            let pointer_size = pointer(sha, self.size).len();
+            sibling["lfs"] = json!({ "sha256": sha, "size": self.size, "pointerSize": pointer_size });
+        }
+        sibling
+    }
+
     fn entry(&self) -> Value {
         let mut entry = json!({ "type": "file", "oid": self.oid, "size": self.size, "path": self.path });
         if let Some(sha) = &self.lfs {
