@@ -22,6 +22,7 @@ mod hub_selftest;
 mod interop;
 mod jobs_api;
 mod keeper_cli;
+mod listing_totals;
 mod load;
 mod mirror;
 mod models;
