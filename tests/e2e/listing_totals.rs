@@ -25,7 +25,7 @@ fn the_total_of_a_selection_has_a_rate_and_a_mirror_gives_the_sizes() {
     let mirror = Hive::spawn(&hub);
     let out = Keeper::new().hive(&mirror).args(["model", "download", REPO, "--all"]).run();
     out.assert_success();
-    let total = out.stderr.lines().filter(|l| l.contains("∑ total")).last().unwrap_or_default().to_owned();
+    let total = out.stderr.lines().rfind(|l| l.contains("∑ total")).unwrap_or_default().to_owned();
     assert!(total.contains(" · ") && !total.ends_with("· 0 B/s"), "the total's rate: {total:?}\n{}", out.dump());
 
     // A hive whose hub is the mirror: its plan knows what `--all` weighs.
