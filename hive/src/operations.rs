@@ -50,7 +50,7 @@ impl Drop for JobEnd {
     fn drop(&mut self) {
         if !self.logged {
             let (took, bytes) = self.spent();
-            log::info!("{} ({}) cancelled after {took:.1} s, {bytes} received (task dropped)", self.id, self.what);
+            log::info!("{} cancelled after {took:.1} s, {bytes} received (task dropped): {}", self.id, self.what);
         }
     }
 }

@@ -110,6 +110,10 @@ pub(crate) async fn cause(base: &str, err: &surf::Error) -> Cause {
 /// answering is what did not happen.
 pub(crate) async fn cause_of_silence(base: &str) -> Cause {
     match tcp_reason(base).await {
+        // A plain-HTTP server waits for a request line and never answers a TLS hello.
+        Cause::Connected if base.starts_with("https://") => {
+            Cause::Tls(format!("no TLS answer within {}s", FIRST_BYTE.as_secs()))
+        }
         Cause::Connected => Cause::NoAnswer,
         other => other,
     }
