@@ -73,3 +73,15 @@ fn the_keepers_hf_hub_offline_reaches_the_hive() {
     Keeper::new().hive(&hive).args(["model", "download", REPO, "config.json"]).run().assert_success();
     assert!(hub.stats().requests.len() > asked, "the online download never asked the hub");
 }
+
+#[test]
+fn a_hub_that_refuses_connections_falls_back_too() {
+    let hub = hub_with_model(64 << 10);
+    let online = Hive::spawn(&hub);
+    Keeper::new().hive(&online).args(["model", "download", REPO, MODEL]).run().assert_success();
+    // The harness's default endpoint is a closed loopback port.
+    let refused = Hive::builder().retries(1).share_cache(&online).spawn();
+    let out = Keeper::new().hive(&refused).args(["model", "download", REPO, MODEL]).run();
+    out.assert_success().assert_stderr_contains("hub unreachable: using the cached main");
+    out.assert_stdout_contains(&snapshot(&online, &hub, MODEL).display().to_string());
+}

@@ -7,7 +7,7 @@
 //! - a hub that cannot be reached (its name does not resolve, nothing listens, no connection
 //!   within the connect timeout) falls back to what `refs/<revision>` points at, saying so in one
 //!   line; only when the cache lacks the answer too does the download fail, naming
-//!   `HF_HUB_OFFLINE`.
+//!   `HF_HUB_OFFLINE`. A name that does not resolve is asked about once more, not five times.
 
 use std::path::PathBuf;
 
@@ -128,6 +128,12 @@ pub(crate) fn fallback(
 /// connect timeout (the only curl timeout the hub conversation sets).
 const UNREACHABLE: [&str; 3] = ["[6] ", "[7] ", "[28] "];
 
+/// Whether `e` says a host name does not resolve: asked once more at most, not `retries` times
+/// (retry.rs), since a name that does not resolve will not soon.
+pub(crate) fn unresolvable(e: &DownloadError) -> bool {
+    matches!(e, DownloadError::Network { reason, .. } if reason.starts_with(UNREACHABLE[0]))
+}
+
 /// Whether `e` says the hub cannot be reached (what huggingface_hub answers from the cache).
 pub(crate) fn unreachable(e: &DownloadError) -> bool {
     matches!(e, DownloadError::Network { reason, .. } if UNREACHABLE.iter().any(|code| reason.starts_with(code)))
@@ -144,6 +150,7 @@ mod tests {
         let refused = network("resolving `m`", "[7] Couldn't connect to server");
         let slow = network("resolving `m`", "no answer within 30s");
         assert!(unreachable(&dns) && unreachable(&refused));
+        assert!(unresolvable(&dns) && !unresolvable(&refused));
         assert!(!unreachable(&slow), "a hub that answers slowly is reachable");
         assert!(!unreachable(&DownloadError::RepoNotFound("a/b".into())));
     }

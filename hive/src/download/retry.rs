@@ -45,13 +45,13 @@ impl Retry {
         if !e.retryable() {
             return Err(e);
         }
-        // A hub that cannot be reached at all is asked once more, not `retries` times: the cache
-        // may answer instead (offline.rs), and a name that does not resolve will not soon.
-        let unreachable = super::offline::unreachable(&e);
-        if attempt > self.retries || (attempt > 1 && unreachable) {
+        // A name that does not resolve is asked about once more, not `retries` times: it will not
+        // resolve soon, and the cache may answer instead (offline.rs).
+        let unresolvable = super::offline::unresolvable(&e);
+        if attempt > self.retries || (attempt > 1 && unresolvable) {
             return Err(e.after_attempts(attempt));
         }
-        let retries = if unreachable { self.retries.min(1) } else { self.retries };
+        let retries = if unresolvable { self.retries.min(1) } else { self.retries };
         // A 429 waits as long as the hub says (ratelimit.rs); anything else backs off.
         let wait = if let Some(wait) = e.rate_limit_wait() {
             ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries));
