@@ -101,8 +101,8 @@ demo: build
     say() { printf '$ %s\n' "$*"; }
     say rbee hive start
     rbee hive start
-    say rbee model download rbee-demo/tiny-model model.gguf
-    rbee model download rbee-demo/tiny-model model.gguf > >(cat) 2> >(cat >&2) &
+    say rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M
+    rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M > >(cat) 2> >(cat >&2) &
     keeper=$!
     sleep 3
     echo "^C"
@@ -112,8 +112,8 @@ demo: build
     echo $code
     say rbee job list
     rbee job list
-    say rbee model download rbee-demo/tiny-model model.gguf
-    rbee model download rbee-demo/tiny-model model.gguf 2>&1 | cat
+    say rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M
+    rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M 2>&1 | cat
     say rbee hive stop
     rbee hive stop
 

@@ -17,11 +17,12 @@ pub struct Args {
     /// Address to listen on. Binding beyond loopback requires --token.
     #[arg(long, env = "RBEE_HIVE_ADDR", default_value = rbee_protocol::DEFAULT_HIVE_ADDR)]
     pub addr: SocketAddr,
-    /// HF cache directory (default: $HF_HOME/hub, else ~/.cache/huggingface/hub).
+    /// HF cache directory (default: $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+    /// ~/.cache/huggingface/hub, as huggingface_hub resolves it).
     #[arg(long, env = "HF_HUB_CACHE")]
     pub cache_dir: Option<PathBuf>,
     /// HuggingFace endpoint.
-    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    #[arg(long, env = "HF_ENDPOINT", default_value = rbee_protocol::hf::DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// HuggingFace token, sent to the endpoint host only.
     #[arg(long = "hf-token", env = "HF_TOKEN", hide_env_values = true)]
@@ -147,7 +148,7 @@ impl Args {
         }
         let endpoint = surf::Url::parse(self.endpoint.trim_end_matches('/'))
             .with_context(|| format!("HF_ENDPOINT `{}` is not a URL", self.endpoint))?;
-        let cache = self.cache_dir.map_or_else(default_cache, Ok)?;
+        let cache = cache_dir(self.cache_dir)?;
         if self.max_connections == 0 {
             bail!("--max-connections must be at least 1");
         }
@@ -216,9 +217,9 @@ fn hf_token(token: Option<String>) -> anyhow::Result<Option<String>> {
     Ok(token)
 }
 
-/// huggingface_hub's reading of a boolean variable: `1`, `ON`, `YES`, `TRUE` (any case) are true.
+/// huggingface_hub's reading of a boolean variable (protocol's `hf::is_true`), as a clap parser.
 fn truthy(value: &str) -> Result<bool, String> {
-    Ok(matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+    Ok(rbee_protocol::hf::is_true(value))
 }
 
 /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (upper or lower case, upper first).
@@ -237,12 +238,16 @@ fn proxy_from_env() -> Option<crate::download::Proxy> {
     (proxy != crate::download::Proxy::default()).then_some(proxy)
 }
 
-fn default_cache() -> anyhow::Result<PathBuf> {
-    if let Some(home) = std::env::var_os("HF_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(home).join("hub"));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set: set HF_HUB_CACHE")?;
-    Ok(PathBuf::from(home).join(".cache/huggingface/hub"))
+/// `--cache-dir` / `HF_HUB_CACHE`, else where huggingface_hub puts its cache (protocol's `hf`).
+fn cache_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let var = |name| std::env::var_os(name).map(PathBuf::from);
+    let env = rbee_protocol::hf::CacheEnv {
+        hf_hub_cache: flag,
+        hf_home: var("HF_HOME"),
+        xdg_cache_home: var("XDG_CACHE_HOME"),
+        home: var("HOME"),
+    };
+    rbee_protocol::hf::cache_dir(&env).context("HOME is not set: set HF_HUB_CACHE")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod mirror;
 pub mod models;
 mod operations;
+mod shutdown;
 
 use std::sync::Arc;
 
@@ -38,7 +39,8 @@ pub struct Hive {
     pub pull: mirror::Pull,
 }
 
-/// Parses `args`, then serves until killed. Returns the process exit code.
+/// Parses `args`, then serves until SIGINT or SIGTERM (0 after a graceful stop) or until killed.
+/// Returns the process exit code.
 pub fn run<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -106,5 +108,12 @@ fn serve(args: Args) -> anyhow::Result<()> {
         rbee_protocol::routes::MIRROR,
         if config.mirror_upstream { "pull-through from upstream" } else { "cache only" },
     );
-    smol::block_on(http::serve(http::app(hive), listener, config.limits)).context("the HTTP server stopped")
+    let signals = shutdown::signals();
+    let stop = shutdown::on_signal(hive.clone(), signals);
+    let served = http::serve(http::app(hive), listener, config.limits);
+    smol::block_on(futures_lite::future::or(served, async {
+        stop.await;
+        Ok(())
+    }))
+    .context("the HTTP server stopped")
 }

@@ -49,7 +49,10 @@ impl ModelsError {
 /// # Errors
 /// When the cache cannot be read.
 pub async fn list(cache: PathBuf) -> Result<ModelListing, ModelsError> {
-    Ok(smol::unblock(move || cache::list(&cache)).await?)
+    let mut listing = smol::unblock(move || cache::list(&cache)).await?;
+    // A repo whose last file was removed holds nothing (no file, no partial byte): not a model.
+    listing.repos.retain(|r| !r.files.is_empty() || r.size > 0);
+    Ok(listing)
 }
 
 /// One cached repo, or only the named file of it.

@@ -14,14 +14,16 @@ use crate::{models, Hive};
 /// received. Built when the job's work starts, dropped with it.
 struct JobEnd {
     id: String,
+    /// What the job does (`model_download org/repo:file`), so its end line names the model.
+    what: String,
     started: Instant,
     log: Arc<EventLog>,
     logged: bool,
 }
 
 impl JobEnd {
-    fn new(id: &str, log: Arc<EventLog>) -> Self {
-        Self { id: id.to_owned(), started: Instant::now(), log, logged: false }
+    fn new(id: &str, what: &str, log: Arc<EventLog>) -> Self {
+        Self { id: id.to_owned(), what: escape(what).into_owned(), started: Instant::now(), log, logged: false }
     }
 
     /// Seconds since the job started, and the bytes it fetched.
@@ -48,7 +50,7 @@ impl Drop for JobEnd {
     fn drop(&mut self) {
         if !self.logged {
             let (took, bytes) = self.spent();
-            log::info!("{} cancelled after {took:.1} s, {bytes} received (task dropped)", self.id);
+            log::info!("{} cancelled after {took:.1} s, {bytes} received (task dropped): {}", self.id, self.what);
         }
     }
 }
@@ -83,7 +85,7 @@ impl Hive {
                 }),
                 _ => None,
             };
-            let end = JobEnd::new(&ctx.id, ctx.log.clone());
+            let end = JobEnd::new(&ctx.id, &name, ctx.log.clone());
             async move {
                 let _busy = busy;
                 let event = match op {
@@ -106,7 +108,10 @@ impl Hive {
     async fn model_list(&self) -> Event {
         match models::list(self.downloader.cache().to_owned()).await {
             Ok(listing) => Event::Done {
-                message: format!("📦 {} models in the cache", listing.repos.len()),
+                message: match listing.repos.len() {
+                    1 => "📦 1 model in the cache".to_owned(),
+                    n => format!("📦 {n} models in the cache"),
+                },
                 path: Some(listing.cache_dir.clone()),
                 lines: text::listing_lines(&listing),
                 result: serde_json::to_value(listing).ok(),

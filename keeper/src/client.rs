@@ -1,7 +1,9 @@
 //! The hive's HTTP API over surf (curl client): one method per route, errors with context.
 //!
-//! Connecting may take [`CONNECT_TIMEOUT`] at most; nothing else is time-limited here (a job's
-//! stream lasts as long as its download; callers that want an answer soon race [`timeout`]).
+//! Every request has a deadline: connecting and the answer's first byte within [`FIRST_BYTE`]
+//! (the error says which of the two did not happen), and no body read silent for longer than
+//! [`SILENCE`]. A job's stream lasts as long as its download: only its silence is limited
+//! (`follow.rs`).
 //! A reply that is not the hive's (no JSON error, not `ok`) becomes [`NotAHive`], never a dump.
 
 mod failure;
@@ -18,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
-pub(crate) use failure::{Cause, NotAHive, Unreachable, CONNECT_TIMEOUT};
+pub(crate) use failure::{Cause, NotAHive, Unreachable, CONNECT_TIMEOUT, FIRST_BYTE, SILENCE};
 pub(crate) use urls::{addr_of, hive_target, job_stream, normalize_base, HiveTarget, DEFAULT_ADDR};
 
 use crate::error::UsageError;
@@ -115,11 +117,14 @@ impl HiveClient {
         }
     }
 
+    /// Send `req`; its answer's first byte must come within [`FIRST_BYTE`].
     async fn send(&self, req: RequestBuilder) -> Result<Response> {
-        match req.await {
-            Ok(res) => Ok(res),
-            Err(e) => Err(Unreachable { url: self.base.clone(), cause: failure::cause(&self.base, &e).await }.into()),
-        }
+        let cause = match deadline(FIRST_BYTE, req).await {
+            Some(Ok(res)) => return Ok(res),
+            Some(Err(e)) => failure::cause(&self.base, &e).await,
+            None => failure::cause_of_silence(&self.base).await,
+        };
+        Err(Unreachable { url: self.base.clone(), cause }.into())
     }
 
     async fn ok(&self, req: RequestBuilder) -> Result<Response> {
@@ -132,7 +137,8 @@ impl HiveClient {
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder, what: &str) -> Result<T> {
         let mut res = self.ok(req).await.with_context(|| what.to_owned())?;
-        let body = res.body_bytes().await.map_err(|e| anyhow!("{e}")).with_context(|| what.to_owned())?;
+        let body = timeout(SILENCE, async { res.body_bytes().await.map_err(|e| anyhow!("{e}")) });
+        let body = body.await.with_context(|| what.to_owned())?;
         serde_json::from_slice(&body).map_err(|_| anyhow::Error::new(self.not_a_hive(&res)).context(what.to_owned()))
     }
 
@@ -144,7 +150,7 @@ impl HiveClient {
     /// [`NotAHive`] for anything else.
     async fn hive_error(&self, mut res: Response) -> anyhow::Error {
         let status = u16::from(res.status());
-        let body = res.body_string().await.unwrap_or_default();
+        let body = deadline(SILENCE, res.body_string()).await.and_then(Result::ok).unwrap_or_default();
         let api = serde_json::from_str::<ApiError>(&body).ok();
         let message = match &api {
             Some(api) => api.message.clone(),
@@ -160,7 +166,7 @@ impl HiveClient {
         let what = "checking the hive's health";
         let req = self.request(Method::Get, routes::HEALTH).header("Accept", "application/json");
         let mut res = self.send(req).await.context(what)?;
-        let body = res.body_string().await.unwrap_or_default();
+        let body = deadline(SILENCE, res.body_string()).await.and_then(Result::ok).unwrap_or_default();
         if !res.status().is_success() {
             let Ok(api) = serde_json::from_str::<ApiError>(&body) else {
                 return Err(anyhow::Error::new(self.not_a_hive(&res)).context(what));
@@ -243,9 +249,9 @@ impl HiveClient {
 
     /// Open a job's event stream, replaying after `last_id` when given.
     pub(crate) async fn stream(&self, sse_url: &str, last_id: Option<u64>) -> Result<Response> {
-        let mut req = self.request(Method::Get, sse_url).header("Accept", "text/event-stream");
+        let mut req = self.request(Method::Get, sse_url).header("Accept", rbee_protocol::sse::EVENT_STREAM);
         if let Some(id) = last_id {
-            req = req.header("Last-Event-ID", id.to_string());
+            req = req.header(rbee_protocol::sse::LAST_EVENT_ID, id.to_string());
         }
         self.ok(req).await.context("opening the job's event stream")
     }

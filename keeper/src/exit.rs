@@ -67,6 +67,7 @@ pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
             Cause::Tls(_) => "use http:// in --hive / RBEE_HIVE_URL",
             Cause::Timeout => "check that the host is up and that no firewall drops connections to its port",
             Cause::Resolve => "check the host name in --hive / RBEE_HIVE_URL",
+            Cause::NoAnswer => "check that --hive / RBEE_HIVE_URL names a hive; a stuck one says why in its log",
             Cause::Refused(_) | Cause::Other(_) | Cause::Connected => {
                 "start one with `rbee hive start`, or point `--hive` / RBEE_HIVE_URL at a running hive"
             }

@@ -4,7 +4,9 @@
 //! `Last-Event-ID: <last id seen>`; frames at or below that id are skipped, so the user sees no
 //! gap and no duplicate. A stream that carried no `id:` (rbee's own hive, whose stream can be read
 //! only once) is not reopened: its end without an end marker is an error. An error reply from the
-//! hive (404, 401, …) ends the watch at once.
+//! hive (404, 401, …) ends the watch at once. A stream silent for [`SILENCE`] (three of the
+//! hive's heartbeats) is checked with a status request: a hive that does not answer it within its
+//! deadline is lost, and the watch ends saying so.
 
 use std::time::Duration;
 
@@ -13,14 +15,16 @@ use futures_lite::{future, AsyncReadExt};
 use rbee_protocol::sse::{Decoder, Frame};
 use rbee_protocol::Event;
 
-use crate::client::{status_of, timeout, HiveClient, NoSuchJob};
+use crate::client::{deadline, status_of, HiveClient, NoSuchJob, SILENCE};
 use crate::exit::StdoutClosed;
 use crate::render::Renderer;
 
 /// Reconnect attempts in a row that may bring nothing new.
 const MAX_RETRIES: u32 = 5;
-/// A stream silent for this long counts as dropped (the hive heartbeats far more often).
-const STALL: Duration = Duration::from_secs(45);
+/// The stream said nothing for [`SILENCE`].
+#[derive(Debug, thiserror::Error)]
+#[error("no event for {}s", SILENCE.as_secs())]
+struct Silent;
 
 /// Remembers the highest event id shown, across connections.
 #[derive(Debug, Default)]
@@ -75,6 +79,10 @@ pub(crate) async fn follow(client: &HiveClient, job_id: &str, sse_url: &str, r: 
             Ok(Some(end)) => return Ok(end),
             Ok(None) => anyhow!("the stream ended before the job did"),
             Err(e) if status_of(&e).is_some() || e.is::<StdoutClosed>() => return Err(e),
+            Err(e) if e.is::<Silent>() && dedup.last().is_some() => {
+                alive(client, job_id).await?;
+                continue; // the hive answers and the job runs: a quiet job, not a lost hive
+            }
             Err(e) => e,
         };
         if dedup.last().is_none() {
@@ -96,14 +104,29 @@ pub(crate) async fn follow(client: &HiveClient, job_id: &str, sse_url: &str, r: 
     }
 }
 
+/// After a silent stretch: `Ok` when the hive still answers about a running job (reopen the
+/// stream), else the lost hive.
+async fn alive(client: &HiveClient, job_id: &str) -> Result<()> {
+    match client.job(job_id).await {
+        Ok(info) if !info.status.is_final() => Ok(()),
+        Ok(info) => {
+            let status = info.status.as_str();
+            Err(anyhow!("job {job_id} is {status} but its stream went silent without saying so"))
+        }
+        Err(e) => {
+            Err(e.context(format!("lost the hive: job {job_id}'s stream sent nothing for {}s", SILENCE.as_secs())))
+        }
+    }
+}
+
 /// One connection: `Some(terminal event)`, or `None` when the stream ended early.
 async fn read_once(client: &HiveClient, sse_url: &str, dedup: &mut Dedup, r: &mut Renderer) -> Result<Option<Event>> {
     let mut body = client.stream(sse_url, dedup.last()).await?;
     let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let read = async { body.read(&mut buf).await.context("reading the job's event stream") };
-        let n = timeout(STALL, read).await?;
+        let read = deadline(SILENCE, body.read(&mut buf)).await.ok_or(Silent)?;
+        let n = read.context("reading the job's event stream")?;
         if n == 0 {
             return Ok(None);
         }

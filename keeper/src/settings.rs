@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::client::Health;
 
-const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
-
 /// The settings that matter to a download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HfSettings {
-    /// The resolved cache directory (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-    /// `~/.cache/huggingface/hub`), as huggingface_hub and the hive resolve it.
+    /// The resolved cache directory, as huggingface_hub and the hive resolve it
+    /// ([`rbee_protocol::hf::cache_dir`]).
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) endpoint: String,
     pub(crate) token_set: bool,
@@ -24,11 +22,15 @@ impl HfSettings {
     /// This process's environment (the keeper passes it on to a hive it starts).
     pub(crate) fn from_env() -> Self {
         let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-        let cache_dir = var("HF_HUB_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| var("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")));
-        let endpoint = var("HF_ENDPOINT").map_or_else(|| DEFAULT_ENDPOINT.to_owned(), |e| e.to_string_lossy().into());
+        let path = |name| var(name).map(PathBuf::from);
+        let cache_dir = rbee_protocol::hf::cache_dir(&rbee_protocol::hf::CacheEnv {
+            hf_hub_cache: path("HF_HUB_CACHE"),
+            hf_home: path("HF_HOME"),
+            xdg_cache_home: path("XDG_CACHE_HOME"),
+            home: path("HOME"),
+        });
+        let endpoint = var("HF_ENDPOINT")
+            .map_or_else(|| rbee_protocol::hf::DEFAULT_ENDPOINT.to_owned(), |e| e.to_string_lossy().into());
         Self { cache_dir, endpoint, token_set: var("HF_TOKEN").is_some() }
     }
 
@@ -66,10 +68,19 @@ pub(crate) fn warning(base: &str, pid: Option<u32>, diffs: &[String]) -> Vec<Str
     lines.extend(diffs.iter().map(|d| format!("⚠️    {d}")));
     lines.push(
         "⚠️  a hive keeps the settings it started with: run `rbee hive restart` (or `rbee hive stop`, then this \
-         command again) to use this shell's"
+         command again) to use this shell's settings"
             .to_owned(),
     );
     lines
+}
+
+/// huggingface_hub's reading of a boolean variable such as `HF_HUB_OFFLINE`
+/// ([`rbee_protocol::hf::is_true`]), as a clap value parser.
+///
+/// # Errors
+/// Never.
+pub(crate) fn truthy(value: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(rbee_protocol::hf::is_true(value))
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -59,12 +59,16 @@ pub enum Event {
         /// What failed, why, and what to do.
         message: String,
     },
-    /// Terminal: the job was cancelled by `DELETE /v1/jobs/{id}`.
+    /// Terminal: the job was cancelled by `DELETE /v1/jobs/{id}` (or by the hive's shutdown, whose
+    /// message is then [`SHUTTING_DOWN`]).
     Cancelled {
         /// Human summary.
         message: String,
     },
 }
+
+/// The message of the `cancelled` event a hive's shutdown (SIGINT, SIGTERM) ends its jobs with.
+pub const SHUTTING_DOWN: &str = "the hive is shutting down";
 
 impl Event {
     /// A narration line.

@@ -35,6 +35,7 @@
 
 mod error;
 mod event;
+pub mod hf;
 mod job;
 mod model_ref;
 mod operation;
@@ -44,7 +45,7 @@ pub mod text;
 pub mod validate;
 
 pub use error::ErrorCode;
-pub use event::Event;
+pub use event::{Event, SHUTTING_DOWN};
 pub use job::{ApiError, CachedFile, CachedRepo, JobCreated, JobId, JobInfo, JobStatus, ModelListing, RemoveReport};
 pub use operation::{
     pick_gguf, InvalidOperation, ModelDelete, ModelDownload, ModelGet, ModelList, ModelRef, ModelVerify, Operation,

@@ -145,6 +145,10 @@ pub struct ModelDownload {
     /// Bytes per second this job may take at most (the hive's own `--max-rate` holds too) (ours).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
     pub max_rate: Option<u64>,
+    /// Answer from the cache alone, never asking the hub: the keeper's `HF_HUB_OFFLINE=1`, honoured
+    /// for this job whatever the hive's own setting (ours).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub offline: bool,
 }
 
 /// `model_verify` fields: re-hash cached blobs against their names.
@@ -300,6 +304,7 @@ impl ModelDownload {
             exclude: Vec::new(),
             dry_run: false,
             max_rate: None,
+            offline: false,
         }
     }
 

@@ -12,6 +12,12 @@
 
 use crate::Event;
 
+/// The media type that asks for the rich dialect (in `Accept`) and labels it (in `Content-Type`).
+pub const EVENT_STREAM: &str = "text/event-stream";
+
+/// The request header that resumes a stream after the id it names (and asks for the rich dialect).
+pub const LAST_EVENT_ID: &str = "Last-Event-ID";
+
 /// One decoded SSE frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {

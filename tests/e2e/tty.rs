@@ -136,13 +136,13 @@ fn ctrl_c_with_the_hive_gone_says_how_to_cancel_later() {
 }
 
 #[test]
-fn attach_then_ctrl_c_cancels_the_job() {
+fn attach_cancel_then_ctrl_c_cancels_the_job() {
     let hub = FakeHub::with_default_repo();
     hub.add_repo(RepoSpec::new("rbee-test/attach").lfs("a.gguf", 4 * 1024 * 1024));
     hub.set_rate(256 * 1024);
     let hive = Hive::spawn(&hub);
     let job = hive.start_download("rbee-test/attach", "a.gguf");
-    let mut pty = Pty::spawn(&Keeper::new().hive(&hive).args(["job", "attach", &job]));
+    let mut pty = Pty::spawn(&Keeper::new().hive(&hive).args(["job", "attach", &job, "--cancel"]));
     pty.wait_for(TIMEOUT, "a.gguf [");
     pty.ctrl_c();
     let out = pty.wait();

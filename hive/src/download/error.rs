@@ -128,6 +128,9 @@ pub enum DownloadError {
     /// `HF_HUB_OFFLINE` is set and the cache lacks what was asked for.
     #[error("offline: {0}")]
     Offline(String),
+    /// The hub could not be reached and the cache holds no copy to fall back on.
+    #[error("{0}")]
+    Unreachable(String),
     /// Some files of a selection failed (the others are in the snapshot).
     #[error("{failed} of {of} files failed: {reasons}")]
     Files {

@@ -1,5 +1,7 @@
 //! The heartbeat: its own task, emitting "still downloading…" at an interval until told to stop
-//! through an async-channel (or until dropped with its job).
+//! through an async-channel (or until dropped with its job). It claims a download only once the
+//! job has logged progress: before that (asking the hub, waiting for a lock, answering from the
+//! cache) it says that nothing is being downloaded yet.
 
 use std::time::Duration;
 
@@ -16,8 +18,9 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts beating `message` every `interval` into the job's log.
-    pub fn start(ctx: &JobCtx, interval: Duration, message: String) -> Self {
+    /// Starts beating `message` every `interval` into the job's log (`waiting` until the job
+    /// has logged progress).
+    pub fn start(ctx: &JobCtx, interval: Duration, message: String, waiting: String) -> Self {
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let log = ctx.log.clone();
         let started = ctx.started;
@@ -26,6 +29,7 @@ impl Heartbeat {
         let guards = (TaskGuard::new(&ctx.live), ctx.outstanding.enter());
         let task = smol::spawn(async move {
             let _guards = guards;
+            let (mut seen, mut downloading) = (0, false);
             loop {
                 let tick = async {
                     smol::Timer::after(interval).await;
@@ -42,6 +46,12 @@ impl Heartbeat {
                 {
                     return;
                 }
+                if !downloading {
+                    let (news, _) = log.since(seen);
+                    seen = news.last().map_or(seen, |(seq, _)| *seq);
+                    downloading = news.iter().any(|(_, e)| matches!(e, Event::Progress { .. }));
+                }
+                let message = if downloading { &message } else { &waiting };
                 let elapsed_secs = started.elapsed().as_secs();
                 log.push(Event::Heartbeat { message: message.clone(), elapsed_secs });
             }
@@ -79,7 +89,7 @@ mod tests {
     fn no_beat_after_stop_returns_and_nothing_left_running() {
         smol::block_on(async {
             let ctx = ctx();
-            let beat = Heartbeat::start(&ctx, Duration::from_millis(2), "beat".into());
+            let beat = Heartbeat::start(&ctx, Duration::from_millis(2), "beat".into(), "wait".into());
             assert_eq!((ctx.live.load(std::sync::atomic::Ordering::SeqCst), ctx.outstanding.count()), (1, 1));
             while ctx.log.len() < 3 {
                 smol::Timer::after(Duration::from_millis(1)).await;
@@ -98,7 +108,7 @@ mod tests {
     fn a_dropped_heartbeat_is_drained_and_beats_no_more() {
         smol::block_on(async {
             let ctx = ctx();
-            let beat = Heartbeat::start(&ctx, Duration::from_millis(2), "beat".into());
+            let beat = Heartbeat::start(&ctx, Duration::from_millis(2), "beat".into(), "wait".into());
             while ctx.log.is_empty() {
                 smol::Timer::after(Duration::from_millis(1)).await;
             }
@@ -108,6 +118,36 @@ mod tests {
             assert_eq!(ctx.live.load(std::sync::atomic::Ordering::SeqCst), 0);
             smol::Timer::after(Duration::from_millis(50)).await;
             assert_eq!(ctx.log.len(), beats, "a heartbeat after the drop drained");
+        });
+    }
+
+    #[test]
+    fn no_beat_claims_a_download_before_progress() {
+        smol::block_on(async {
+            let ctx = ctx();
+            let beat = Heartbeat::start(&ctx, Duration::from_millis(2), "beat".into(), "wait".into());
+            while ctx.log.len() < 3 {
+                smol::Timer::after(Duration::from_millis(1)).await;
+            }
+            ctx.log.push(Event::Progress { file: "m".into(), bytes: 1, total: None, rate: 0.0, resumed_from: 0 });
+            let mark = ctx.log.len();
+            while ctx.log.len() < mark + 3 {
+                smol::Timer::after(Duration::from_millis(1)).await;
+            }
+            beat.stop().await;
+            let said: Vec<String> = ctx
+                .log
+                .since(0)
+                .0
+                .into_iter()
+                .filter_map(|(_, e)| match e {
+                    Event::Heartbeat { message, .. } => Some(message),
+                    _ => None,
+                })
+                .collect();
+            let first_beat = said.iter().position(|m| m == "beat").expect("a beat after progress");
+            assert!(first_beat >= 3 && said[..first_beat].iter().all(|m| m == "wait"), "{said:?}");
+            assert!(said[first_beat..].iter().all(|m| m == "beat"), "{said:?}");
         });
     }
 }

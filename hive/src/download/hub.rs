@@ -219,12 +219,6 @@ impl Hub {
         Ok(Listing { commit: info.sha, files: info.siblings })
     }
 
-    /// Files and commit of a revision ([`Hub::listing`] without the sizes).
-    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
-        let listing = self.listing(repo, revision).await?;
-        Ok((listing.commit, listing.files.into_iter().map(|s| s.rfilename).collect()))
-    }
-
     /// GETs `url` from `offset`, following a bounded redirect chain ([`super::xet`]: Xet
     /// bridges), the token only to hops on the endpoint's origin; over `session`'s connections
     /// when given.

@@ -155,8 +155,10 @@ impl Downloader {
         let _slot = if self.offline { None } else { Some(self.slots.acquire(&ctx, self.heartbeat).await) };
         let _rate = req.max_rate.map(|r| self.pacer.job(&ctx.id, r)); // bandwidth.rs
         let what = req.model.clone();
-        let beat = format!("⏳ Still downloading {} from HuggingFace...", what.rsplit(':').next().unwrap_or(&what));
-        let heartbeat = Heartbeat::start(&ctx, self.heartbeat, beat);
+        let name = what.rsplit(':').next().unwrap_or(&what);
+        let beat = format!("⏳ Still downloading {name} from HuggingFace...");
+        let waiting = format!("⏳ Still working on {name}: nothing is being downloaded yet...");
+        let heartbeat = Heartbeat::start(&ctx, self.heartbeat, beat, waiting);
         let result = self.download(&ctx, &req).await;
         heartbeat.stop().await;
         match result {
@@ -170,10 +172,24 @@ impl Downloader {
         }
     }
 
+    /// The cache's answer when it may answer alone (offline, or a cached full commit); else the
+    /// hub's, falling back to the cache when the hub cannot be reached (offline.rs).
     async fn download(&self, ctx: &JobCtx, req: &ModelDownload) -> Result<PathBuf, DownloadError> {
-        if self.offline {
-            return offline::answer(&self.cache, req);
+        if self.offline || req.offline {
+            let why = if self.offline { offline::Why::Hive } else { offline::Why::Job };
+            return offline::answer(&self.cache, req, why).map(|c| c.path);
         }
+        if let Some(path) = offline::at_commit(&self.cache, req) {
+            ctx.narrate(format!("✔️  `{}` is in the cache at that commit; the hub was not asked", req.model));
+            return Ok(path);
+        }
+        match self.online(ctx, req).await {
+            Err(e) if offline::unreachable(&e) => offline::fallback(ctx, &self.cache, req, &e),
+            answer => answer,
+        }
+    }
+
+    async fn online(&self, ctx: &JobCtx, req: &ModelDownload) -> Result<PathBuf, DownloadError> {
         let model = req.model_ref()?;
         let revision = req.revision();
         validate::revision(revision)?;
@@ -211,9 +227,21 @@ impl Downloader {
         self.hub.resolve(repo, revision, file).await
     }
 
-    /// A revision's commit and files on the hub (the mirror's pull-through listing).
-    pub(crate) async fn list_files(&self, repo: &str, revision: &str) -> Result<(String, Vec<String>), DownloadError> {
-        self.hub.list_files(repo, revision).await
+    /// A revision's commit and files with their sizes, blob ids and LFS sha256 on the hub (the
+    /// mirror's pull-through tree).
+    pub(crate) async fn list_tree(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<(String, Vec<crate::mirror::tree::TreeFile>), DownloadError> {
+        let listing = self.hub.listing(repo, revision).await?;
+        let files = listing.files.into_iter().map(|s| crate::mirror::tree::TreeFile {
+            size: s.lfs.as_ref().map(|l| l.size).or(s.size).unwrap_or(0),
+            oid: s.blob_id.unwrap_or_default(),
+            lfs: s.lfs.map(|l| l.sha256),
+            path: s.rfilename,
+        });
+        Ok((listing.commit, files.collect()))
     }
 
     /// Most connections for this job: the hive's `--max-parts`, or fewer when the job asks.

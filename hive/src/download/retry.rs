@@ -45,16 +45,20 @@ impl Retry {
         if !e.retryable() {
             return Err(e);
         }
-        if attempt > self.retries {
+        // A name that does not resolve is asked about once more, not `retries` times: it will not
+        // resolve soon, and the cache may answer instead (offline.rs).
+        let unresolvable = super::offline::unresolvable(&e);
+        if attempt > self.retries || (attempt > 1 && unresolvable) {
             return Err(e.after_attempts(attempt));
         }
+        let retries = if unresolvable { self.retries.min(1) } else { self.retries };
         // A 429 waits as long as the hub says (ratelimit.rs); anything else backs off.
         let wait = if let Some(wait) = e.rate_limit_wait() {
             ctx.narrate(super::ratelimit::narration(wait, attempt, self.retries));
             wait
         } else {
             let wait = self.backoff(attempt);
-            ctx.narrate(format!("🔁 retry {attempt}/{} {what} in {} ms: {e}", self.retries, wait.as_millis()));
+            ctx.narrate(format!("🔁 retry {attempt}/{retries} {what} in {} ms: {e}", wait.as_millis()));
             wait
         };
         smol::Timer::after(wait).await;

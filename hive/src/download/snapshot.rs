@@ -52,10 +52,14 @@ impl Downloader {
         // Files run side by side: their parts share the job's connection budget.
         let parts = (self.parts_for(req) / CONCURRENT_FILES.min(plan.files.len()).max(1)).max(1);
         let work: Vec<_> = plan.files.iter().map(|f| self.file(ctx, repo, &id, &commit, &f.file, parts)).collect();
+        let started = std::time::Instant::now();
         let results = future::or(bounded(work, CONCURRENT_FILES), total_meter(ctx, &plan)).await;
         let whole: u64 = plan.files.iter().zip(&results).filter(|(_, r)| r.is_ok()).filter_map(|(f, _)| f.size).sum();
         let total = Some(plan.total());
-        ctx.log.push(Event::Progress { file: TOTAL.to_owned(), bytes: whole, total, rate: 0.0, resumed_from: 0 });
+        // The last total carries the job's average rate over what it fetched.
+        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+        let rate = plan.to_fetch() as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        ctx.log.push(Event::Progress { file: TOTAL.to_owned(), bytes: whole, total, rate, resumed_from: 0 });
         let failed: Vec<String> = plan
             .files
             .iter()
@@ -138,18 +142,20 @@ impl Downloader {
     }
 }
 
-/// Pushes the selection's total: cached files whole, the others as far as their progress went.
-fn push_total(ctx: &JobCtx, plan: &Plan, seen: &HashMap<String, u64>) {
+/// The selection's bytes so far: cached files whole, the others as far as their progress went.
+fn total_bytes(plan: &Plan, seen: &HashMap<String, u64>) -> u64 {
     let cached: u64 = plan.files.iter().filter(|f| f.cached).filter_map(|f| f.size).sum();
-    let bytes = cached + seen.values().sum::<u64>();
-    let total = Some(plan.total());
-    ctx.log.push(Event::Progress { file: TOTAL.to_owned(), bytes, total, rate: 0.0, resumed_from: 0 });
+    cached + seen.values().sum::<u64>()
 }
 
-/// Pushes the total every [`TOTAL_EVERY`] from the files' own progress events; never ends.
+/// Pushes the total every [`TOTAL_EVERY`] from the files' own progress events, with its rate
+/// (smoothed over about 2 s); never ends.
 async fn total_meter<T>(ctx: &JobCtx, plan: &Plan) -> T {
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    // What was kept from before counts from the start, so a resume's rate is not a leap.
+    let mut seen: HashMap<String, u64> =
+        plan.files.iter().filter(|f| !f.cached && f.partial > 0).map(|f| (f.file.clone(), f.partial)).collect();
     let mut after = ctx.log.len() as u64;
+    let (mut last, mut rate) = ((std::time::Instant::now(), total_bytes(plan, &seen)), 0.0_f64);
     loop {
         smol::Timer::after(TOTAL_EVERY).await;
         let (events, _) = ctx.log.since(after);
@@ -161,7 +167,13 @@ async fn total_meter<T>(ctx: &JobCtx, plan: &Plan) -> T {
                 }
             }
         }
-        push_total(ctx, plan, &seen);
+        let (now, bytes) = (std::time::Instant::now(), total_bytes(plan, &seen));
+        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+        let recent = bytes.saturating_sub(last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+        rate = if rate == 0.0 { recent } else { 0.75 * rate + 0.25 * recent };
+        last = (now, bytes);
+        let total = Some(plan.total());
+        ctx.log.push(Event::Progress { file: TOTAL.to_owned(), bytes, total, rate, resumed_from: 0 });
     }
 }
 

@@ -8,6 +8,8 @@
 //!   for a matching `If-None-Match`. Commit URLs are `Cache-Control: immutable`, branch and tag
 //!   URLs `no-cache` (an HTTP cache in front revalidates them by ETag).
 //! - `GET /hf/api/models/{repo}[/revision/{revision}]` → `{id, sha, siblings: [{rfilename}]}`.
+//! - `GET /hf/api/models/{repo}/tree/{revision}[/{path}]` → the hub's tree listing, paged
+//!   ([`crate::mirror::tree`]).
 //! - What the cache lacks: `404` + `X-Error-Code: RepoNotFound | RevisionNotFound |
 //!   EntryNotFound`, or with pull-through, a job fetching it while the response streams it.
 //!
@@ -21,6 +23,7 @@ use tide::{Body, Request, Response, StatusCode};
 
 use super::{error, header, json, State};
 use crate::cache::RepoDir;
+use crate::mirror::tree::{self, TreeAsk, TreeFile};
 use crate::mirror::{self, BlobBody, Growing, Located, MirrorError};
 
 /// What a mirror path asks for.
@@ -30,6 +33,8 @@ enum Ask {
     Resolve { repo: String, revision: String, file: String },
     /// `api/models/{repo}[/revision/{revision}]`.
     Info { repo: String, revision: String },
+    /// `api/models/{repo}/tree/{revision}[/{path}]`.
+    Tree { repo: String, revision: String, path: String },
 }
 
 /// A path segment, percent-decoded (`refs%2Fpr%2F1` → `refs/pr/1`); names are validated later.
@@ -41,6 +46,16 @@ fn decode(segment: &str) -> Option<String> {
 fn parse(path: &str) -> Option<Ask> {
     let segs: Vec<&str> = path.split('/').collect();
     if let ["api", "models", rest @ ..] = segs.as_slice() {
+        // `{org}/{name}/tree/…` before `{name}/tree/…`: the path after the revision is one
+        // percent-encoded segment, as huggingface_hub sends it.
+        // A repo named `tree` asked for its info (`{org}/tree/revision/{rev}`) stays an info.
+        let info = matches!(rest, [_, "revision", _] | [_, _, "revision", _]);
+        let tree = [2, 1].into_iter().find(|i| !info && rest.get(*i) == Some(&"tree") && rest.len() > i + 1);
+        if let Some(at) = tree {
+            let path = rest.get(at + 2..).map_or_else(String::new, |p| p.join("/"));
+            let (repo, revision) = (decode(&rest[..at].join("/"))?, decode(rest[at + 1])?);
+            return Some(Ask::Tree { repo, revision, path: decode(&path)? });
+        }
         let (repo, revision) = match rest {
             [name] => (vec![*name], None),
             [org, name] if *name != "revision" => (vec![*org, *name], None),
@@ -66,6 +81,7 @@ pub(super) async fn endpoint(req: Request<State>) -> tide::Result {
     match parse(&path) {
         Some(Ask::Resolve { repo, revision, file }) => resolve(&req, repo, revision, file).await,
         Some(Ask::Info { repo, revision }) => info(&req, repo, revision).await,
+        Some(Ask::Tree { repo, revision, path }) => tree(&req, TreeAsk::new(&req, repo, revision, path)).await,
         None => error(
             ErrorCode::NotFound,
             format!(
@@ -214,22 +230,14 @@ fn respond(req: &Request<State>, revision: &str, found: &Located, growing: Optio
 }
 
 /// `GET /hf/api/models/{repo}[/revision/{revision}]`: from upstream with pull-through (the whole
-/// file list of the revision), else from the cache (the files it holds).
+/// file list of the revision), else from the cache (the files it holds); with `blobs=true` each
+/// sibling has its size, git blob id and LFS sha256, as the hub's.
 async fn info(req: &Request<State>, repo: String, revision: String) -> tide::Result {
-    let hive = req.state().clone();
-    let listed = if hive.pull.enabled() {
-        match validate::repo_id(&repo).and_then(|()| validate::revision(&revision)) {
-            Ok(()) => hive.downloader.list_files(&repo, &revision).await.map_err(MirrorError::from),
-            Err(e) => Err(e.into()),
-        }
-    } else {
-        let cache = hive.downloader.cache().to_owned();
-        let (r, v) = (repo.clone(), revision.clone());
-        smol::unblock(move || mirror::listing(&cache, &r, &v)).await
-    };
-    match listed {
+    let blobs = req.url().query_pairs().any(|(k, v)| k == "blobs" && matches!(v.as_ref(), "true" | "1" | "True"));
+    match revision_files(req.state(), &repo, &revision).await {
         Ok((sha, files)) => {
-            let siblings: Vec<_> = files.iter().map(|f| json!({ "rfilename": f })).collect();
+            let siblings: Vec<_> =
+                files.iter().map(|f| if blobs { f.sibling() } else { json!({ "rfilename": f.path }) }).collect();
             let body = json!({
                 "id": repo, "modelId": repo, "sha": sha, "private": false, "gated": false, "disabled": false,
                 "siblings": siblings,
@@ -238,6 +246,49 @@ async fn info(req: &Request<State>, repo: String, revision: String) -> tide::Res
         }
         Err(e) => mirror_error(&e),
     }
+}
+
+/// A revision's commit and files: from upstream with pull-through, else from the cache.
+async fn revision_files(hive: &State, repo: &str, revision: &str) -> Result<(String, Vec<TreeFile>), MirrorError> {
+    if hive.pull.enabled() {
+        validate::repo_id(repo)?;
+        validate::revision(revision)?;
+        return hive.downloader.list_tree(repo, revision).await.map_err(MirrorError::from);
+    }
+    let cache = hive.downloader.cache().to_owned();
+    let (r, v) = (repo.to_owned(), revision.to_owned());
+    smol::unblock(move || tree::cached(&cache, &r, &v)).await
+}
+
+impl TreeAsk {
+    /// The ask of a tree URL, with `recursive`, `expand` and `cursor` from its query.
+    fn new(req: &Request<State>, repo: String, revision: String, path: String) -> Self {
+        let query: Vec<(String, String)> = req.url().query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let yes = |name: &str| get(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
+        let cursor = get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+        Self { repo, revision, path, recursive: yes("recursive"), expand: yes("expand"), cursor }
+    }
+}
+
+/// `GET /hf/api/models/{repo}/tree/{revision}[/{path}]`: from upstream with pull-through (the
+/// whole revision), else from the cache (the files it holds); one page, and a `Link` to the next.
+async fn tree(req: &Request<State>, ask: TreeAsk) -> tide::Result {
+    let listed = revision_files(req.state(), &ask.repo, &ask.revision).await;
+    let page = listed.and_then(|(_, files)| tree::page(&ask, &files));
+    let (entries, next) = match page {
+        Ok(page) => page,
+        Err(e) => return mirror_error(&e),
+    };
+    let mut res = json(StatusCode::Ok, &entries)?;
+    if let Some(cursor) = next {
+        let mut url = req.url().clone();
+        let kept: Vec<(String, String)> =
+            url.query_pairs().filter(|(k, _)| k != "cursor").map(|(k, v)| (k.into(), v.into())).collect();
+        url.query_pairs_mut().clear().extend_pairs(kept).append_pair("cursor", &cursor.to_string());
+        res.insert_header("Link", format!("<{url}>; rel=\"next\""));
+    }
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -261,7 +312,14 @@ mod tests {
         assert_eq!(parse("api/models/gpt2"), info("gpt2", "main"));
         assert_eq!(parse("api/models/org/name/revision/v1.0"), info("org/name", "v1.0"));
         assert_eq!(parse("api/models/gpt2/revision/refs%2Fpr%2F1"), info("gpt2", "refs/pr/1"));
-        assert_eq!(parse("api/models/org/name/tree/main"), None);
+        let tree = |repo: &str, revision: &str, path: &str| {
+            Some(Ask::Tree { repo: repo.into(), revision: revision.into(), path: path.into() })
+        };
+        assert_eq!(parse("api/models/org/name/tree/main"), tree("org/name", "main", ""));
+        assert_eq!(parse("api/models/gpt2/tree/refs%2Fpr%2F1/sub%2Fdir"), tree("gpt2", "refs/pr/1", "sub/dir"));
+        assert_eq!(parse("api/models/org/tree/tree/main"), tree("org/tree", "main", ""));
+        assert_eq!(parse("api/models/org/name/tree"), None);
+        assert_eq!(parse("api/models/org/tree/revision/main"), info("org/tree", "main"));
     }
 
     #[test]

@@ -76,7 +76,7 @@ async fn shutdown(req: Request<State>) -> tide::Result {
     let hive = req.state().clone();
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        smol::block_on(hive.registry.cancel_all());
+        let _ = smol::block_on(hive.registry.cancel_all());
         log::info!("shutting down on request");
         std::process::exit(0);
     });

@@ -30,8 +30,8 @@ pub(super) fn endpoint() -> impl Endpoint<State> {
     let rich = Arc::new(tide::sse::endpoint(rich));
     move |req: Request<State>| {
         let log = req.param("id").ok().and_then(|id| req.state().registry.log(id));
-        let wants_rich = req.header("Last-Event-ID").is_some()
-            || req.header("Accept").is_some_and(|v| v.iter().any(|a| a.as_str().contains("text/event-stream")));
+        let wants_rich = req.header(sse::LAST_EVENT_ID).is_some()
+            || req.header("Accept").is_some_and(|v| v.iter().any(|a| a.as_str().contains(sse::EVENT_STREAM)));
         let rich = rich.clone();
         async move {
             match log {
@@ -46,7 +46,7 @@ pub(super) fn endpoint() -> impl Endpoint<State> {
 async fn rich(req: Request<State>, sender: Sender) -> tide::Result<()> {
     let id = req.param("id")?.to_owned();
     let Some(log) = req.state().registry.log(&id) else { return Ok(()) };
-    let mut last: u64 = req.header("Last-Event-ID").and_then(|v| v.last().as_str().trim().parse().ok()).unwrap_or(0);
+    let mut last: u64 = req.header(sse::LAST_EVENT_ID).and_then(|v| v.last().as_str().trim().parse().ok()).unwrap_or(0);
     loop {
         let (batch, ended) = log.next_after(last).await;
         for (seq, event) in batch {
@@ -85,7 +85,7 @@ fn text(log: Arc<EventLog>) -> Response {
         }
     });
     let mut res = Response::new(StatusCode::Ok);
-    res.set_content_type("text/event-stream");
+    res.set_content_type(sse::EVENT_STREAM);
     res.insert_header("Cache-Control", "no-cache");
     res.set_body(tide::Body::from_reader(
         ChannelReader { rx: Box::pin(rx), chunk: Vec::new(), pos: 0, _feeder: task },

@@ -197,6 +197,11 @@ impl Registry {
     /// # Errors
     /// [`CancelError::NotFound`] for an unknown id, [`CancelError::Ended`] when it had ended.
     pub async fn cancel(&self, id: &str) -> Result<JobInfo, CancelError> {
+        self.cancel_saying(id, "🛑 Operation cancelled: download task dropped").await
+    }
+
+    /// [`Self::cancel`], with `message` in the `cancelled` event.
+    async fn cancel_saying(&self, id: &str, message: &str) -> Result<JobInfo, CancelError> {
         self.prune();
         let job = self.table().get(id).cloned().ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
         let task = job.task.lock().expect("poisoned").take();
@@ -219,17 +224,20 @@ impl Registry {
             return Err(CancelError::Ended { id: id.to_owned(), status });
         }
         job.ctx.outstanding.drained().await;
-        job.ctx.log.push(Event::Cancelled { message: "🛑 Operation cancelled: download task dropped".into() });
+        job.ctx.log.push(Event::Cancelled { message: message.to_owned() });
         *job.ended_at.lock().expect("poisoned") = Some(Instant::now());
         Ok(job.info(id))
     }
 
-    /// Cancels every running job (shutdown).
-    pub async fn cancel_all(&self) {
+    /// Cancels every running job as [`Self::cancel`] does, with [`rbee_protocol::SHUTTING_DOWN`]
+    /// as the `cancelled` event's message (shutdown); returns how many it cancelled.
+    pub async fn cancel_all(&self) -> usize {
         let ids: Vec<_> = self.table().keys().cloned().collect();
+        let mut cancelled = 0;
         for id in ids {
-            let _ = self.cancel(&id).await;
+            cancelled += usize::from(self.cancel_saying(&id, rbee_protocol::SHUTTING_DOWN).await.is_ok());
         }
+        cancelled
     }
 
     /// Drops finished jobs past the TTL, then the oldest ones past the count. Runs on every

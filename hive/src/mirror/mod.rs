@@ -8,6 +8,7 @@
 
 mod blob;
 mod pull;
+pub mod tree;
 
 pub use blob::{BlobBody, Growing};
 pub use pull::Pull;
@@ -151,17 +152,6 @@ pub fn locate(cache: &Path, repo: &str, revision: &str, file: &str) -> Result<Lo
     Ok(Located { commit, etag, size, blob })
 }
 
-/// The commit of `revision` and the files cached for it (blocking).
-///
-/// # Errors
-/// When a name is invalid, or the repo or revision is not cached.
-pub fn listing(cache: &Path, repo: &str, revision: &str) -> Result<(String, Vec<String>), MirrorError> {
-    let dir = repo_dir(cache, repo, revision)?;
-    let commit = commit_of(&dir, repo, revision)?;
-    let files = dir.snapshot_files(&commit);
-    Ok((commit, files))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +174,8 @@ mod tests {
             let got = locate(dir.path(), "org/name", rev, "sub/f.bin").unwrap();
             assert_eq!((got.commit.as_str(), got.etag.as_str(), got.size), (commit.as_str(), etag.as_str(), 5));
         }
-        assert_eq!(listing(dir.path(), "org/name", "main").unwrap(), (commit, vec!["sub/f.bin".to_owned()]));
+        let (listed, files) = tree::cached(dir.path(), "org/name", "main").unwrap();
+        assert_eq!((listed, files.len(), files[0].path.as_str(), files[0].size), (commit, 1, "sub/f.bin", 5));
     }
 
     #[test]

@@ -10,6 +10,15 @@ use crate::client::addr_of;
 /// limit: a download may take hours.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the keeper waits for the first byte of the hive's answer (its status line), from the
+/// moment it sends a request: connect and answer both fit in it, or [`cause_of_silence`] says
+/// which of the two did not happen.
+pub(crate) const FIRST_BYTE: Duration = Duration::from_secs(5);
+
+/// How long an open stream (or an answer's body) may stay silent before the hive counts as lost:
+/// three of the hive's default heartbeat intervals (10 s).
+pub(crate) const SILENCE: Duration = Duration::from_secs(30);
+
 /// What kept the request from reaching a hive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -19,6 +28,8 @@ pub(crate) enum Cause {
     Tls(String),
     /// No connection within [`CONNECT_TIMEOUT`].
     Timeout,
+    /// Connected, but no answer within [`FIRST_BYTE`] (a stuck hive, or not a hive at all).
+    NoAnswer,
     /// The host name does not resolve.
     Resolve,
     /// The connection broke (or anything else the HTTP client reported).
@@ -35,6 +46,11 @@ impl std::fmt::Display for Cause {
             Self::Timeout => {
                 write!(f, "no connection within {}s (host down or packets dropped)", CONNECT_TIMEOUT.as_secs())
             }
+            Self::NoAnswer => write!(
+                f,
+                "it accepts connections but sent no answer within {}s (a stuck hive, or not a hive at all)",
+                FIRST_BYTE.as_secs()
+            ),
             Self::Resolve => write!(f, "the host name does not resolve"),
             Self::Other(reason) => write!(f, "{reason}"),
             Self::Connected => write!(f, "the connection failed (a new one works: retry)"),
@@ -90,6 +106,19 @@ pub(crate) async fn cause(base: &str, err: &surf::Error) -> Cause {
     }
 }
 
+/// Why no answer came within [`FIRST_BYTE`]: a fresh connection tells whether connecting or
+/// answering is what did not happen.
+pub(crate) async fn cause_of_silence(base: &str) -> Cause {
+    match tcp_reason(base).await {
+        // A plain-HTTP server waits for a request line and never answers a TLS hello.
+        Cause::Connected if base.starts_with("https://") => {
+            Cause::Tls(format!("no TLS answer within {}s", FIRST_BYTE.as_secs()))
+        }
+        Cause::Connected => Cause::NoAnswer,
+        other => other,
+    }
+}
+
 /// curl folds refused, unreachable and reset into one code: connect again to learn which.
 async fn tcp_reason(base: &str) -> Cause {
     let addr = addr_of(base);
@@ -117,6 +146,7 @@ mod tests {
         );
         assert!(Cause::Tls("x".into()).to_string().contains("plain HTTP"));
         assert!(Cause::Timeout.to_string().contains("5s"));
+        assert!(Cause::NoAnswer.to_string().contains("no answer within 5s"));
         assert_eq!(lowercase_first("Connection refused"), "connection refused");
     }
 
@@ -125,5 +155,12 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cause = smol::block_on(tcp_reason(&format!("http://127.0.0.1:{port}")));
         assert!(matches!(&cause, Cause::Refused(r) if r.contains("refused")), "{cause:?}");
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_is_told_apart() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        assert_eq!(smol::block_on(cause_of_silence(&base)), Cause::NoAnswer);
     }
 }

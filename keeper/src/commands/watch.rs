@@ -38,13 +38,34 @@ pub(crate) async fn submit(ctx: &Ctx, op: &Operation, show: Show) -> Result<Exit
     watch(ctx, &signals, &created.job_id, &created.sse_url, show).await
 }
 
+/// What Ctrl+C does to a watched job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CtrlC {
+    /// Cancel it on the hive (`model` verbs, `job attach --cancel`).
+    Cancels,
+    /// Stop watching; it goes on on the hive (`job attach`).
+    Detaches,
+}
+
 /// Stream job `job_id` until it ends or the user presses Ctrl+C.
 pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &str, show: Show) -> Result<Exit> {
+    watch_with(ctx, signals, (job_id, sse_url), show, CtrlC::Cancels).await
+}
+
+/// [`watch`], with Ctrl+C doing `ctrl_c`.
+pub(crate) async fn watch_with(
+    ctx: &Ctx,
+    signals: &Signals,
+    (job_id, sse_url): (&str, &str),
+    show: Show,
+    ctrl_c: CtrlC,
+) -> Result<Exit> {
     let mode = if show == Show::Result && ctx.mode == Mode::Json { Mode::Quiet } else { ctx.mode };
     let mut renderer = Renderer::new(mode, job_id);
     let end = signals.race(follow(&ctx.client, job_id, sse_url, &mut renderer)).await;
     renderer.finish(end.is_none());
     match end {
+        None if ctrl_c == CtrlC::Detaches => Ok(detach(ctx, job_id)),
         None => Ok(cancel(ctx, signals, Some(job_id)).await),
         Some(Err(e)) if e.is::<StdoutClosed>() => Ok(left_running(ctx, job_id)),
         Some(end) => conclude(end?, ctx.mode, job_id, show),
@@ -60,6 +81,13 @@ fn left_running(ctx: &Ctx, job_id: &str) -> Exit {
         "rbee: follow it with `rbee job attach {job_id}{hive}`, or cancel it with `rbee job cancel {job_id}{hive}`"
     ));
     Exit::PipeClosed
+}
+
+/// Ctrl+C while attached: stop watching, leave the job running, say how to cancel it (exit 130).
+pub(crate) fn detach(ctx: &Ctx, job_id: &str) -> Exit {
+    let hive = hive_flag(ctx);
+    render::warn(&format!("🛑 stopped watching job {job_id}; still running: rbee job cancel {job_id}{hive}"));
+    Exit::Cancelled
 }
 
 /// ` --hive URL` when the user named a hive, for commands we suggest.
@@ -133,6 +161,9 @@ fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Event::Error { message } => Err(JobFailed(message).into()),
+        Event::Cancelled { message } if message == rbee_protocol::SHUTTING_DOWN => {
+            Err(JobFailed(format!("cancelled: {message}")).into())
+        }
         Event::Cancelled { message } => {
             Err(JobFailed(format!("job {job_id} was cancelled on the hive: {message}")).into())
         }

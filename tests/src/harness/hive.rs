@@ -252,6 +252,23 @@ impl Hive {
         }
     }
 
+    /// Send `signal` (`"INT"`, what Ctrl+C sends, or `"TERM"`) and wait up to `timeout` for it to
+    /// exit; its exit status, or `None` while it still runs.
+    #[track_caller]
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {} failed\nhive log:\n{}", self.pid(), self.log());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// Kill it and start it again on the same port, cache and options.
     pub fn restart(&mut self) {
         self.kill();

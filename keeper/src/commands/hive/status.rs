@@ -1,11 +1,9 @@
 //! `rbee hive status`.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use super::Ctx;
-use crate::client::{timeout, Health};
+use crate::client::Health;
 use crate::commands::print_json;
 use crate::exit::Exit;
 use crate::settings::{self, HfSettings};
@@ -16,7 +14,7 @@ pub(crate) struct Args {}
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        let health = timeout(Duration::from_secs(5), ctx.client.health()).await?;
+        let health = ctx.client.health().await?; // its deadlines: client.rs
         if ctx.json() {
             return print_json(&health);
         }

@@ -36,6 +36,10 @@ pub(crate) struct Args {
     /// `--max-parts`, 16]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     connections: Option<u32>,
+    /// Answer from the hive's cache alone, never asking the hub (as huggingface_hub with
+    /// HF_HUB_OFFLINE=1)
+    #[arg(long, env = "HF_HUB_OFFLINE", action = clap::ArgAction::SetTrue, value_parser = crate::settings::truthy)]
+    offline: bool,
 }
 
 impl Args {
@@ -60,6 +64,7 @@ impl Args {
         d.dry_run = self.dry_run;
         d.max_rate = self.max_rate;
         d.connections = self.connections;
+        d.offline = self.offline;
         checked(Operation::ModelDownload(d))
     }
 
