@@ -275,12 +275,12 @@ impl Stream {
                 if self.ctx.seen.lock().expect("seen").cancelled.contains(&self.id) {
                     return Err("cancelled".into());
                 }
-                let pct = started.elapsed().as_secs_f64();
+                let pct = started.elapsed().as_secs_f64() * 2.5;
                 let beat = format!("⏳ Still downloading {file} ({pct:.1}% complete)...");
                 if !self.narrate("model_provisioner::download_tracker", "download_progress", &beat) {
                     return Err("cancelled".into());
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(400));
             }
         }
         let path = catalog_path(&self.ctx.home, model);
@@ -308,7 +308,8 @@ impl Stream {
             let hint = "No models found. Download a model with: ./rbee model download <model-id>";
             self.narrate(FN, "model_list_empty", hint);
         } else {
-            let rows: Vec<String> = models.iter().map(|m| format!("{} │ {}", m["id"], m["path"])).collect();
+            let text = |m: &Value, key: &str| m[key].as_str().unwrap_or_default().to_owned();
+            let rows: Vec<String> = models.iter().map(|m| format!("{} │ {}", text(m, "id"), text(m, "path"))).collect();
             self.narrate(FN, "model_list_table", &format!("id │ path\n{}", rows.join("\n")));
         }
         self.data("model_list", &json!({ "models": models }));
@@ -325,7 +326,8 @@ impl Stream {
             self.narrate(FN, "model_get_error", &format!("❌ Model '{model}' not found: {e}"));
             return Err(e);
         };
-        let found = format!("✅ Model: {} | Name: {} | Path: {}", m["id"], m["name"], m["path"]);
+        let text = |key: &str| m[key].as_str().unwrap_or_default().to_owned();
+        let found = format!("✅ Model: {} | Name: {} | Path: {}", text("id"), text("name"), text("path"));
         self.narrate(FN, "model_get_found", &found);
         let details = json!({ "id": m["id"], "name": m["name"], "path": m["path"], "size": m["size"],
             "status": "Available", "added_at": "2026-12-04T07:00:00Z" });
