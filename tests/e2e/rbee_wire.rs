@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::fixtures::{assert_published, hub_with_model, live_tasks, wait_for, MODEL, REPO};
+use crate::harness::pty::Pty;
 use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, Output, RepoSpec, TIMEOUT};
 use crate::rbee_standin::StandIn;
 
@@ -352,6 +353,9 @@ fn this_keeper_fails_and_cancels_on_rbees_hive() {
     let res = http::request("POST", &format!("{}/v1/jobs", stand_in.url), &[], Some(br#"{"operation":"nope"}"#))
         .expect("POST");
     assert_eq!(res.status, 200, "{}", res.text());
+    let stream = http::get(&format!("{}{}", stand_in.url, res.json()["sse_url"].as_str().expect("sse_url")));
+    let last = stream.text().trim_end().lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("data: [ERROR] Failed to parse operation: unknown variant `nope`"), "{}", stream.text());
 }
 
 #[test]
@@ -372,4 +376,20 @@ fn the_seed_manual_test_reads_as_the_seed_says() {
     let (a, b) = (out.stderr.find("🛑 Cancelling operation..."), out.stderr.find("🛑 Operation cancelled by user"));
     assert!(matches!((a, b), (Some(a), Some(b)) if a < b), "both lines in order\n{}", out.dump());
     wait_for(&hive, TIMEOUT, "no live task", || live_tasks(&hive) == 0);
+}
+
+#[test]
+fn on_a_terminal_v_shows_rbees_headers_dimmed() {
+    let stand_in = StandIn::start();
+    let pty = Pty::spawn(&keeper_at(&stand_in).args(["-v", "model", "list"]));
+    let out = pty.wait();
+    out.assert_code(0);
+    let header = "\u{1b}[2mjob_server::execution::execute_and_stream execute\u{1b}[0m";
+    assert!(out.raw.contains(header), "the header, dimmed\n{}", out.dump());
+    assert!(!out.raw.contains("\u{1b}[1m"), "rbee's own colours are stripped\n{}", out.dump());
+    let pty = Pty::spawn(&keeper_at(&stand_in).args(["model", "list"]));
+    let out = pty.wait();
+    out.assert_code(0);
+    assert!(!out.text().contains("job_server::"), "no header without -v\n{}", out.dump());
+    assert!(out.text().contains("Found 0 model(s)"), "{}", out.dump());
 }

@@ -85,7 +85,7 @@ fn a_hostile_hives_health_and_jobs_are_shown_escaped() {
 fn a_hostile_file_name_is_escaped_in_the_progress_bar() {
     let hub = FakeHub::start(HubConfig::default());
     let repo = "rbee-test/bidi";
-    let name = "gpt\u{202e}fdp.exe\u{200b}.gguf";
+    let name = "gpt\u{202e}fdp.exe\u{200b}\u{2028}.gguf";
     hub.add_repo(RepoSpec::new(repo).lfs(name, 2 << 20));
     hub.set_rate(1 << 20);
     let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
@@ -93,9 +93,16 @@ fn a_hostile_file_name_is_escaped_in_the_progress_bar() {
     let out = pty.wait();
     out.assert_code(0);
     let text = out.text();
-    assert!(text.contains("gpt\\u{202e}fdp.exe\\u{200b}.gguf ["), "the bar's label, escaped\n{}", out.dump());
-    assert!(!out.raw.contains('\u{202e}') && !out.raw.contains('\u{200b}'), "raw bidi on the terminal\n{}", out.dump());
+    assert!(text.contains("gpt\\u{202e}fdp.exe\\u{200b}\\u{2028}.gguf ["), "the bar's label, escaped\n{}", out.dump());
+    let raw = ['\u{202e}', '\u{200b}', '\u{2028}'].iter().any(|c| out.raw.contains(*c));
+    assert!(!raw, "raw bidi or zero-width on the terminal\n{}", out.dump());
     let plain = Keeper::new().hive(&hive).args(["model", "download", repo, name]).run();
     plain.assert_success();
     assert_no_raw(&plain);
+    let listed = Keeper::new().hive(&hive).args(["model", "list"]).run();
+    listed.assert_success().assert_stdout_contains("gpt\\u{202e}fdp.exe\\u{200b}\\u{2028}.gguf");
+    assert_no_raw(&listed);
+    let jobs = Keeper::new().hive(&hive).args(["job", "list"]).run();
+    jobs.assert_success().assert_stdout_contains("gpt\\u{202e}fdp.exe\\u{200b}\\u{2028}.gguf");
+    assert_no_raw(&jobs);
 }
