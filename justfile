@@ -86,7 +86,7 @@ py:
 # Offline demo, the README's transcript: a fake hub, a local hive, a download cut by Ctrl+C (SIGINT),
 # the job list, the resumed download, `rbee hive stop`. Keeper output is plain lines (not a TTY).
 # The hub's CDN is one 4 MiB/s link however many parts the hive opens (`--link-rate`), and the
-# Ctrl+C goes out once the first progress line shows, so it lands mid-download on any machine; the
+# Ctrl+C goes out once progress shows a MiB on disk, so it lands mid-download on any machine; the
 # demo fails unless the keeper exits 130 and the second download resumes. Its fixed ports
 # (18080/18081/17835) lie below Linux's ephemeral range, where the tests' free_port picks.
 demo: build
@@ -113,12 +113,12 @@ demo: build
     say rbee model download rbee-demo/tiny-model model.gguf
     rbee model download rbee-demo/tiny-model model.gguf > >(cat) 2> >(tee "$work/first" >&2) &
     keeper=$!
-    until grep -q '^⏳ model.gguf' "$work/first" 2>/dev/null; do
+    # Ctrl+C once a progress line shows a MiB or more on disk (there is then something to resume).
+    until grep -qE '^⏳ model.gguf [0-9.]+ MiB /' "$work/first" 2>/dev/null; do
         kill -0 $keeper 2>/dev/null || fail "the download ended before any progress showed"
         [ $SECONDS -lt $deadline ] || fail "no progress within 60 s"
         sleep 0.05
     done
-    sleep 1
     echo "^C"
     kill -INT $keeper 2>/dev/null || fail "the download had already ended: the Ctrl+C did not land mid-download"
     code=0; wait $keeper || code=$?
