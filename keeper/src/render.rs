@@ -136,7 +136,7 @@ impl Renderer {
     }
 
     fn narration(&mut self, id: Option<u64>, message: &str) {
-        if is_end_marker(message) {
+        if is_end_marker(message) && !matches!(self.out, Out::Json { .. }) {
             return;
         }
         let narration = Narration::parse(message);
