@@ -13,8 +13,8 @@
 //!   (`~/.cache/rbee/models/<id>/model.gguf`), and a second download of one fails with
 //!   `Model '<id>' already exists`.
 //!
-//! [`StandIn::hostile`] is the same hive run by an attacker: its health text, narration, model
-//! names, error messages and (as if it had our extensions) job table carry terminal escapes.
+//! [`StandIn::hostile`] is the same hive run by an attacker: its health, narration, model names,
+//! error messages and (as if it had our extensions: JSON health, job table) carry terminal escapes.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -145,7 +145,10 @@ fn serve(mut out: TcpStream, ctx: &Ctx) {
     seen.paths.push(format!("{method} {path}"));
     let job = path.strip_prefix("/v1/jobs/").map(str::to_owned);
     match (method.as_str(), path.as_str(), job) {
-        ("GET", "/health", _) if ctx.hostile => reply(&mut out, "200 OK", "text/plain", &format!("ok{EVIL}")),
+        ("GET", "/health", _) if ctx.hostile => {
+            let health = json!({ "status": format!("ok{EVIL}"), "version": format!("6.6.6{EVIL}"), "pid": 1 });
+            reply(&mut out, "200 OK", "application/json", &health.to_string());
+        }
         ("GET", "/health", _) => reply(&mut out, "200 OK", "text/plain", "ok"),
         ("POST", "/v1/jobs", _) => {
             let op: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -66,6 +66,7 @@ fn a_hostile_hives_texts_are_shown_escaped() {
 fn a_hostile_hives_health_and_jobs_are_shown_escaped() {
     let hive = StandIn::hostile();
     let out = keeper(&hive).args(["hive", "status"]).run();
+    out.assert_success().assert_stdout_contains(&format!(": ok{SHOWN} (version 6.6.6{SHOWN}, pid 1"));
     assert_no_raw(&out);
     let out = keeper(&hive).args(["job", "list"]).run();
     out.assert_success().assert_stdout_contains(&format!("download op{SHOWN}"));
@@ -78,6 +79,7 @@ fn a_hostile_hives_health_and_jobs_are_shown_escaped() {
     out.assert_success().assert_stdout_contains(&format!("download op\\u001b[31m{SHOWN_JSON}"));
     assert_no_raw(&out);
     let out = keeper(&hive).args(["--json", "hive", "status"]).run();
+    out.assert_success().assert_stdout_contains(&format!("\"status\":\"ok\\u001b[31m{SHOWN_JSON}\""));
     assert_no_raw(&out);
 }
 
