@@ -15,6 +15,7 @@ test: no-tokio lint doc unused-deps build py
     cargo test --workspace --all-targets --no-fail-fast -- --test-threads 4
     cargo test --workspace --doc
     bash tests/schemathesis/run.sh
+    {{just_executable()}} demo
     {{just_executable()}} missing-peers
 
 # Says loudly which real peers the tests could not use, looking where the tests look
@@ -87,33 +88,53 @@ py:
 
 # Offline demo, the README's transcript: a fake hub, a local hive, a download cut by Ctrl+C (SIGINT),
 # the job list, the resumed download, `rbee hive stop`. Keeper output is plain lines (not a TTY).
+# The hub's CDN is one 4 MiB/s link however many parts the hive opens (`--link-rate`), and the
+# Ctrl+C goes out once progress shows a MiB on disk, so it lands mid-download on any machine; the
+# demo fails unless the keeper exits 130 and the second download resumes. Its fixed ports
+# (18080/18081/17835) lie below Linux's ephemeral range, where the tests' free_port picks.
 demo: build
     #!/usr/bin/env bash
     set -euo pipefail
+    for port in 18080 18081 17835; do
+        if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "demo: port $port is in use" >&2; exit 1; fi
+    done
     work=$(mktemp -d)
     export PATH="$PWD/target/debug:$PATH" XDG_CACHE_HOME="$work/state" HF_HUB_CACHE="$work/cache"
     export HF_ENDPOINT=http://127.0.0.1:18080 RBEE_HIVE_ADDR=127.0.0.1:17835
     unset HF_TOKEN HF_HOME RBEE_HIVE_URL RBEE_HIVE_TOKEN
-    fake-hub --port 18080 --cdn-port 18081 --rate $((4 << 20)) --file model.gguf:32MiB 2>/dev/null &
+    fake-hub --port 18080 --cdn-port 18081 --rate 0 --link-rate $((4 << 20)) --file model.gguf:32MiB 2>/dev/null &
     hub=$!
     trap 'rbee hive stop >/dev/null 2>&1 || true; kill $hub 2>/dev/null || true; rm -rf "$work"' EXIT
-    until (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do sleep 0.1; done
+    fail() { echo "demo: $*" >&2; exit 1; }
+    deadline=$((SECONDS + 60))
+    until (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "the fake hub did not start"; sleep 0.1
+    done
     say() { printf '$ %s\n' "$*"; }
     say rbee hive start
     rbee hive start
-    say rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M
-    rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M > >(cat) 2> >(cat >&2) &
+    say rbee model download rbee-demo/tiny-model model.gguf
+    rbee model download rbee-demo/tiny-model model.gguf > >(cat) 2> >(tee "$work/first" >&2) &
     keeper=$!
-    sleep 3
+    # Ctrl+C once a progress line shows a MiB or more on disk (there is then something to resume).
+    until grep -qE '^⏳ model.gguf [0-9.]+ MiB /' "$work/first" 2>/dev/null; do
+        kill -0 $keeper 2>/dev/null || fail "the download ended before any progress showed"
+        [ $SECONDS -lt $deadline ] || fail "no progress within 60 s"
+        sleep 0.05
+    done
     echo "^C"
-    kill -INT $keeper
+    kill -INT $keeper 2>/dev/null || fail "the download had already ended: the Ctrl+C did not land mid-download"
     code=0; wait $keeper || code=$?
     say 'echo $?'
     echo $code
+    [ "$code" = 130 ] || fail "the keeper exited $code, not 130: the Ctrl+C did not land mid-download"
     say rbee job list
-    rbee job list
-    say rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M
-    rbee model download rbee-demo/tiny-model model.gguf --max-rate 4M 2>&1 | cat
+    rbee job list | tee "$work/jobs"
+    grep -q ' cancelled ' "$work/jobs" || fail "the job list shows no cancelled job"
+    say rbee model download rbee-demo/tiny-model model.gguf
+    rbee model download rbee-demo/tiny-model model.gguf 2>&1 | tee "$work/second"
+    grep -q '^↩️  resuming `model.gguf`' "$work/second" || fail "the second download did not resume"
+    grep -q '^✅ /' "$work/second" || fail "the second download printed no path"
     say rbee hive stop
     rbee hive stop
 

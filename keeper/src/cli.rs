@@ -34,6 +34,9 @@ pub(crate) struct GlobalArgs {
     /// Print only results and errors
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
+    /// Show more: the module and action header of each of rbee's narrations, dimmed
+    #[arg(long, short, global = true)]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -85,7 +85,7 @@ pub(crate) fn report(err: &anyhow::Error) {
     if err.chain().any(|c| c.is::<StdoutClosed>()) {
         return;
     }
-    crate::render::warn(&format!("rbee: error: {}", rbee_protocol::escape(&format!("{err:#}"))));
+    crate::render::warn(&format!("rbee: error: {err:#}"));
     if let Some(hint) = hint(err) {
         crate::render::warn(&format!("rbee: hint: {hint}"));
     }

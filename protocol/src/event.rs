@@ -40,6 +40,15 @@ pub enum Event {
         /// Seconds since the job started.
         elapsed_secs: u64,
     },
+    /// A structured result as rbee's hive sends it, as an `event: data` frame with
+    /// `{"action":"model_list","payload":{"models":[…]}}` (this hive never sends one).
+    Data {
+        /// What the payload is the result of (`model_list`, …).
+        action: String,
+        /// The result.
+        #[serde(default)]
+        payload: serde_json::Value,
+    },
     /// Terminal: the job succeeded.
     Done {
         /// Human summary.
@@ -83,6 +92,7 @@ impl Event {
             Self::Narration { .. } => "narration",
             Self::Progress { .. } => "progress",
             Self::Heartbeat { .. } => "heartbeat",
+            Self::Data { .. } => "data",
             Self::Done { .. } => "done",
             Self::Error { .. } => "error",
             Self::Cancelled { .. } => "cancelled",
@@ -107,7 +117,9 @@ impl Event {
         match self {
             Self::Done { .. } => Some(markers::DONE.to_owned()),
             Self::Cancelled { .. } => Some(markers::CANCELLED.to_owned()),
-            Self::Error { message } => Some(format!("{} {}", markers::ERROR_PREFIX, text::one_line(message))),
+            Self::Error { message } => {
+                Some(format!("{} {}", markers::ERROR_PREFIX, text::defuse_markers(&text::one_line(message))))
+            }
             _ => None,
         }
     }

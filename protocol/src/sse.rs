@@ -64,11 +64,27 @@ pub fn decode(name: Option<&str>, id: Option<&str>, data: &str) -> Result<Frame,
     let id = id.and_then(|s| s.trim().parse().ok());
     let event = match name.map(str::trim).filter(|n| !n.is_empty() && *n != "message") {
         None => Event::from_end_line(data).unwrap_or_else(|| Event::narration(data)),
+        Some("data") => rbee_data(data)?,
         Some(_) => {
             serde_json::from_str(data).map_err(|e| DecodeError { data: data.to_owned(), reason: e.to_string() })?
         }
     };
     Ok(Frame { id, event })
+}
+
+/// rbee's `event: data` frame: `{"action":…,"payload":…}` (no `kind` tag), or one of our events.
+fn rbee_data(data: &str) -> Result<Event, DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        action: String,
+        #[serde(default)]
+        payload: serde_json::Value,
+    }
+    let err = |e: serde_json::Error| DecodeError { data: data.to_owned(), reason: e.to_string() };
+    match serde_json::from_str::<Data>(data) {
+        Ok(Data { action, payload }) => Ok(Event::Data { action, payload }),
+        Err(e) => serde_json::from_str(data).map_err(|_| err(e)),
+    }
 }
 
 /// Incremental SSE parser.
@@ -189,7 +205,11 @@ mod tests {
             got,
             [Event::narration("📥 hello"), Event::Error { message: "no such file".into() }, Event::done("")]
         );
-        // rbee's hive sends `event: data` JSON that is not one of our events: skipped, not fatal.
+        // rbee's hive sends results as `event: data` JSON with an action and a payload.
+        let got =
+            Decoder::default().feed(b"event: data\ndata: {\"action\":\"model_list\",\"payload\":{\"models\":[]}}\n\n");
+        let payload = serde_json::json!({"models": []});
+        assert_eq!(got[0].event, Event::Data { action: "model_list".into(), payload });
         assert!(Decoder::default().feed_checked(b"event: data\ndata: {\"x\":1}\n\n")[0].is_err());
     }
 

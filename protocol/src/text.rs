@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::{markers, CachedFile, CachedRepo, Event, ModelListing, RemoveReport};
+use crate::{CachedFile, CachedRepo, Event, ModelListing, RemoveReport};
+
+mod sanitize;
+pub use sanitize::{defuse_markers, holds_marker, is_unsafe, json, sanitize, strip_sgr, to_json, Narration};
 
 const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
 
@@ -114,23 +117,19 @@ pub fn resumed(from: u64) -> Option<String> {
     (from > 0).then(|| format!("resumed from {}", bytes(from)))
 }
 
-/// `s` on one line with control and bidi characters escaped ([`crate::validate::escape`]: `\\u{a}`,
-/// `\\u{202e}`): safe to print and to send as one SSE `data:` line.
+/// `s` on one line, safe to print and to send as one SSE `data:` line: [`sanitize`]d (SGR
+/// stripped; control, bidi and zero-width characters and newlines written as `\\u{…}`).
 #[must_use]
 pub fn one_line(s: &str) -> String {
-    crate::validate::escape(s).into_owned()
+    sanitize(s).into_owned()
 }
 
-/// A narration as one safe stream line: trimmed, [`one_line`], and prefixed with `» ` when it
-/// would read as an rbee end marker (only the terminal event may end a stream).
+/// A narration as one safe stream line: trimmed, [`one_line`], and with every end-marker text in
+/// it defused ([`defuse_markers`]): rbee's clients end a stream on a line that *contains*
+/// `[DONE]`, `[CANCELLED]` or `[ERROR]`, and only the terminal event may end one.
 #[must_use]
 pub fn safe_line(s: &str) -> String {
-    let line = one_line(s.trim());
-    if markers::is_marker(&line) {
-        format!("» {line}")
-    } else {
-        line
-    }
+    defuse_markers(&one_line(s.trim())).into_owned()
 }
 
 /// The listing as lines: one per repo, an indented one per file, and the cache directory.
@@ -196,7 +195,7 @@ pub const TEXT_PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// rbee's text dialect for one subscriber: each event as the human lines it shows (progress at
 /// most every [`TEXT_PROGRESS_EVERY`] per file, plus each file's first and last), a terminal event
 /// as its summary lines and then exactly one end marker. No line is empty, and no line but the
-/// last is an end marker (a narration that looks like one is prefixed).
+/// last holds an end-marker text (one inside a narration is defused).
 #[derive(Debug)]
 pub struct TextStream {
     every: Duration,
@@ -237,7 +236,7 @@ impl TextStream {
                 lines.iter().for_each(|l| push(l.clone()));
             }
             Event::Cancelled { message } => push(message.clone()),
-            Event::Error { .. } => {}
+            Event::Error { .. } | Event::Data { .. } => {}
         }
         out.extend(event.end_line());
         out
@@ -344,8 +343,9 @@ mod tests {
         let now = Instant::now();
         assert_eq!(t.lines(&Event::narration("📥 hi"), now), ["📥 hi"]);
         assert_eq!(t.lines(&Event::narration("  "), now), Vec::<String>::new());
-        assert_eq!(t.lines(&Event::narration("[DONE]"), now), ["» [DONE]"]);
-        assert_eq!(t.lines(&Event::narration("[ERROR] x"), now), ["» [ERROR] x"]);
+        assert_eq!(t.lines(&Event::narration("[DONE]"), now), ["\\u{5b}DONE]"]);
+        assert_eq!(t.lines(&Event::narration("[ERROR] x"), now), ["\\u{5b}ERROR] x"]);
+        assert_eq!(t.lines(&Event::narration("📥 x[DONE].gguf"), now), ["📥 x\\u{5b}DONE].gguf"]);
         let p = |bytes| Event::Progress { file: "f".into(), bytes, total: Some(10), rate: 1.0, resumed_from: 0 };
         assert_eq!(t.lines(&p(1), now).len(), 1, "first progress line shows");
         assert!(t.lines(&p(2), now + Duration::from_secs(1)).is_empty(), "throttled");

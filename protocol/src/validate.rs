@@ -100,16 +100,15 @@ pub fn file_name(value: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
-/// Whether `c` would hide or reorder text on a terminal: control characters (C0, DEL, C1) and
-/// the Unicode bidirectional controls (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069).
+/// Whether `c` would hide or reorder text on a terminal ([`crate::text::is_unsafe`]: control,
+/// bidi, zero-width characters and U+2028/9).
 #[must_use]
 pub fn is_deceptive(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    crate::text::is_unsafe(c)
 }
 
-/// `value` with every [`is_deceptive`] character written as `\u{…}`, for printing names that came
-/// from a cache or a hub: `a\u{202e}txt.exe` cannot pass for `aexe.txt` on a terminal.
+/// `value` safe to print ([`crate::text::sanitize`], the one sanitizer): `a\u{202e}txt.exe`
+/// cannot pass for `aexe.txt` on a terminal.
 ///
 /// ```
 /// assert_eq!(rbee_protocol::validate::escape("a\u{202e}b\n"), "a\\u{202e}b\\u{a}");
@@ -117,10 +116,7 @@ pub fn is_deceptive(c: char) -> bool {
 /// ```
 #[must_use]
 pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.chars().any(is_deceptive) {
-        return std::borrow::Cow::Borrowed(value);
-    }
-    value.chars().map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+    crate::text::sanitize(value)
 }
 
 /// `%XX` escapes of a URL path segment decoded (malformed escapes kept as they are); `None` when

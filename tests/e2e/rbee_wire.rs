@@ -9,15 +9,15 @@
 //!   route, JSON 200 only where rbee has one); the real `rbee` binary downloads from it, fails on
 //!   it and cancels on it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::harness::fixtures::{assert_published, hub_with_model, live_tasks, wait_for, MODEL, REPO};
-use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, RepoSpec, TIMEOUT};
+use crate::harness::pty::Pty;
+use crate::harness::{http, FakeHub, Hive, HubConfig, Keeper, Output, RepoSpec, TIMEOUT};
+use crate::rbee_standin::StandIn;
 
 /// How a stream ended for rbee's client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +27,11 @@ enum End {
     Error(String),
     /// The body ended without a marker (rbee's client then returns Ok, which hides failures).
     NoMarker,
+    /// A line that is no marker but holds one ended the stream (for a `contains` reader).
+    Early(String),
 }
 
-/// rbee's job client, from its contract.
+/// rbee's job client, from its contract, ending as strictly as rbee's keeper (by `contains`).
 struct RbeeJobClient {
     base: String,
 }
@@ -78,10 +80,13 @@ impl RbeeJobClient {
                 }
                 lines.push(data.to_owned());
                 on_line(data);
+                // rbee's keeper takes a line that *contains* `[DONE]` as the end (job_client.rs);
+                // its job client ends on the exact markers. Any line holding one ends it here.
                 let end = match data {
                     "[DONE]" => End::Done,
                     "[CANCELLED]" => End::Cancelled,
                     d if d.starts_with("[ERROR]") => End::Error(d.trim_start_matches("[ERROR]").trim().to_owned()),
+                    d if ["[DONE]", "[CANCELLED]", "[ERROR]"].iter().any(|m| d.contains(m)) => End::Early(d.to_owned()),
                     _ => continue,
                 };
                 return (lines, end);
@@ -105,7 +110,7 @@ fn assert_human(lines: &[String]) {
             !line.starts_with('{') && serde_json::from_str::<Value>(line).is_err(),
             "JSON handed as a line: {line:?}"
         );
-        let marker = line == "[DONE]" || line == "[CANCELLED]" || line.starts_with("[ERROR]");
+        let marker = ["[DONE]", "[CANCELLED]", "[ERROR]"].iter().any(|m| line.contains(m));
         assert!(!marker || i + 1 == lines.len(), "an end marker before the last line: {lines:#?}");
     }
 }
@@ -162,9 +167,10 @@ fn rbee_client_ctrl_c_cancels_the_job_on_the_hive() {
         let id = id.clone();
         std::thread::spawn(move || client.stream(&id, |_| {}))
     };
-    let conn = hub.wait_for_connection(0, TIMEOUT).expect("a CDN connection");
+    hub.wait_for_connection(0, TIMEOUT).expect("a CDN connection");
     assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "the download is under way");
-    assert!(conn.closed_at.is_none());
+    let conn = hub.wait_for_connection(0, TIMEOUT).expect("the CDN connection, as it is now");
+    assert!(conn.closed_at.is_none(), "the upstream connection is still open before the DELETE: {conn:?}");
     // rbee's keeper on Ctrl+C: DELETE /v1/jobs/{id} with a 2 s timeout.
     let sent = Instant::now();
     let res = http::request("DELETE", &format!("{}/v1/jobs/{id}", hive.url()), &[], None).expect("DELETE");
@@ -178,6 +184,27 @@ fn rbee_client_ctrl_c_cancels_the_job_on_the_hive() {
     assert_human(&lines);
     let unknown = http::request("DELETE", &format!("{}/v1/jobs/job-nope", hive.url()), &[], None).expect("DELETE");
     assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn a_file_named_like_a_marker_does_not_end_rbees_stream() {
+    let hub = FakeHub::start(HubConfig::default());
+    let repo = "rbee-test/markers";
+    let names = ["x[DONE].gguf", "y[CANCELLED].gguf", "[ERROR] z.gguf"];
+    hub.add_repo(names.iter().fold(RepoSpec::new(repo), |spec, name| spec.lfs(name, 64 << 10)));
+    let hive = Hive::spawn(&hub);
+    let client = RbeeJobClient::new(&hive);
+    for name in names {
+        let (lines, end) = client.run(&download(&format!("{repo}:{name}")));
+        assert_eq!(end, End::Done, "{name}: {lines:#?}");
+        assert_human(&lines);
+        let defused = name.replace('[', "\\u{5b}");
+        assert!(lines.iter().any(|l| l.contains(&defused)), "the name is shown, defused: {lines:#?}");
+        let snapshot = hive.repo_dir(repo).join("snapshots").join(hub.commit(repo));
+        assert_eq!(std::fs::read(snapshot.join(name)).expect("the file"), hub.file_bytes(repo, name));
+    }
+    let (lines, end) = client.run(&download(&format!("{repo}:missing[DONE].gguf")));
+    assert!(matches!(&end, End::Error(m) if m.contains("missing\\u{5b}DONE].gguf")), "{end:?} {lines:#?}");
 }
 
 #[test]
@@ -236,154 +263,99 @@ fn model_list_get_delete_and_health_speak_rbees_text() {
     assert_eq!(json.json()["status"], "ok");
 }
 
-/// What the stand-in for rbee's hive saw.
-#[derive(Debug, Default)]
-struct Seen {
-    posts: Vec<Value>,
-    deletes: Vec<String>,
-    paths: Vec<String>,
-}
-
-/// A stand-in for rbee's hive: data-only narration, `ok` health, no job-status route.
-struct StandIn {
-    url: String,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl StandIn {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let seen = shared.clone();
-                std::thread::spawn(move || serve(conn, &seen));
-            }
-        });
-        Self { url, seen }
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen.lock().expect("seen")
-    }
-}
-
-fn serve(conn: TcpStream, seen: &Mutex<Seen>) {
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-    let mut out = conn;
-    let mut head = String::new();
-    if reader.read_line(&mut head).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    let _ = reader.read_exact(&mut body);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
-    seen.lock().expect("seen").paths.push(format!("{method} {path}"));
-    let reply = |out: &mut TcpStream, status: &str, ctype: &str, body: &str| {
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body.as_bytes()));
-    };
-    match (method.as_str(), path.as_str()) {
-        ("GET", "/health") => reply(&mut out, "200 OK", "text/plain", "ok"),
-        ("POST", "/v1/jobs") => {
-            let op: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let model = op["model"].as_str().or_else(|| op["id"].as_str()).unwrap_or("x");
-            let id = format!("job-{}", model.replace(['/', ':', '.'], "-"));
-            seen.lock().expect("seen").posts.push(op.clone());
-            let sse_url = format!("/v1/jobs/{id}/stream");
-            reply(&mut out, "200 OK", "application/json", &json!({ "job_id": id, "sse_url": sse_url }).to_string());
-        }
-        ("DELETE", p) if p.starts_with("/v1/jobs/") => {
-            let id = p.trim_start_matches("/v1/jobs/").to_owned();
-            seen.lock().expect("seen").deletes.push(id.clone());
-            reply(&mut out, "200 OK", "application/json", &json!({ "job_id": id, "status": "cancelled" }).to_string());
-        }
-        ("GET", p) if p.starts_with("/v1/jobs/") && p.ends_with("/stream") => {
-            let id = p.trim_start_matches("/v1/jobs/").trim_end_matches("/stream").to_owned();
-            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
-            stream_job(&mut out, &id, seen);
-        }
-        _ => reply(&mut out, "404 Not Found", "text/plain", ""),
-    }
-}
-
-/// rbee's hive narrates as plain `data:` lines and ends with a marker.
-fn stream_job(out: &mut TcpStream, id: &str, seen: &Mutex<Seen>) {
-    let mut send = |line: &str| out.write_all(format!("data: {line}\n\n").as_bytes()).and_then(|()| out.flush());
-    let _ = send("📥 Downloading model from HuggingFace");
-    if id.contains("fail") {
-        let _ = send("[ERROR] Model not found: no such file in the repo");
-        return;
-    }
-    if id.contains("slow") {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if seen.lock().expect("seen").deletes.iter().any(|d| d == id) {
-                let _ = send("[CANCELLED]");
-                return;
-            }
-            if send("⏳ Still downloading slow.gguf from HuggingFace...").is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let _ = send("✅ Model downloaded");
-    let _ = send("[DONE]");
-}
-
 fn keeper_at(stand_in: &StandIn) -> Keeper {
     Keeper::new().args(["--hive", stand_in.url.as_str()])
 }
 
-#[test]
-fn this_keeper_downloads_fails_and_cancels_on_rbees_hive() {
-    let stand_in = StandIn::start();
-    let out = keeper_at(&stand_in).args(["model", "download", "org/m:ok.gguf"]).run();
-    out.assert_success().assert_stderr_contains("📥 Downloading model from HuggingFace");
-    out.assert_stderr_contains("✅ Model downloaded");
-    assert!(!out.stderr.contains("[DONE]") && !out.stdout.contains("[DONE]"), "markers are not shown\n{}", out.dump());
-    let posted = stand_in.seen().posts.last().cloned().expect("a POST");
-    assert_eq!((posted["operation"].as_str(), posted["hive_id"].as_str()), (Some("model_download"), Some("localhost")));
-    assert_eq!(posted["model"], "org/m:ok.gguf", "rbee's `model` form: {posted}");
+/// Nothing of rbee's ANSI headers or escaped line breaks reaches the user.
+#[track_caller]
+fn assert_clean(out: &Output) {
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains('\u{1b}'), "a raw ESC\n{}", out.dump());
+        assert!(!text.contains("\\u{1b}") && !text.contains("\\u{a}"), "escaped formatting shown\n{}", out.dump());
+        assert!(!text.contains("job_server::"), "a narration header without -v\n{}", out.dump());
+    }
+}
 
+#[test]
+fn this_keeper_downloads_lists_and_gets_on_rbees_hive() {
+    let stand_in = StandIn::start();
+    let model = "org/m:ok.gguf";
+    let path = stand_in.catalog_path(model);
+    assert!(path.contains("/.cache/rbee/models/"), "rbee's catalog, not the HF cache: {path}");
+    let out = keeper_at(&stand_in).args(["model", "download", model]).run();
+    out.assert_success().assert_stderr_contains(&format!("📥 Downloading model '{model}' on hive 'localhost'"));
+    out.assert_stderr_contains(&format!("✅ Model '{model}' downloaded and added to catalog"));
+    assert_eq!(out.stdout.trim(), format!("✅ {path}"), "the path, asked of the hive\n{}", out.dump());
+    assert_clean(&out);
+    assert!(!out.stderr.contains("[DONE]") && !out.stdout.contains("[DONE]"), "markers are not shown\n{}", out.dump());
+    let posted = stand_in.seen().posts[0].clone();
+    assert_eq!((posted["operation"].as_str(), posted["hive_id"].as_str()), (Some("model_download"), Some("localhost")));
+    assert_eq!(posted["model"], model, "rbee's `model` form: {posted}");
+    assert_eq!(stand_in.seen().posts[1]["operation"], "model_list", "the path came from a model_list");
+
+    let out = keeper_at(&stand_in).args(["model", "list"]).run();
+    out.assert_success().assert_stdout_contains(model).assert_stdout_contains(&path);
+    out.assert_stdout_contains("96.0 MiB");
+    out.assert_stderr_contains("📋 Listing models on hive 'localhost'");
+    assert_clean(&out);
+    let out = keeper_at(&stand_in).args(["--json", "model", "list"]).run();
+    out.assert_success();
+    let listed: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", out.dump()));
+    assert_eq!((listed["models"][0]["id"].as_str(), listed["models"][0]["path"].as_str()), (Some(model), Some(&*path)));
+    assert_clean(&out);
+
+    let out = keeper_at(&stand_in).args(["model", "get", model]).run();
+    out.assert_success().assert_stdout_contains(&path);
+    assert_clean(&out);
+    let out = keeper_at(&stand_in).args(["-v", "model", "get", model]).run();
+    out.assert_success().assert_stderr_contains("rbee_hive::operations::model::handle_model_get model_get_found");
+    assert!(!out.stderr.contains('\u{1b}'), "off a terminal the header is plain\n{}", out.dump());
+
+    let out = keeper_at(&stand_in).args(["model", "download", model]).run();
+    out.assert_code(1).assert_stderr_contains(&format!("Model '{model}' already exists"));
+    let out = keeper_at(&stand_in).args(["--json", "model", "download", "org/m:json.gguf"]).run();
+    out.assert_success().assert_stdout_contains("Downloading model 'org/m:json.gguf'");
+    assert_clean(&out);
+}
+
+#[test]
+fn this_keeper_fails_and_cancels_on_rbees_hive() {
+    let stand_in = StandIn::start();
     let out = keeper_at(&stand_in).args(["model", "download", "org/m:fail.gguf"]).run();
     out.assert_code(1).assert_stderr_contains("Model not found: no such file in the repo");
+    assert_clean(&out);
 
     let keeper = keeper_at(&stand_in).args(["model", "download", "org/m:slow.gguf"]).spawn();
-    keeper.wait_for_stderr(TIMEOUT, |l| l.contains("Still downloading slow.gguf"));
+    keeper
+        .wait_for_stderr(TIMEOUT, |l| l.starts_with("⏳ Still downloading slow.gguf (") && l.ends_with("complete)..."));
     keeper.send_sigint();
     let out = keeper.wait();
     out.assert_code(130).assert_stderr_contains("🛑 Cancelling operation...");
     out.assert_stderr_contains("🛑 Operation cancelled by user");
-    assert_eq!(stand_in.seen().deletes, ["job-org-m-slow-gguf"], "the DELETE reached rbee's hive");
+    assert_clean(&out);
+    let job = stand_in.seen().jobs_of("org/m:slow.gguf");
+    assert_eq!(stand_in.seen().deletes, std::slice::from_ref(&job), "the DELETE reached rbee's hive");
+    let again = http::request("DELETE", &format!("{}/v1/jobs/{job}", stand_in.url), &[], None).expect("DELETE");
+    assert_eq!((again.status, again.text()), (404, format!("Job {job} not found or cannot be cancelled")));
 
     let out = keeper_at(&stand_in).args(["hive", "status"]).run();
     out.assert_success().assert_stdout_contains("ok (it answers as rbee's hive does");
     // A command that needs this hive's own routes says so instead of "not found".
     let out = keeper_at(&stand_in).args(["job", "list"]).run();
     out.assert_code(1).assert_stderr_contains("needs rbee-smol's hive extensions");
-    let paths = stand_in.seen().paths.clone();
-    let status = |p: &&String| p.starts_with("GET /v1/jobs/") && !p.ends_with("/stream");
-    assert!(!paths.iter().any(|p| status(&p)), "no job-status request: {paths:#?}");
+    let out = keeper_at(&stand_in).args(["job", "status", &job]).run();
+    out.assert_code(1).assert_stderr_contains("needs rbee-smol's hive extensions");
+    let status = http::get(&format!("{}/v1/jobs/{job}", stand_in.url));
+    assert_eq!(status.status, 405, "rbee's hive has no job-status route");
+
+    // A bad operation is accepted (200) and fails on the stream, as rbee's job router does.
+    let res = http::request("POST", &format!("{}/v1/jobs", stand_in.url), &[], Some(br#"{"operation":"nope"}"#))
+        .expect("POST");
+    assert_eq!(res.status, 200, "{}", res.text());
+    let stream = http::get(&format!("{}{}", stand_in.url, res.json()["sse_url"].as_str().expect("sse_url")));
+    let last = stream.text().trim_end().lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("data: [ERROR] Failed to parse operation: unknown variant `nope`"), "{}", stream.text());
 }
 
 #[test]
@@ -404,4 +376,20 @@ fn the_seed_manual_test_reads_as_the_seed_says() {
     let (a, b) = (out.stderr.find("🛑 Cancelling operation..."), out.stderr.find("🛑 Operation cancelled by user"));
     assert!(matches!((a, b), (Some(a), Some(b)) if a < b), "both lines in order\n{}", out.dump());
     wait_for(&hive, TIMEOUT, "no live task", || live_tasks(&hive) == 0);
+}
+
+#[test]
+fn on_a_terminal_v_shows_rbees_headers_dimmed() {
+    let stand_in = StandIn::start();
+    let pty = Pty::spawn(&keeper_at(&stand_in).args(["-v", "model", "list"]));
+    let out = pty.wait();
+    out.assert_code(0);
+    let header = "\u{1b}[2mjob_server::execution::execute_and_stream execute\u{1b}[0m";
+    assert!(out.raw.contains(header), "the header, dimmed\n{}", out.dump());
+    assert!(!out.raw.contains("\u{1b}[1m"), "rbee's own colours are stripped\n{}", out.dump());
+    let pty = Pty::spawn(&keeper_at(&stand_in).args(["model", "list"]));
+    let out = pty.wait();
+    out.assert_code(0);
+    assert!(!out.text().contains("job_server::"), "no header without -v\n{}", out.dump());
+    assert!(out.text().contains("Found 0 model(s)"), "{}", out.dump());
 }

@@ -69,6 +69,10 @@ RUST_HEADER_WHITESPACE = " \t\n\x0b\x0c\r\x85\xa0"
 RUST_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 RUST_U64 = re.compile(r"\+?[0-9]+")
 BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+# `text::is_unsafe` besides controls: bidi, zero-width, U+2028/9.
+UNSAFE = BIDI | {0x200B, 0x200C, 0x200D, 0x2028, 0x2029, 0xFEFF}
+SGR = re.compile(r"\x1b\[[0-9;:]*m")
+MARKERS = ("[DONE]", "[CANCELLED]", "[ERROR]")
 RICH_EVENT = re.compile(r"event:([a-z]*)\nid:([0-9]+)\ndata:(.*)", re.DOTALL)
 RICH_MARKER = re.compile(r"event:\ndata:(.*)", re.DOTALL)
 TEXT_FRAME = re.compile(r"data: (.*)", re.DOTALL)
@@ -187,8 +191,16 @@ def filter_failure(context, failure, case, response):
 
 
 def one_line(s):
-    """`validate::escape`: control and bidi characters as `\\u{…}`."""
-    return "".join(f"\\u{{{ord(c):x}}}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or ord(c) in BIDI else c for c in s)
+    """`text::sanitize`: SGR stripped; control, bidi and zero-width characters as `\\u{…}`."""
+    s = SGR.sub("", s)
+    return "".join(f"\\u{{{ord(c):x}}}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or ord(c) in UNSAFE else c for c in s)
+
+
+def defuse(line):
+    """`text::defuse_markers`: no end-marker text inside a line."""
+    for marker in MARKERS:
+        line = line.replace(marker, "\\u{5b}" + marker[1:])
+    return line
 
 
 def is_marker(line):
@@ -196,9 +208,8 @@ def is_marker(line):
 
 
 def safe_line(s):
-    """`text::safe_line`: trimmed, one line, and never readable as an end marker."""
-    line = one_line(s.strip(RUST_WHITESPACE))
-    return f"» {line}" if is_marker(line) else line
+    """`text::safe_line`: trimmed, one line, and holding no end-marker text."""
+    return defuse(one_line(s.strip(RUST_WHITESPACE)))
 
 
 def end_line(kind, event):
@@ -207,7 +218,7 @@ def end_line(kind, event):
         return "[DONE]"
     if kind == "cancelled":
         return "[CANCELLED]"
-    return f"[ERROR] {one_line(event['message'])}"
+    return f"[ERROR] {defuse(one_line(event['message']))}"
 
 
 # --- reading the two dialects -----------------------------------------------------------------

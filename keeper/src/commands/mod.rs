@@ -33,6 +33,7 @@ impl Ctx {
             HiveTarget::Remote { base, alias } => (base.as_str(), alias.clone()),
         };
         let client = HiveClient::new(base, global.token.clone())?;
+        render::set_verbose(global.verbose);
         Ok(Self {
             client: if target == HiveTarget::Local { client.local() } else { client },
             mode: Mode::detect(global.json, global.quiet),
@@ -61,7 +62,7 @@ impl Ctx {
 
 /// `value` as one line of JSON on stdout.
 pub(crate) fn print_json(value: &impl Serialize) -> Result<Exit> {
-    outln!("{}", serde_json::to_string(value)?);
+    outln!("{}", rbee_protocol::text::to_json(value)?);
     Ok(Exit::Ok)
 }
 

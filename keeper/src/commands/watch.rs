@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use rbee_protocol::{Event, Operation};
+use serde_json::{json, Value};
 
+use super::model::{download, list};
 use super::{print_json, Ctx};
 use crate::client::{timeout, CancelReply};
 use crate::exit::{Exit, JobFailed, StdoutClosed};
@@ -35,7 +37,22 @@ pub(crate) async fn submit(ctx: &Ctx, op: &Operation, show: Show) -> Result<Exit
     };
     let created = created?;
     ctx.note(&format!("📋 job {}", created.job_id));
-    watch(ctx, &signals, &created.job_id, &created.sse_url, show).await
+    let model = match op {
+        Operation::ModelDownload(d) => Some(d.model.as_str()),
+        _ => None,
+    };
+    let job = Job { id: &created.job_id, sse_url: &created.sse_url, show, model, ctrl_c: CtrlC::Cancels };
+    watch_job(ctx, &signals, &job).await
+}
+
+/// A job to watch: what its success shows, and (downloads) the model whose path to ask rbee's
+/// hive for when the stream ends in a bare `[DONE]`.
+struct Job<'a> {
+    id: &'a str,
+    sse_url: &'a str,
+    show: Show,
+    model: Option<&'a str>,
+    ctrl_c: CtrlC,
 }
 
 /// What Ctrl+C does to a watched job.
@@ -47,12 +64,7 @@ pub(crate) enum CtrlC {
     Detaches,
 }
 
-/// Stream job `job_id` until it ends or the user presses Ctrl+C.
-pub(crate) async fn watch(ctx: &Ctx, signals: &Signals, job_id: &str, sse_url: &str, show: Show) -> Result<Exit> {
-    watch_with(ctx, signals, (job_id, sse_url), show, CtrlC::Cancels).await
-}
-
-/// [`watch`], with Ctrl+C doing `ctrl_c`.
+/// Stream job `job_id` until it ends or the user presses Ctrl+C, which does `ctrl_c`.
 pub(crate) async fn watch_with(
     ctx: &Ctx,
     signals: &Signals,
@@ -60,15 +72,30 @@ pub(crate) async fn watch_with(
     show: Show,
     ctrl_c: CtrlC,
 ) -> Result<Exit> {
+    watch_job(ctx, signals, &Job { id: job_id, sse_url, show, model: None, ctrl_c }).await
+}
+
+async fn watch_job(ctx: &Ctx, signals: &Signals, job: &Job<'_>) -> Result<Exit> {
+    let (job_id, show, ctrl_c) = (job.id, job.show, job.ctrl_c);
     let mode = if show == Show::Result && ctx.mode == Mode::Json { Mode::Quiet } else { ctx.mode };
     let mut renderer = Renderer::new(mode, job_id);
-    let end = signals.race(follow(&ctx.client, job_id, sse_url, &mut renderer)).await;
+    let end = signals.race(follow(&ctx.client, job_id, job.sse_url, &mut renderer)).await;
+    let data = renderer.take_data();
     renderer.finish(end.is_none());
     match end {
         None if ctrl_c == CtrlC::Detaches => Ok(detach(ctx, job_id)),
         None => Ok(cancel(ctx, signals, Some(job_id)).await),
         Some(Err(e)) if e.is::<StdoutClosed>() => Ok(left_running(ctx, job_id)),
-        Some(end) => conclude(end?, ctx.mode, job_id, show),
+        Some(end) => {
+            let end = match (end?, job.model) {
+                (Event::Done { message, path: None, result, lines }, Some(model)) if message.is_empty() => {
+                    let path = signals.race(download::path_on_rbee_hive(ctx, model)).await.flatten();
+                    Event::Done { message: model.to_owned(), path, result, lines }
+                }
+                (end, _) => end,
+            };
+            conclude(ctx, end, data, job_id, show)
+        }
     }
 }
 
@@ -134,13 +161,16 @@ pub(crate) async fn cancel(ctx: &Ctx, signals: &Signals, job_id: Option<&str>) -
     Exit::Cancelled
 }
 
-/// Report the terminal event: the path or result on stdout, or an error.
-fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
+/// Report the terminal event: the path or result on stdout, or an error. `data`: the results
+/// rbee's hive sent along the way.
+fn conclude(ctx: &Ctx, end: Event, data: Vec<(String, Value)>, job_id: &str, show: Show) -> Result<Exit> {
+    let mode = ctx.mode;
     match end {
         Event::Done { message, path, result, lines } => {
             match (show, mode) {
                 (Show::Path, Mode::Json) => {}
                 (Show::Path, _) => {
+                    data.iter().for_each(|d| ctx.note(&list::data_line(d)));
                     let result = path.or(Some(message).filter(|m| !m.is_empty())).unwrap_or_else(|| "done".into());
                     if mode == Mode::Quiet {
                         outln!("{result}");
@@ -149,12 +179,14 @@ fn conclude(end: Event, mode: Mode, job_id: &str, show: Show) -> Result<Exit> {
                     }
                 }
                 (Show::Result, Mode::Json) => {
-                    print_json(&result.unwrap_or_else(|| serde_json::json!({ "message": message })))?;
+                    let result =
+                        result.or_else(|| list::data_json(data)).unwrap_or_else(|| json!({ "message": message }));
+                    print_json(&result)?;
                 }
                 (Show::Result, _) => {
                     let message = Some(message).filter(|m| !m.is_empty());
-                    for line in message.into_iter().chain(lines) {
-                        outln!("{}", rbee_protocol::text::one_line(&line));
+                    for line in message.into_iter().chain(lines).chain(list::data_lines(&data)) {
+                        outln!("{line}");
                     }
                 }
             }

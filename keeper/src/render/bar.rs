@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbee_protocol::text::sanitize;
 use rbee_protocol::Event;
 
 use super::format;
@@ -28,12 +29,12 @@ struct FileBar {
 impl FileBar {
     fn refresh(&self) {
         if let Some(retry) = &self.retry {
-            self.bar.set_message(retry.clone());
+            self.bar.set_message(sanitize(retry).into_owned());
             return;
         }
         let parts = [Some(&self.rate), self.eta.as_ref(), self.resumed.as_ref(), self.beat.as_ref()];
         let msg: Vec<&str> = parts.into_iter().flatten().map(String::as_str).collect();
-        self.bar.set_message(msg.join(" · "));
+        self.bar.set_message(sanitize(&msg.join(" · ")).into_owned());
     }
 }
 
@@ -65,13 +66,17 @@ impl Bars {
             Event::Progress { file, bytes, total, rate, resumed_from } => {
                 self.progress(file, *bytes, *total, *resumed_from, *rate);
             }
-            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => {}
+            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } | Event::Data { .. } => {}
         }
     }
 
-    /// A line above the bars (a plain line while none is drawn).
+    /// A line above the bars (a plain line while none is drawn), sanitized.
     pub(crate) fn println(&self, line: &str) {
-        let line = &*rbee_protocol::escape(line);
+        self.println_styled(&sanitize(line));
+    }
+
+    /// A line of ours (already safe, maybe styled) above the bars.
+    pub(crate) fn println_styled(&self, line: &str) {
         let drawing = self.waiting.is_some() || !self.files.is_empty();
         if !drawing || self.multi.println(line).is_err() {
             eprintln!("{line}");
@@ -90,7 +95,7 @@ impl Bars {
     /// The hive waits to retry: the live line says so (until bytes flow again).
     fn retrying(&mut self, state: String) {
         if self.files.is_empty() {
-            self.spinner().set_message(state.clone());
+            self.spinner().set_message(sanitize(&state).into_owned());
             self.retry = Some(state);
             return;
         }
@@ -108,7 +113,7 @@ impl Bars {
                 Some(retry) => format!("{retry} · ⏳ {elapsed_secs}s"),
                 None => line,
             };
-            self.spinner().set_message(line);
+            self.spinner().set_message(sanitize(&line).into_owned());
             return;
         }
         for file in self.files.values_mut().filter(|f| !f.bar.is_finished()) {
@@ -126,7 +131,7 @@ impl Bars {
         let entry = self.files.entry(file.to_owned()).or_insert_with(|| {
             let template = if total.is_some() { BAR } else { UNSIZED };
             let bar = ProgressBar::new(total.unwrap_or(0)).with_style(style(template)).with_position(bytes);
-            let bar = multi.add(bar.with_prefix(file.to_owned()));
+            let bar = multi.add(bar.with_prefix(sanitize(file).into_owned()));
             let resumed = format::resumed(resumed_from);
             FileBar { bar, rate: String::new(), eta: None, resumed, beat: None, retry: None }
         });

@@ -39,7 +39,7 @@ impl Plain {
                     None => Some(line),
                 }
             }
-            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } => None,
+            Event::Done { .. } | Event::Error { .. } | Event::Cancelled { .. } | Event::Data { .. } => None,
         }
     }
 }

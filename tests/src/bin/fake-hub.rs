@@ -25,6 +25,9 @@ struct Args {
     /// Bytes per second per CDN connection (0: unthrottled).
     #[arg(long, default_value_t = 8 << 20)]
     rate: u64,
+    /// Bytes per second over all CDN connections together, one shared link (0: unthrottled).
+    #[arg(long, default_value_t = 0)]
+    link_rate: u64,
     /// Repository id to serve.
     #[arg(long, default_value = "rbee-demo/tiny-model")]
     repo: String,
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         port: args.port,
         cdn_port: args.cdn_port,
         rate: args.rate,
+        link_rate: args.link_rate,
         token: args.token.clone(),
         cdn: args.cdn.clone(),
     };
@@ -94,7 +98,8 @@ fn main() -> ExitCode {
     }
     hub.add_repo(spec);
     println!("fake hub: HF_ENDPOINT={}", hub.endpoint());
-    eprintln!("fake hub: CDN {} at {} B/s; repo {} with {:?}", hub.cdn_url(), hub.rate(), args.repo, files);
+    let link = if args.link_rate > 0 { format!(", {} B/s over the link", args.link_rate) } else { String::new() };
+    eprintln!("fake hub: CDN {} at {} B/s{link}; repo {} with {:?}", hub.cdn_url(), hub.rate(), args.repo, files);
     loop {
         std::thread::park();
     }

@@ -282,13 +282,14 @@ async fn model_tree(req: &Req, repo: &str, rest: &str) -> tide::Result {
     Ok(Body::from_json(&body)?.into())
 }
 
-/// `POST /_config`: change rate and faults of a running hub process.
-/// `{"rate": 1048576, "faults": [{"file": "model.gguf", "fault": {"kind": "reset_after", "n": 4096},
+/// `POST /_config`: change rates and faults of a running hub process.
+/// `{"rate": 1048576, "link_rate": 4194304, "faults": [{"file": "model.gguf", "fault": {"kind": "reset_after", "n": 4096},
 /// "times": 1}], "resolve_fault": {"status": 503, "times": 2}, "clear_faults": true}`; every field optional.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigPatch {
     rate: Option<u64>,
+    link_rate: Option<u64>,
     #[serde(default)]
     clear_faults: bool,
     #[serde(default)]
@@ -325,6 +326,9 @@ async fn config(mut req: Req) -> tide::Result {
     let shared = req.state();
     if let Some(rate) = patch.rate {
         shared.rate.store(rate, Ordering::Relaxed);
+    }
+    if let Some(rate) = patch.link_rate {
+        shared.link_rate.store(rate, Ordering::Relaxed);
     }
     let mut faults = shared.faults();
     if patch.clear_faults {

@@ -106,9 +106,10 @@ impl AsyncRead for BodyReader {
             }
             let Some(n) = this.reserved else {
                 let limit = this.cut.map_or(this.end, |(at, _)| at.min(this.end));
-                let n = (Pacer::chunk_len(&this.shared.rate) as u64).min(limit - this.pos) as usize;
+                let n = (this.shared.chunk_len() as u64).min(limit - this.pos) as usize;
                 this.reserved = Some(n);
-                this.timer = this.pacer.reserve(&this.shared.rate, n).map(Timer::at);
+                let due = this.pacer.reserve(&this.shared.rate, n).max(this.shared.reserve_link(n));
+                this.timer = due.map(Timer::at);
                 continue;
             };
             let n = n.min(buf.len());

@@ -254,7 +254,7 @@ async fn send_body(
         }
         let trickle = matches!(cut, Some((at, Cut::Trickle)) if pos >= at);
         let limit = if trickle { end } else { cut.map_or(end, |(at, _)| at.min(end)) };
-        let mut n = (Pacer::chunk_len(&shared.rate) as u64).min(limit - pos) as usize;
+        let mut n = (shared.chunk_len() as u64).min(limit - pos) as usize;
         if trickle {
             n = 1;
             Timer::after(Duration::from_secs(1)).await;
@@ -262,7 +262,8 @@ async fn send_body(
         if pos < file.size {
             n = n.min(usize::try_from(file.size - pos).unwrap_or(usize::MAX));
         }
-        if let Some(due) = pacer.reserve(&shared.rate, n) {
+        let due = pacer.reserve(&shared.rate, n).max(shared.reserve_link(n));
+        if let Some(due) = due {
             Timer::at(due).await;
         }
         if pos < file.size {

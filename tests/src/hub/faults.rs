@@ -145,6 +145,19 @@ impl Pacer {
         self.sent += n as u64;
         due.filter(|d| *d > Instant::now())
     }
+
+    /// [`Pacer::reserve`] for a link that many connections share: time the link sat idle earns
+    /// no credit (a new transfer does not burst at the rate of all the quiet seconds before).
+    pub(crate) fn reserve_shared(&mut self, rate: &AtomicU64, n: usize) -> Option<Instant> {
+        let now = Instant::now();
+        let behind = self.rate > 0
+            && self.since + Duration::from_secs_f64(self.sent as f64 / self.rate as f64) + Duration::from_millis(50)
+                < now;
+        if behind {
+            *self = Self { rate: self.rate, since: now, sent: 0 };
+        }
+        self.reserve(rate, n)
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +172,21 @@ mod tests {
         let got: Vec<_> = (0..4).map(|_| t.take("m")).collect();
         assert_eq!(got, [Some(Fault::ResetAfter(5)), Some(Fault::ResetAfter(5)), Some(Fault::WrongBytes), None]);
         assert_eq!(t.take("other"), None);
+    }
+
+    #[test]
+    fn a_shared_link_paces_all_its_users_together() {
+        let rate = AtomicU64::new(1000);
+        let mut link = Pacer::new();
+        let start = Instant::now();
+        // Two connections take 100 bytes each in turn: the 10th chunk is due after 900 bytes.
+        let dues: Vec<_> = (0..10).map(|_| link.reserve_shared(&rate, 100)).collect();
+        let last = dues[9].expect("paced");
+        assert!(last >= start + Duration::from_millis(880), "{:?}", last - start);
+        // Idle time earns no burst credit.
+        let mut idle = Pacer { rate: 1000, since: start - Duration::from_secs(60), sent: 100 };
+        idle.reserve_shared(&rate, 100);
+        assert!(idle.reserve_shared(&rate, 100).is_some_and(|d| d > Instant::now()), "no burst after idling");
     }
 
     #[test]

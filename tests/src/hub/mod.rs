@@ -36,7 +36,7 @@ pub use faults::Fault;
 pub use stats::{CloseReason, Connection, HubRequest, Stats};
 
 use content::FileData;
-use faults::FaultTable;
+use faults::{FaultTable, Pacer};
 use repos::Repos;
 use stats::Recorder;
 
@@ -49,6 +49,9 @@ pub struct HubConfig {
     pub cdn_port: u16,
     /// Bytes/s per CDN connection (0: unthrottled).
     pub rate: u64,
+    /// Bytes/s over all CDN connections together, as one shared link (0: unthrottled): however
+    /// many parts a download opens, the link carries no more.
+    pub link_rate: u64,
     /// The token gated repos accept (`None`: any bearer token).
     pub token: Option<String>,
     /// Where resolves redirect LFS files to (`{cdn}/blobs/{org}/{name}/{sha256}`) instead of the
@@ -63,6 +66,9 @@ pub(crate) struct Shared {
     pub(crate) repos: RwLock<Repos>,
     pub(crate) faults: Mutex<FaultTable>,
     pub(crate) rate: AtomicU64,
+    pub(crate) link_rate: AtomicU64,
+    /// The one pacer every CDN connection reserves its bytes from, at `link_rate`.
+    pub(crate) link: Mutex<Pacer>,
     pub(crate) token: Option<String>,
     pub(crate) cdn_url: String,
     pub(crate) recorder: Recorder,
@@ -75,6 +81,17 @@ impl Shared {
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, FaultTable> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many bytes a connection sends next: ~20 ms worth at the tighter of the two rates.
+    pub(crate) fn chunk_len(&self) -> usize {
+        Pacer::chunk_len(&self.rate).min(Pacer::chunk_len(&self.link_rate))
+    }
+
+    /// When `n` bytes may go out over the shared link (`None`: now), accounted for.
+    pub(crate) fn reserve_link(&self, n: usize) -> Option<Instant> {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        link.reserve_shared(&self.link_rate, n)
     }
 }
 
@@ -123,6 +140,8 @@ impl FakeHub {
             repos: RwLock::default(),
             faults: Mutex::default(),
             rate: AtomicU64::new(config.rate),
+            link_rate: AtomicU64::new(config.link_rate),
+            link: Mutex::new(Pacer::new()),
             token: config.token,
             cdn_url: config.cdn.clone().unwrap_or(format!("http://{}", cdn.local_addr()?)),
             recorder: Recorder::new(),
@@ -202,6 +221,11 @@ impl FakeHub {
     /// Bytes/s per CDN connection (0: unthrottled); applies to running connections too.
     pub fn set_rate(&self, bytes_per_sec: u64) {
         self.shared.rate.store(bytes_per_sec, Ordering::Relaxed);
+    }
+
+    /// Bytes/s over all CDN connections together (0: unthrottled); applies to running ones too.
+    pub fn set_link_rate(&self, bytes_per_sec: u64) {
+        self.shared.link_rate.store(bytes_per_sec, Ordering::Relaxed);
     }
 
     /// The current rate.

@@ -29,13 +29,17 @@ impl Args {
 
 /// `🐝 hive at URL: ok (version 0.1.0, pid 42, 1 running jobs, 3 live tasks)`.
 pub(crate) fn line(base: &str, h: &Health) -> String {
+    let status = rbee_protocol::text::sanitize(&h.status);
     if h.version.is_empty() {
-        return format!("🐝 hive at {base}: {} (it answers as rbee's hive does, without details)", h.status);
+        return format!("🐝 hive at {base}: {status} (it answers as rbee's hive does, without details)");
     }
     let pid = h.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
     format!(
         "🐝 hive at {base}: {} (version {}, pid {pid}, {} running jobs, {} live tasks)",
-        h.status, h.version, h.running_jobs, h.live_tasks
+        status,
+        rbee_protocol::text::sanitize(&h.version),
+        h.running_jobs,
+        h.live_tasks
     )
 }
 

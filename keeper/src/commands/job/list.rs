@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Result;
+use rbee_protocol::text::sanitize;
 use rbee_protocol::JobInfo;
 
 use super::Ctx;
@@ -31,11 +32,13 @@ pub(crate) fn table(jobs: &[JobInfo]) -> String {
     if jobs.is_empty() {
         return "no jobs\n".to_owned();
     }
-    let width = jobs.iter().map(|j| j.job_id.len()).max().unwrap_or(0).max(3);
+    let ids: Vec<_> = jobs.iter().map(|j| sanitize(&j.job_id)).collect();
+    let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(0).max(3);
     let mut out = format!("{:<width$}  {:<9}  {:>6}  {:>6}  OPERATION\n", "JOB", "STATUS", "AGE", "EVENTS");
-    for j in jobs {
+    for (j, id) in jobs.iter().zip(ids) {
         let age = format!("{}s", j.age_secs);
-        let row = format!("{:<width$}  {:<9}  {age:>6}  {:>6}  {}", j.job_id, j.status.as_str(), j.events, j.operation);
+        let (status, op) = (j.status.as_str(), sanitize(&j.operation));
+        let row = format!("{id:<width$}  {status:<9}  {age:>6}  {:>6}  {op}", j.events);
         writeln!(out, "{}", row.trim_end()).ok();
     }
     out
@@ -56,11 +59,13 @@ mod tests {
             age_secs: 3,
             error: None,
         };
-        let text = table(&[job]);
+        let text = table(std::slice::from_ref(&job));
         assert_eq!(
             text,
             "JOB    STATUS        AGE  EVENTS  OPERATION\njob-1  running        3s      12  download org/m/f@main\n"
         );
         assert_eq!(table(&[]), "no jobs\n");
+        let evil = JobInfo { job_id: "j\u{202e}".into(), operation: "op\u{1b}]52;c;eA==\u{7}".into(), ..job };
+        assert!(table(&[evil]).ends_with("j\\u{202e}  running        3s      12  op\\u{1b}]52;c;eA==\\u{7}\n"));
     }
 }

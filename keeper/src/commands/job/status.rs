@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Result;
+use rbee_protocol::text::sanitize;
 use rbee_protocol::JobInfo;
 
 use super::Ctx;
@@ -31,14 +32,14 @@ impl Args {
 pub(crate) fn line(info: &JobInfo) -> String {
     let mut text = format!(
         "{} {}: {} ({} events, {}s)",
-        info.job_id,
+        sanitize(&info.job_id),
         info.status.as_str(),
-        info.operation,
+        sanitize(&info.operation),
         info.events,
         info.age_secs
     );
     if let Some(error) = &info.error {
-        write!(text, "\n  error: {error}").expect("writing to a String cannot fail");
+        write!(text, "\n  error: {}", sanitize(error)).expect("writing to a String cannot fail");
     }
     text
 }

@@ -2,11 +2,13 @@
 //! [--dry-run] [--max-rate RATE] [--connections N]`; MODEL may be a pasted hub URL.
 
 use anyhow::Result;
-use rbee_protocol::{ModelDownload, Operation};
+use rbee_protocol::{ModelDownload, ModelList, Operation};
 
 use super::super::watch::{submit, Show};
 use super::{checked, Ctx, ModelArg};
 use crate::exit::{Exit, UsageError};
+use crate::follow::follow;
+use crate::render::{Mode, Renderer};
 
 /// Download a model into the hive's cache and print its local path. Without a file, the hive
 /// picks one GGUF (Q4_K_M first, as rbee does); `--all` downloads every file instead.
@@ -40,6 +42,19 @@ pub(crate) struct Args {
     /// HF_HUB_OFFLINE=1)
     #[arg(long, env = "HF_HUB_OFFLINE", action = clap::ArgAction::SetTrue, value_parser = crate::settings::truthy)]
     offline: bool,
+}
+
+/// Where rbee's own hive put `model` (its stream ends in a bare `[DONE]`): the `path` of the
+/// model with that id in a `model_list` job's result; `None` when the hive does not say.
+pub(crate) async fn path_on_rbee_hive(ctx: &Ctx, model: &str) -> Option<String> {
+    let op = Operation::ModelList(ModelList { hive_id: ctx.hive_id.clone() });
+    let created = ctx.client.create_job(&op).await.ok()?;
+    let mut renderer = Renderer::new(Mode::Quiet, &created.job_id);
+    follow(&ctx.client, &created.job_id, &created.sse_url, &mut renderer).await.ok()?;
+    let data = renderer.take_data();
+    let models = data.iter().filter(|(a, _)| a == "model_list").filter_map(|(_, p)| p.get("models")?.as_array());
+    let found = models.flatten().find(|m| m.get("id").and_then(serde_json::Value::as_str) == Some(model))?;
+    found.get("path")?.as_str().map(str::to_owned)
 }
 
 impl Args {

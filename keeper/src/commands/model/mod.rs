@@ -3,9 +3,9 @@
 //! `model_delete`), so they work against rbee's own hive too.
 
 mod delete;
-mod download;
+pub(crate) mod download;
 mod get;
-mod list;
+pub(crate) mod list;
 mod verify;
 
 use anyhow::Result;
