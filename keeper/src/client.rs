@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use futures_lite::future;
+pub(crate) use rbee_protocol::Health;
 use rbee_protocol::{routes, ApiError, JobCreated, JobInfo, JobStatus, Operation, HEALTH_OK};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
@@ -36,29 +36,6 @@ pub(crate) struct HiveError {
 #[derive(Debug, thiserror::Error)]
 #[error("no job {0}")]
 pub(crate) struct NoSuchJob(pub(crate) String);
-
-/// `GET /health`: this hive's JSON details, or only `ok` from a hive that answers as rbee's does.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Health {
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) version: String,
-    #[serde(default)]
-    pub(crate) pid: Option<u32>,
-    #[serde(default)]
-    pub(crate) running_jobs: u64,
-    #[serde(default)]
-    pub(crate) live_tasks: u64,
-    /// The HF cache the hive writes to (this hive only; rbee's says nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) cache_dir: Option<String>,
-    /// The hub it downloads from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) endpoint: Option<String>,
-    /// Whether it has an `HF_TOKEN` (never the token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) token_set: Option<bool>,
-}
 
 /// What `DELETE /v1/jobs/{id}` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
