@@ -71,12 +71,26 @@ pub(crate) struct HiveClient {
 
 impl HiveClient {
     pub(crate) fn new(base: &str, token: Option<String>) -> Result<Self> {
+        Self::build(base, token, None)
+    }
+
+    /// The hive at `base` on the far side of `socket`, the local end of an SSH tunnel: requests
+    /// name `base` (the hive checks `Host`), bytes go through the socket.
+    pub(crate) fn through(base: &str, socket: &std::path::Path) -> Result<Self> {
+        Self::build(base, None, Some(socket))
+    }
+
+    fn build(base: &str, token: Option<String>, socket: Option<&std::path::Path>) -> Result<Self> {
         let base = normalize_base(base).map_err(|e| UsageError(format!("{e:#}")))?;
         surf::Url::parse(&base).map_err(|e| UsageError(format!("invalid hive URL `{base}`: {e}")))?;
         // surf's own config can only set an overall timeout, which would cut a long stream; curl's
         // connect timeout (which covers the TLS handshake) comes from isahc's builder.
         use isahc::config::Configurable;
-        let curl = isahc::HttpClient::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay().build();
+        let mut curl = isahc::HttpClient::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay();
+        if let Some(socket) = socket {
+            curl = curl.dial(isahc::config::Dialer::unix_socket(socket));
+        }
+        let curl = curl.build();
         let curl = curl.map_err(|e| anyhow!("creating the HTTP client: {e}"))?;
         let http = surf::Client::with_http_client(http_client::isahc::IsahcClient::from_client(curl));
         Ok(Self { base, token: token.filter(|t| !t.is_empty()), http, local: false })
@@ -86,6 +100,11 @@ impl HiveClient {
     pub(crate) fn local(mut self) -> Self {
         self.local = true;
         self
+    }
+
+    /// Whether this is the local hive (`--local-addr`).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local
     }
 
     /// The same credentials, another hive.

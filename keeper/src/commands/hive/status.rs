@@ -16,6 +16,9 @@ pub(crate) struct Args {}
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
+        if let Some(remote) = &ctx.remote {
+            return super::remote::status(ctx, remote).await;
+        }
         let health = timeout(Duration::from_secs(5), ctx.client.health()).await?;
         if ctx.json() {
             return print_json(&health);
