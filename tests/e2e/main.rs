@@ -32,6 +32,7 @@ mod repo;
 mod resume;
 mod retention;
 mod retry;
+mod ssh;
 mod stream;
 mod tls;
 mod tty;

@@ -36,7 +36,8 @@ impl Ctx {
             HiveTarget::Local => (HiveClient::new(&global.local_addr, global.token.clone())?.local(), None, None),
             HiveTarget::Remote { base } => (HiveClient::new(&base, global.token.clone())?, None, None),
             HiveTarget::Ssh { alias, port } => {
-                let ssh = ssh::Ssh::new(&global.ssh_command, &ssh::state_dir()).map_err(|e| UsageError(format!("{e:#}")))?;
+                let ssh =
+                    ssh::Ssh::new(&global.ssh_command, &ssh::state_dir()).map_err(|e| UsageError(format!("{e:#}")))?;
                 let remote = ssh::connect(&ssh, &alias, port).await?;
                 let client = HiveClient::through(&format!("127.0.0.1:{port}"), &remote.socket)?;
                 (client, Some(remote), Some(alias))

@@ -28,11 +28,14 @@ impl SshError {
         let said = last_line(&ran.stderr);
         if said.contains("Permission denied") {
             let message = format!("ssh refused {} while {doing}: {said}", host.at());
-            return Self::new(message, &[format!(
-                "check that your public key is in {}'s ~/.ssh/authorized_keys on {} and that your agent holds \
+            return Self::new(
+                message,
+                &[format!(
+                    "check that your public key is in {}'s ~/.ssh/authorized_keys on {} and that your agent holds \
                  it (`ssh-add -l`), or name the key with IdentityFile in ~/.ssh/config",
-                host.user, host.hostname
-            )]);
+                    host.user, host.hostname
+                )],
+            );
         }
         if said.contains("Host key verification failed") || said.contains("REMOTE HOST IDENTIFICATION") {
             let message = format!("ssh does not trust the host key of {} while {doing}: {said}", host.at());

@@ -18,7 +18,8 @@ const NO_BINARY: i32 = 97;
 /// The environment a remote hive gets from the keeper's, when set.
 pub(crate) const PASSED_ENV: [&str; 3] = ["HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"];
 
-const PROBE: &str = r#"uname -sm; b="$HOME/.local/bin/rbee-hive"; if [ -x "$b" ]; then "$b" --version; else echo none; fi"#;
+const PROBE: &str =
+    r#"uname -sm; b="$HOME/.local/bin/rbee-hive"; if [ -x "$b" ]; then "$b" --version; else echo none; fi"#;
 
 const UPLOAD: &str = r#"set -e; d="$HOME/.local/bin"; mkdir -p "$d"; t="$d/.rbee-hive.$$"
 trap 'rm -f "$t"' EXIT; cat > "$t"; chmod 755 "$t"; mv -f "$t" "$d/rbee-hive""#;
@@ -104,7 +105,8 @@ impl Remote {
     /// Start the hive detached on the remote's `127.0.0.1:<port>` with `env` (`NAME=value`); its pid.
     pub(crate) async fn start(&self, env: Vec<String>) -> Result<u32> {
         let script = START.replace("$PORT", &self.port.to_string());
-        let stdin = env.join("\n").into_bytes();
+        // `read` drops a last line without its newline: every line gets one.
+        let stdin = env.iter().map(|line| format!("{line}\n")).collect::<String>().into_bytes();
         let ran = self.unblocked(move |r| r.sh_ok("starting the hive", &script, stdin)).await?;
         ran.stdout.trim().parse().context("reading the started hive's pid")
     }

@@ -33,7 +33,8 @@ pub(super) fn resolve(ssh: &Ssh, alias: &str) -> Result<Host> {
     cmd.arg("-G").arg(alias);
     let ran = run(&mut cmd, Vec::new(), Duration::from_secs(10))?;
     let failed = |why: String| {
-        let message = format!("`{} -G {alias}` could not read the ssh configuration for `{alias}`: {why}", ssh.program());
+        let message =
+            format!("`{} -G {alias}` could not read the ssh configuration for `{alias}`: {why}", ssh.program());
         SshError::new(message, &["check ~/.ssh/config (and RBEE_SSH_COMMAND)".to_owned()])
     };
     let Some(ran) = ran.filter(|r| r.ok()) else {

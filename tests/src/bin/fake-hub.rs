@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         rate: args.rate,
         token: args.token.clone(),
         cdn: args.cdn.clone(),
+        bind: None,
     };
     let hub = match FakeHub::try_start(config) {
         Ok(hub) => hub,

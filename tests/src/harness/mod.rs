@@ -18,6 +18,7 @@ pub mod peer;
 pub mod process;
 pub mod proxy;
 pub mod pty;
+pub mod remote;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -40,7 +40,11 @@ impl Args {
         let same = probe.version.as_deref() == Some(ours.as_str());
         if same && !self.force {
             ctx.note(&format!("🐝 {ours} is already installed on {alias} ({BINARY}); --force copies it anyway"));
-            return if ctx.json() { print_json(&json!({ "host": alias, "version": ours, "copied": false })) } else { Ok(Exit::Ok) };
+            return if ctx.json() {
+                print_json(&json!({ "host": alias, "version": ours, "copied": false }))
+            } else {
+                Ok(Exit::Ok)
+            };
         }
         remote.upload(&binary).await?;
         let now = remote.probe().await?.version;
