@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_late_child_is_killed() {
-        let ran = run(&mut Command::new("sleep").arg("5"), Vec::new(), Duration::from_millis(200)).unwrap();
+        let ran = run(Command::new("sleep").arg("5"), Vec::new(), Duration::from_millis(200)).unwrap();
         assert!(ran.is_none());
         let ran = run(&mut Command::new("cat"), b"hi".to_vec(), Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!((ran.ok(), ran.stdout.as_str()), (true, "hi"));

@@ -17,6 +17,7 @@ mod mirror;
 mod proc;
 mod resume;
 mod scale;
+mod ssh;
 mod table;
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ enum Section {
     Cdn,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
+    /// Ctrl+C → remote upstream connection closed, through an SSH tunnel (root, sshd, iproute2)
+    Ssh,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
     Mirror,
 }
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
         Section::Mirror => mirror::run(&ctx),
+        Section::Ssh => ssh::run(&ctx),
     };
     match out {
         Ok(md) => {
