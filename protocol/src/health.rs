@@ -15,13 +15,13 @@ pub struct Health {
     /// The hive's process id.
     #[serde(default)]
     pub pid: Option<u32>,
-    /// Jobs queued or running.
+    /// Jobs not yet ended.
     #[serde(default)]
     pub running_jobs: u64,
-    /// Job tasks alive (a cancelled job's task is gone).
+    /// Live tasks (jobs and heartbeats; a cancelled job's are gone).
     #[serde(default)]
     pub live_tasks: u64,
-    /// Jobs in the table, finished ones included.
+    /// Jobs in the table (running and retained).
     #[serde(default)]
     pub jobs: u64,
     /// The HF cache the hive writes to (this hive only; rbee's says nothing).

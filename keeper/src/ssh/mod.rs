@@ -46,6 +46,17 @@ pub(crate) struct Remote {
     pub(crate) socket: PathBuf,
 }
 
+impl Remote {
+    /// What `--hive` takes to come back here: the alias, with the port when not the default.
+    pub(crate) fn flag(&self) -> String {
+        if self.port == rbee_protocol::DEFAULT_HIVE_PORT {
+            self.host.alias.clone()
+        } else {
+            format!("ssh://{}:{}", self.host.alias, self.port)
+        }
+    }
+}
+
 impl Ssh {
     /// `command_line` as `RBEE_SSH_COMMAND` gives it; control sockets under `state`.
     pub(crate) fn new(command_line: &str, state: &Path) -> Result<Self> {

@@ -80,7 +80,10 @@ fn main() -> ExitCode {
     let hub = match FakeHub::try_start(config) {
         Ok(hub) => hub,
         Err(e) => {
-            eprintln!("fake-hub: error: cannot bind {}: {e}", args.bind.map_or("127.0.0.1".into(), |ip| ip.to_string()));
+            eprintln!(
+                "fake-hub: error: cannot bind {}: {e}",
+                args.bind.map_or("127.0.0.1".into(), |ip| ip.to_string())
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -27,6 +27,10 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         if let Some(remote) = &ctx.remote {
+            if self.foreground || self.addr.is_some() {
+                let message = "--foreground and --addr are for a local hive; with --host, use --port";
+                return Err(crate::exit::UsageError(message.into()).into());
+            }
             return super::remote::start(ctx, remote, self.port).await;
         }
         let client = match &self.addr {

@@ -71,10 +71,17 @@ fn trial(ctx: &Ctx, host: &SshHost, hub: &FakeHub, killer: &mut Killer) -> Resul
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    let started = |s: &rbee_tests::hub::Stats| s.connections.iter().skip(n).any(|c| c.bytes_sent >= MID_BODY);
-    if !hub.wait_until(Duration::from_secs(30), started) {
+    // The keeper announces its job once its Ctrl+C handler is in place; a connection the hub
+    // records late from the previous trial is closed by then.
+    let lines = lines_of(keeper.stderr.take().context("stderr")?);
+    let announced = lines.recv_timeout(Duration::from_secs(30)).ok().filter(|l| l.starts_with("📋 job"));
+    let live = |s: &rbee_tests::hub::Stats| {
+        s.connections.iter().skip(n).any(|c| c.closed_at.is_none() && c.bytes_sent >= MID_BODY)
+    };
+    if announced.is_none() || !hub.wait_until(Duration::from_secs(30), live) {
         let _ = keeper.kill();
-        bail!("no upstream connection through the remote hive: {:?}", keeper.wait_with_output().map(|o| o.stderr));
+        let _ = keeper.wait();
+        bail!("no upstream connection through the remote hive: {:?}", lines.try_iter().collect::<Vec<_>>());
     }
     std::thread::sleep(Duration::from_micros(jitter() % 20_000));
     let open: Vec<u64> =
@@ -83,14 +90,25 @@ fn trial(ctx: &Ctx, host: &SshHost, hub: &FakeHub, killer: &mut Killer) -> Resul
     killer.sigint(keeper.id())?;
     let status = keeper.wait()?;
     let exited = t0.elapsed();
+    if status.code() != Some(130) {
+        bail!("the keeper exited with {status}, not 130; it said: {:?}", lines.try_iter().collect::<Vec<_>>());
+    }
     let mut last = t0;
     for id in &open {
         last = last.max(hub.wait_closed(*id, Duration::from_secs(10)).context("an upstream connection never closed")?);
     }
-    if status.code() != Some(130) {
-        bail!("the keeper exited with {status}, not 130");
-    }
     Ok((ms(last.saturating_duration_since(t0)), ms(exited)))
+}
+
+/// `pipe`'s lines, as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
 
 fn report(closed: &[f64], exited: &[f64]) -> String {
