@@ -67,6 +67,8 @@ fn ssh_hive_lifecycle_and_a_download_into_the_remote_cache() {
 
     let stdout = ok(&rbee(&host, &hub, &["hive", "start", "--host", ALIAS]).run(), &host);
     assert!(stdout.contains("started hive on gpu"), "{stdout}");
+    let masters = host.masters();
+    assert_eq!(masters.len(), 1, "one ssh master for the alias: {masters:?}");
     let pids = host.hive_pids();
     assert_eq!(pids.len(), 1, "one rbee-hive of {}: {pids:?}", host.user());
     let leaked: Vec<_> = SshHost::all_cmdlines().into_iter().filter(|c| c.contains(TOKEN)).collect();
@@ -89,6 +91,7 @@ fn ssh_hive_lifecycle_and_a_download_into_the_remote_cache() {
     assert!(snapshot.exists(), "published at {}", snapshot.display());
     let listed = ok(&rbee(&host, &hub, &["model", "list", "--hive", ALIAS]).run(), &host);
     assert!(listed.contains(REPO), "{listed}");
+    assert_eq!(host.masters(), masters, "every command reused the same master");
     let bearer = format!("Bearer {TOKEN}");
     let hub_saw_token = hub.stats().requests.iter().any(|r| r.header("authorization") == Some(bearer.as_str()));
     assert!(hub_saw_token, "the remote hive got HF_TOKEN through stdin");

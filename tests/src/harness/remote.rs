@@ -138,6 +138,18 @@ impl SshHost {
             .env("SSH_AUTH_SOCK", "")
     }
 
+    /// The keeper's ssh masters (`ssh -O check` on each control socket in its state dir): one
+    /// `Master running (pid=N)` line each.
+    pub fn masters(&self) -> Vec<String> {
+        let dir = self.keeper_home().join(".local/state/rbee/ssh");
+        let controls = fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+        let cfg = self.path("ssh_config").display().to_string();
+        let check =
+            |p: PathBuf| Command::new("ssh").args(["-F", &cfg, "-S"]).arg(p).args(["-O", "check", ALIAS]).output();
+        let outs = controls.filter(|p| p.extension().is_none()).filter_map(|p| check(p).ok());
+        outs.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned()).filter(|l| l.contains("pid=")).collect()
+    }
+
     /// Pids of the remote user's `rbee-hive` processes.
     pub fn hive_pids(&self) -> Vec<u32> {
         let out = Command::new("pgrep").args(["-u", &self.user(), "-x", "rbee-hive"]).output().expect("pgrep");
