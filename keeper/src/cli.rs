@@ -57,7 +57,7 @@ pub(crate) enum Command {
     /// List, inspect, cancel and attach to hive jobs
     #[command(subcommand)]
     Job(JobCommand),
-    /// Start, stop and check the hive daemon
+    /// Start, stop and check the hive daemon, here or on another machine over SSH (`--host`)
     #[command(subcommand)]
     Hive(HiveCommand),
 }
