@@ -18,10 +18,23 @@ pub(crate) struct Cli {
 /// Flags every subcommand accepts.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Hive to talk to, as rbee takes it: an alias (`localhost` = the local hive at --local-addr,
-    /// started on demand; another name = http://<name>:7835), host:port, or a URL
-    #[arg(long, global = true, env = "RBEE_HIVE_URL", value_name = "HIVE", default_value = "localhost")]
+    /// Hive to talk to: `localhost` (the local hive at --local-addr, started on demand), an SSH
+    /// alias (a bare name, or ssh://alias[:port]: the hive on that machine's loopback, through an
+    /// ssh tunnel), host:port, or a URL (plain HTTP)
+    #[arg(
+        long,
+        short = 'a',
+        visible_alias = "host",
+        global = true,
+        env = "RBEE_HIVE_URL",
+        value_name = "HIVE",
+        default_value = "localhost"
+    )]
     pub(crate) hive: String,
+    /// The ssh command (and its options) that reaches hives on other machines, split like git's
+    /// GIT_SSH_COMMAND; rbee always adds `-o BatchMode=yes`
+    #[arg(long, global = true, env = "RBEE_SSH_COMMAND", value_name = "COMMAND", default_value = "ssh")]
+    pub(crate) ssh_command: String,
     /// Address of the local hive, used (and started on demand) when no --hive is given
     #[arg(long, global = true, env = "RBEE_HIVE_ADDR", value_name = "HOST:PORT", default_value = DEFAULT_ADDR)]
     pub(crate) local_addr: String,
@@ -47,7 +60,7 @@ pub(crate) enum Command {
     /// List, inspect, cancel and attach to hive jobs
     #[command(subcommand)]
     Job(JobCommand),
-    /// Start, stop and check the hive daemon
+    /// Start, stop and check the hive daemon, here or on another machine over SSH (`--host`)
     #[command(subcommand)]
     Hive(HiveCommand),
 }

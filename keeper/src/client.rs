@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use futures_lite::future;
+pub(crate) use rbee_protocol::Health;
 use rbee_protocol::{routes, ApiError, JobCreated, JobInfo, JobStatus, Operation, HEALTH_OK};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use surf::http::Method;
 use surf::{RequestBuilder, Response};
 
@@ -25,29 +25,6 @@ pub(crate) use urls::{addr_of, hive_target, job_stream, normalize_base, HiveTarg
 
 use crate::error::UsageError;
 pub(crate) use crate::error::{status_of, HiveError, NoSuchJob};
-
-/// `GET /health`: this hive's JSON details, or only `ok` from a hive that answers as rbee's does.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Health {
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) version: String,
-    #[serde(default)]
-    pub(crate) pid: Option<u32>,
-    #[serde(default)]
-    pub(crate) running_jobs: u64,
-    #[serde(default)]
-    pub(crate) live_tasks: u64,
-    /// The HF cache the hive writes to (this hive only; rbee's says nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) cache_dir: Option<String>,
-    /// The hub it downloads from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) endpoint: Option<String>,
-    /// Whether it has an `HF_TOKEN` (never the token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) token_set: Option<bool>,
-}
 
 /// What `DELETE /v1/jobs/{id}` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +60,26 @@ pub(crate) struct HiveClient {
 
 impl HiveClient {
     pub(crate) fn new(base: &str, token: Option<String>) -> Result<Self> {
+        Self::build(base, token, None)
+    }
+
+    /// The hive at `base` on the far side of `socket`, the local end of an SSH tunnel: requests
+    /// name `base` (the hive checks `Host`), bytes go through the socket.
+    pub(crate) fn through(base: &str, socket: &std::path::Path) -> Result<Self> {
+        Self::build(base, None, Some(socket))
+    }
+
+    fn build(base: &str, token: Option<String>, socket: Option<&std::path::Path>) -> Result<Self> {
         let base = normalize_base(base).map_err(|e| UsageError(format!("{e:#}")))?;
         surf::Url::parse(&base).map_err(|e| UsageError(format!("invalid hive URL `{base}`: {e}")))?;
         // surf's own config can only set an overall timeout, which would cut a long stream; curl's
         // connect timeout (which covers the TLS handshake) comes from isahc's builder.
         use isahc::config::Configurable;
-        let curl = isahc::HttpClient::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay().build();
+        let mut curl = isahc::HttpClient::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay();
+        if let Some(socket) = socket {
+            curl = curl.dial(isahc::config::Dialer::unix_socket(socket));
+        }
+        let curl = curl.build();
         let curl = curl.map_err(|e| anyhow!("creating the HTTP client: {e}"))?;
         let http = surf::Client::with_http_client(http_client::isahc::IsahcClient::from_client(curl));
         Ok(Self { base, token: token.filter(|t| !t.is_empty()), http, local: false })
@@ -98,6 +89,11 @@ impl HiveClient {
     pub(crate) fn local(mut self) -> Self {
         self.local = true;
         self
+    }
+
+    /// Whether this is the local hive (`--local-addr`).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local
     }
 
     /// The same credentials, another hive.

@@ -50,7 +50,11 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
         return Exit::PipeClosed;
     }
     let setup = |c: &(dyn std::error::Error + 'static)| {
-        c.is::<Unreachable>() || c.is::<UsageError>() || c.is::<NotAHive>() || c.is::<StartFailed>()
+        c.is::<Unreachable>()
+            || c.is::<UsageError>()
+            || c.is::<NotAHive>()
+            || c.is::<StartFailed>()
+            || c.is::<crate::ssh::SshError>()
     };
     let usage = err.chain().any(setup) || matches!(status_of(err), Some(401 | 403));
     if usage {
@@ -88,6 +92,10 @@ pub(crate) fn report(err: &anyhow::Error) {
     crate::render::warn(&format!("rbee: error: {err:#}"));
     if let Some(hint) = hint(err) {
         crate::render::warn(&format!("rbee: hint: {hint}"));
+    }
+    let ssh = err.chain().find_map(|c| c.downcast_ref::<crate::ssh::SshError>());
+    for line in ssh.iter().flat_map(|e| &e.advice) {
+        crate::render::warn(&format!("rbee: hint: {}", rbee_protocol::escape(line)));
     }
 }
 

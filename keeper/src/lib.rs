@@ -32,6 +32,7 @@ mod hive_spawn;
 mod render;
 mod settings;
 mod signals;
+mod ssh;
 
 use std::process::ExitCode;
 

@@ -20,7 +20,7 @@
 //!    (`done`, `error` or `cancelled`); nothing is ever emitted after it.
 //! 3. `DELETE /v1/jobs/{id}` cancels: `200 {"job_id":…,"status":"cancelled"}` once the job's task
 //!    is dropped, `404` for an unknown id, `409` (with the final [`JobStatus`]) when it had ended.
-//! 4. `GET /health` → `200 ok` (text), or JSON details when asked for `application/json`.
+//! 4. `GET /health` → `200 ok` (text), or JSON details ([`Health`]) when asked for `application/json`.
 //!
 //! ```
 //! use rbee_protocol::{Event, sse};
@@ -35,6 +35,7 @@
 
 mod error;
 mod event;
+mod health;
 pub mod hf;
 mod job;
 mod model_ref;
@@ -46,6 +47,7 @@ pub mod validate;
 
 pub use error::ErrorCode;
 pub use event::{Event, SHUTTING_DOWN};
+pub use health::Health;
 pub use job::{ApiError, CachedFile, CachedRepo, JobCreated, JobId, JobInfo, JobStatus, ModelListing, RemoveReport};
 pub use operation::{
     pick_gguf, InvalidOperation, ModelDelete, ModelDownload, ModelGet, ModelList, ModelRef, ModelVerify, Operation,

@@ -46,6 +46,7 @@ mod retention;
 mod retry;
 mod sanitize;
 mod shutdown;
+mod ssh;
 mod state_files;
 mod stream;
 mod strict_http;

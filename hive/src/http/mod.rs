@@ -53,23 +53,19 @@ async fn health(req: Request<State>) -> tide::Result {
         res.set_content_type("text/plain; charset=utf-8");
         return Ok(res);
     }
-    json(
-        StatusCode::Ok,
-        &serde_json::json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "running_jobs": hive.registry.running(),
-            "live_tasks": hive.registry.live_tasks(),
-            "jobs": hive.registry.count(),
-            "cache_dir": std::path::absolute(hive.downloader.cache())
-                .unwrap_or_else(|_| hive.downloader.cache().to_owned())
-                .display()
-                .to_string(),
-            "endpoint": hive.downloader.endpoint().as_str(),
-            "token_set": hive.downloader.has_token(),
-        }),
-    )
+    let cache = hive.downloader.cache();
+    let health = rbee_protocol::Health {
+        status: HEALTH_OK.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: Some(std::process::id()),
+        running_jobs: hive.registry.running() as u64,
+        live_tasks: hive.registry.live_tasks() as u64,
+        jobs: hive.registry.count() as u64,
+        cache_dir: Some(std::path::absolute(cache).unwrap_or_else(|_| cache.to_owned()).display().to_string()),
+        endpoint: Some(hive.downloader.endpoint().as_str().to_owned()),
+        token_set: Some(hive.downloader.has_token()),
+    };
+    json(StatusCode::Ok, &health)
 }
 
 async fn shutdown(req: Request<State>) -> tide::Result {

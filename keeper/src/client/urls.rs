@@ -25,22 +25,38 @@ pub(crate) fn normalize_base(url: &str) -> Result<String> {
 pub(crate) enum HiveTarget {
     /// The local hive (alias `localhost`): at `--local-addr`, started on demand.
     Local,
-    /// A hive at this URL; `alias` is the name the user gave when it was not a URL.
-    Remote { base: String, alias: Option<String> },
+    /// A hive at this URL, reached by plain HTTP.
+    Remote { base: String },
+    /// A hive on another machine, reached through an SSH tunnel to its loopback `port`.
+    Ssh { alias: String, port: u16 },
 }
 
-/// What rbee's `--hive` takes: an alias (`localhost` = the local hive, another name =
-/// `http://<name>:7835`), a `host:port`, or a URL.
+/// What `--hive` takes: `localhost` (the local hive); a URL or `host:port` (plain HTTP); an SSH
+/// alias, as `ssh://alias[:port]` or a bare word (no scheme, no `:`, no `/`), resolved by
+/// `ssh -G`; the hive's port there defaults to 7835.
 pub(crate) fn hive_target(hive: &str) -> Result<HiveTarget> {
     let hive = hive.trim();
     if hive.is_empty() || hive == rbee_protocol::DEFAULT_HIVE_ID {
         return Ok(HiveTarget::Local);
     }
-    if hive.contains("://") || hive.contains(':') || hive.contains('/') {
-        return Ok(HiveTarget::Remote { base: normalize_base(hive)?, alias: None });
+    if let Some(rest) = hive.strip_prefix("ssh://") {
+        let (alias, port) = rest.trim_end_matches('/').split_once(':').unwrap_or((rest.trim_end_matches('/'), ""));
+        let port = if port.is_empty() { Ok(rbee_protocol::DEFAULT_HIVE_PORT) } else { port.parse() };
+        let Ok(port) = port else { bail!("`{hive}`: the port after the alias must be a number") };
+        return ssh_alias(alias, port);
     }
-    let base = normalize_base(&format!("{hive}:{}", rbee_protocol::DEFAULT_HIVE_PORT))?;
-    Ok(HiveTarget::Remote { base, alias: Some(hive.to_owned()) })
+    if hive.contains("://") || hive.contains(':') || hive.contains('/') {
+        return Ok(HiveTarget::Remote { base: normalize_base(hive)? });
+    }
+    ssh_alias(hive, rbee_protocol::DEFAULT_HIVE_PORT)
+}
+
+fn ssh_alias(alias: &str, port: u16) -> Result<HiveTarget> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
+    if alias.is_empty() || alias.starts_with('-') || !alias.chars().all(fine) {
+        bail!("`{alias}` is no SSH alias (letters, digits, `.`, `-`, `_`, `@`; not starting with `-`)");
+    }
+    Ok(HiveTarget::Ssh { alias: alias.to_owned(), port })
 }
 
 /// `host:port` of a base URL (`http://127.0.0.1:7835` → `127.0.0.1:7835`).
@@ -98,13 +114,15 @@ mod tests {
     #[test]
     fn hive_aliases_are_rbees() {
         assert_eq!(hive_target("localhost").unwrap(), HiveTarget::Local);
-        let remote = |base: &str, alias: Option<&str>| HiveTarget::Remote {
-            base: base.to_owned(),
-            alias: alias.map(str::to_owned),
-        };
-        assert_eq!(hive_target("gpu1").unwrap(), remote("http://gpu1:7835", Some("gpu1")));
-        assert_eq!(hive_target("10.0.0.2:9000").unwrap(), remote("http://10.0.0.2:9000", None));
-        assert_eq!(hive_target("https://h/x/").unwrap(), remote("https://h/x", None));
+        let remote = |base: &str| HiveTarget::Remote { base: base.to_owned() };
+        let ssh = |alias: &str, port| HiveTarget::Ssh { alias: alias.to_owned(), port };
+        assert_eq!(hive_target("gpu1").unwrap(), ssh("gpu1", 7835));
+        assert_eq!(hive_target("ssh://gpu1:9000").unwrap(), ssh("gpu1", 9000));
+        assert_eq!(hive_target("ssh://me@gpu1").unwrap(), ssh("me@gpu1", 7835));
+        assert!(hive_target("-oProxyCommand=x").is_err(), "no option injection");
+        assert!(hive_target("ssh://gpu1:x").is_err());
+        assert_eq!(hive_target("10.0.0.2:9000").unwrap(), remote("http://10.0.0.2:9000"));
+        assert_eq!(hive_target("https://h/x/").unwrap(), remote("https://h/x"));
         assert!(hive_target("ftp://x").is_err());
     }
 

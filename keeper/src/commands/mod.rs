@@ -14,6 +14,7 @@ use crate::exit::Exit;
 use crate::exit::UsageError;
 use crate::hive_spawn;
 use crate::render::{self, Mode};
+use crate::ssh::{self, Remote};
 
 /// What every command gets: the hive client and the output mode.
 pub(crate) struct Ctx {
@@ -23,22 +24,32 @@ pub(crate) struct Ctx {
     pub(crate) explicit_hive: bool,
     /// The `hive_id` operations carry: the alias given, else `localhost`.
     pub(crate) hive_id: String,
+    /// The hive's host and the tunnel to it, when `--hive` named an SSH alias.
+    pub(crate) remote: Option<Remote>,
 }
 
 impl Ctx {
-    fn new(global: &GlobalArgs) -> Result<Self> {
+    async fn new(global: &GlobalArgs) -> Result<Self> {
         let target = hive_target(&global.hive).map_err(|e| UsageError(format!("--hive: {e:#}")))?;
-        let (base, alias) = match &target {
-            HiveTarget::Local => (global.local_addr.as_str(), None),
-            HiveTarget::Remote { base, alias } => (base.as_str(), alias.clone()),
+        let mode = Mode::detect(global.json, global.quiet);
+        let (client, remote, hive_id) = match target {
+            HiveTarget::Local => (HiveClient::new(&global.local_addr, global.token.clone())?.local(), None, None),
+            HiveTarget::Remote { base } => (HiveClient::new(&base, global.token.clone())?, None, None),
+            HiveTarget::Ssh { alias, port } => {
+                let ssh =
+                    ssh::Ssh::new(&global.ssh_command, &ssh::state_dir()).map_err(|e| UsageError(format!("{e:#}")))?;
+                let remote = ssh::connect(&ssh, &alias, port).await?;
+                let client = HiveClient::through(&format!("127.0.0.1:{port}"), &remote.socket)?;
+                (client, Some(remote), Some(alias))
+            }
         };
-        let client = HiveClient::new(base, global.token.clone())?;
         render::set_verbose(global.verbose);
         Ok(Self {
-            client: if target == HiveTarget::Local { client.local() } else { client },
-            mode: Mode::detect(global.json, global.quiet),
-            explicit_hive: target != HiveTarget::Local,
-            hive_id: alias.unwrap_or_else(|| rbee_protocol::DEFAULT_HIVE_ID.to_owned()),
+            explicit_hive: !client.is_local(),
+            client,
+            mode,
+            hive_id: hive_id.unwrap_or_else(|| rbee_protocol::DEFAULT_HIVE_ID.to_owned()),
+            remote,
         })
     }
 
@@ -53,6 +64,9 @@ impl Ctx {
 
     /// The embedded default: start a local hive when none was named and none answers.
     pub(crate) async fn ensure_hive(&self) -> Result<()> {
+        if let Some(remote) = &self.remote {
+            return hive::remote_up(&self.client, remote).await;
+        }
         if self.explicit_hive {
             return Ok(());
         }
@@ -68,7 +82,10 @@ pub(crate) fn print_json(value: &impl Serialize) -> Result<Exit> {
 
 /// Run the parsed command line.
 pub(crate) async fn execute(cli: Cli) -> Result<Exit> {
-    let ctx = Ctx::new(&cli.global)?;
+    let ctx = Ctx::new(&cli.global).await?;
+    if ctx.remote.is_some() && !matches!(cli.command, Command::Hive(_)) {
+        ctx.ensure_hive().await?;
+    }
     match cli.command {
         Command::Model(cmd) => cmd.execute(&ctx).await,
         Command::Job(cmd) => cmd.execute(&ctx).await,

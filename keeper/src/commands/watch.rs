@@ -119,6 +119,9 @@ pub(crate) fn detach(ctx: &Ctx, job_id: &str) -> Exit {
 
 /// ` --hive URL` when the user named a hive, for commands we suggest.
 fn hive_flag(ctx: &Ctx) -> String {
+    if let Some(remote) = &ctx.remote {
+        return format!(" --hive {}", remote.flag());
+    }
     if ctx.explicit_hive {
         format!(" --hive {}", ctx.client.base())
     } else {

@@ -41,6 +41,9 @@ struct Args {
     /// the blobs) instead of the built-in one.
     #[arg(long)]
     cdn: Option<String>,
+    /// Address to bind (default 127.0.0.1): e.g. the host end of a test's veth pair.
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
 }
 
 fn parse_file(s: &str) -> Result<(String, u64), String> {
@@ -76,11 +79,15 @@ fn main() -> ExitCode {
         link_rate: args.link_rate,
         token: args.token.clone(),
         cdn: args.cdn.clone(),
+        bind: args.bind,
     };
     let hub = match FakeHub::try_start(config) {
         Ok(hub) => hub,
         Err(e) => {
-            eprintln!("fake-hub: error: cannot bind 127.0.0.1: {e}");
+            eprintln!(
+                "fake-hub: error: cannot bind {}: {e}",
+                args.bind.map_or("127.0.0.1".into(), |ip| ip.to_string())
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -19,6 +19,7 @@ pub mod process;
 pub mod proxy;
 pub mod pty;
 pub mod python;
+pub mod remote;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -58,6 +58,9 @@ pub struct HubConfig {
     /// built-in CDN: e.g. an nginx serving the same blobs (the benchmarks' real CDN). Its
     /// connections are not recorded.
     pub cdn: Option<String>,
+    /// The address both listeners bind (`None`: 127.0.0.1): e.g. the host end of a test's veth
+    /// pair, so a hive in another network namespace can reach it (`harness::remote`).
+    pub bind: Option<std::net::IpAddr>,
 }
 
 /// State shared by the hub routes, the CDN and the [`FakeHub`] handle.
@@ -133,8 +136,9 @@ impl FakeHub {
     /// # Errors
     /// When a port cannot be bound.
     pub fn try_start(config: HubConfig) -> std::io::Result<Self> {
-        let hub = TcpListener::bind(("127.0.0.1", config.port))?;
-        let cdn = TcpListener::bind(("127.0.0.1", config.cdn_port))?;
+        let ip = config.bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let hub = TcpListener::bind((ip, config.port))?;
+        let cdn = TcpListener::bind((ip, config.cdn_port))?;
         let endpoint = format!("http://{}", hub.local_addr()?);
         let shared = Arc::new(Shared {
             repos: RwLock::default(),

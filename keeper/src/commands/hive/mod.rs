@@ -1,19 +1,28 @@
-//! `rbee hive …`: start, stop and check the hive daemon.
+//! `rbee hive …`: start, stop and check the hive daemon; on another machine (`--host <ssh
+//! alias>`) also install and uninstall it.
 
+mod install;
+mod remote;
 mod restart;
 mod start;
 mod status;
 mod stop;
+mod uninstall;
+
+pub(crate) use remote::remote_up;
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use super::Ctx;
-use crate::exit::Exit;
+use crate::exit::{Exit, UsageError};
+use crate::ssh::Remote;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum HiveCommand {
-    /// Start a local hive in the background (or in the foreground)
+    /// Copy rbee-hive to an SSH host (`--host A`)
+    Install(install::Args),
+    /// Start a hive in the background (or in the foreground); on an SSH host with `--host A`
     Start(start::Args),
     /// Show whether the hive is up, its version, pid and job counts
     Status(status::Args),
@@ -21,15 +30,25 @@ pub(crate) enum HiveCommand {
     Stop(stop::Args),
     /// Stop the hive, then start it again with this shell's HF settings
     Restart(restart::Args),
+    /// Stop the hive on an SSH host and remove its rbee-hive (`--host A`)
+    Uninstall(uninstall::Args),
 }
 
 impl HiveCommand {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         match self {
+            Self::Install(args) => args.execute(ctx).await,
+            Self::Uninstall(args) => args.execute(ctx).await,
             Self::Start(args) => args.execute(ctx).await,
             Self::Status(args) => args.execute(ctx).await,
             Self::Stop(args) => args.execute(ctx).await,
             Self::Restart(args) => args.execute(ctx).await,
         }
     }
+}
+
+/// The SSH host a verb needs (`install`, `uninstall`), or a usage error saying so.
+fn needs_host<'c>(ctx: &'c Ctx, verb: &str) -> Result<&'c Remote> {
+    let message = format!("`rbee hive {verb}` works on another machine: add `--host <ssh alias>`");
+    ctx.remote.as_ref().ok_or_else(|| UsageError(message).into())
 }

@@ -9,7 +9,8 @@ use crate::commands::print_json;
 use crate::exit::Exit;
 use crate::hive_spawn::{self, Outcome, PROBE};
 
-/// Start `rbee-hive` (found beside `rbee`, else on PATH), detached, logging to ~/.cache/rbee/hive.log.
+/// Start `rbee-hive` (found beside `rbee`, else on PATH), detached, logging to ~/.cache/rbee/hive.log;
+/// with `--host A`, the one installed on that machine, bound to its loopback, logging there.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Address to listen on [default: the --hive address, else --local-addr]
@@ -18,10 +19,20 @@ pub(crate) struct Args {
     /// Run the hive in this terminal instead of in the background
     #[arg(long)]
     pub(super) foreground: bool,
+    /// With --host: the port the hive listens on, on that machine's loopback [default: 7835]
+    #[arg(long, conflicts_with_all = ["addr", "foreground"])]
+    pub(super) port: Option<u16>,
 }
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
+        if let Some(remote) = &ctx.remote {
+            if self.foreground || self.addr.is_some() {
+                let message = "--foreground and --addr are for a local hive; with --host, use --port";
+                return Err(crate::exit::UsageError(message.into()).into());
+            }
+            return super::remote::start(ctx, remote, self.port).await;
+        }
         let client = match &self.addr {
             Some(addr) => ctx.client.at(addr)?,
             None => ctx.client.clone(),

@@ -14,6 +14,9 @@ pub(crate) struct Args {}
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
+        if let Some(remote) = &ctx.remote {
+            return super::remote::status(ctx, remote).await;
+        }
         let health = ctx.client.health().await?; // its deadlines: client.rs
         if ctx.json() {
             return print_json(&health);

@@ -24,7 +24,7 @@ const TARGET_MS: f64 = 50.0;
 const PERIOD_US: u64 = 20_000;
 
 /// A random number (std's hasher keys are random per process).
-fn jitter() -> u64 {
+pub(crate) fn jitter() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());

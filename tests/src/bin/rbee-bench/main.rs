@@ -18,6 +18,7 @@ mod mirror;
 mod proc;
 mod resume;
 mod scale;
+mod ssh;
 mod table;
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ enum Section {
     Cdn,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
+    /// Ctrl+C → remote upstream connection closed, through an SSH tunnel (root, sshd, iproute2)
+    Ssh,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
     Mirror,
     /// What fsync costs: a 2 GiB download into a cache on a real disk, with and without
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Section::Scale => scale::run(&ctx),
         Section::Mirror => mirror::run(&ctx),
         Section::Durable { disk } => durable::run(&ctx, &disk),
+        Section::Ssh => ssh::run(&ctx),
     };
     match out {
         Ok(md) => {
