@@ -23,6 +23,7 @@ mod load;
 mod mirror;
 mod models;
 mod operator;
+mod page;
 mod parallel;
 mod parity;
 mod parity_net;

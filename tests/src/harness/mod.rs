@@ -8,6 +8,7 @@
 //! ```
 
 pub mod capture;
+pub mod cdp;
 pub mod fixtures;
 pub mod hive;
 pub mod http;

@@ -1,0 +1,196 @@
+//! The hive's own page in a real headless Chromium (Debian's `chromium`, installed by `.ci/run`):
+//! start a download from the form, watch its bar climb, cancel it, see cached models, survive a
+//! reload, and stay safe (hostile names stay text, nothing from another origin).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rbee_tests::harness::cdp::{artifacts_dir, Browser, CHROMIUM};
+use serde_json::Value;
+
+use crate::harness::fixtures::{hub_with_model, op_download, wait_status, MODEL, REPO};
+use crate::harness::{Hive, RepoSpec, TIMEOUT};
+
+/// Longest wait for the page to show something.
+const SHOWS: Duration = Duration::from_secs(20);
+
+fn chromium() -> Option<PathBuf> {
+    rbee_tests::harness::peer::require("chromium", &[CHROMIUM], "the hive page tests")
+}
+
+/// Chromium on the hive's page, once its stream is live.
+fn open(chromium: &std::path::Path, hive: &Hive) -> Browser {
+    let mut browser = Browser::launch(chromium, 1000, 1300);
+    browser.open(hive.url());
+    browser.wait("document.getElementById('conn')?.dataset.state === 'live'", SHOWS, "a live stream");
+    browser
+}
+
+/// Types `model` into the Model field the way a person would, and presses `button`.
+fn start(browser: &mut Browser, model: &str, button: &str) {
+    browser.eval("document.getElementById('model').value = ''; document.getElementById('model').focus()");
+    browser.call("Input.insertText", serde_json::json!({ "text": model }));
+    browser.eval(&format!("document.getElementById('{button}').click()"));
+}
+
+/// The bar of the one job in the live list: (job id, value, max).
+fn live_bar(browser: &mut Browser) -> Value {
+    browser.eval(
+        "(() => { const li = document.querySelector('#live li'); const p = li && li.querySelector('progress');
+           return p && p.hasAttribute('value') ? [li.dataset.job, p.value, p.max] : null; })()",
+    )
+}
+
+#[test]
+fn download_progress_and_cancel_from_the_page() {
+    let Some(chromium) = chromium() else { return };
+    let size = 48 << 20;
+    let hub = hub_with_model(size);
+    hub.set_rate(2 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let mut browser = open(&chromium, &hive);
+
+    start(&mut browser, &format!("{REPO}:{MODEL}"), "download");
+    let first = browser.wait(
+        "(() => { const p = document.querySelector('#live li progress'); return p && p.value > 0 && p.value; })()",
+        SHOWS,
+        "a moving bar",
+    );
+    let bar = live_bar(&mut browser);
+    let id = bar[0].as_str().expect("the row names its job").to_owned();
+    assert_eq!(bar[2].as_f64(), Some(size as f64), "the bar's max is the file's size: {bar}");
+    browser.wait(&format!("document.querySelector('#live li progress').value > {first}"), SHOWS, "the bar climbing");
+    let stats = browser.eval("document.querySelector('#live li .stats').textContent");
+    for part in ["/s", "ETA", "heartbeat"] {
+        assert!(stats.as_str().unwrap_or("").contains(part), "the row shows rate, ETA and heartbeat age: {stats}");
+    }
+    let conn = hub.wait_for_connection(0, TIMEOUT).expect("a CDN connection");
+    assert!(conn.closed_at.is_none(), "the download ended before the cancel: {conn:?}");
+
+    let click = Instant::now();
+    browser.eval("document.querySelector('#live li button.cancel').click()");
+    let closed = hub.wait_closed(0, TIMEOUT).expect("the CDN connection was never closed");
+    let lag = closed.saturating_duration_since(click);
+    assert!(lag <= Duration::from_secs(1), "the hub's connection closed {lag:?} after the click");
+    assert!(hub.connections()[0].cancelled_mid_body(), "{:?}", hub.connections()[0]);
+    assert_eq!(wait_status(&hive, &id, "cancelled")["status"], "cancelled");
+    let row = format!("document.querySelector('#finished [data-job=\"{id}\"]')");
+    let said = browser.wait(
+        &format!("{row}?.querySelector('.status').textContent === 'cancelled' && {row}.textContent"),
+        Duration::from_secs(1) + SHOWS,
+        "the row saying cancelled",
+    );
+    assert!(said.as_str().unwrap_or("").contains("resumable"), "the cancelled row keeps its partial size: {said}");
+    assert_eq!(browser.eval("document.querySelectorAll('#live li').length"), 0, "the job left the live list");
+}
+
+#[test]
+fn a_small_download_shows_in_the_cache_and_hostile_names_stay_text() {
+    let Some(chromium) = chromium() else { return };
+    let hub = hub_with_model(256 << 10);
+    let hive = Hive::spawn(&hub);
+    let mut browser = open(&chromium, &hive);
+
+    start(&mut browser, &format!("{REPO}:{MODEL}"), "download");
+    let row = format!("document.querySelector('#models li[data-repo=\"{REPO}\"][data-file=\"{MODEL}\"]')");
+    browser.wait(&format!("{row}?.querySelector('button.del')"), SHOWS, "the model under cached models");
+    let text = browser.eval(&format!("{row}.textContent"));
+    assert!(
+        text.as_str().unwrap_or("").contains("256.0 KiB") && text.as_str().unwrap_or("").contains("main"),
+        "{text}"
+    );
+    browser.wait(
+        "document.querySelector('#finished li .status')?.textContent === 'completed'",
+        SHOWS,
+        "the job completed",
+    );
+
+    // Delete asks first; "Keep" keeps it.
+    browser.eval(&format!("{row}.querySelector('button.del').click()"));
+    browser.wait(
+        &format!("{row}.querySelector('button.danger')?.textContent === 'Really delete'"),
+        SHOWS,
+        "the question",
+    );
+    browser.eval(&format!("{row}.querySelector('button.quiet').click()"));
+    browser.wait(&format!("{row}?.querySelector('button.del')"), SHOWS, "the model kept");
+    assert!(hive.repo_dir(REPO).join("snapshots").exists());
+
+    // A hostile name is shown as text, never as markup.
+    let hostile = "rbee-test/x:<img src=x onerror=window.pwned=1>.gguf";
+    start(&mut browser, hostile, "download");
+    browser.wait(
+        &format!("document.body.textContent.includes({:?})", "<img src=x onerror=window.pwned=1>"),
+        SHOWS,
+        "the hostile name as text",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(browser.eval("document.querySelectorAll('img').length"), 0, "markup from a name");
+    assert_eq!(browser.eval("typeof window.pwned"), "undefined", "script from a name ran");
+
+    // Nothing from another origin, and the page's own files are few and small.
+    let resources = browser.eval(
+        "performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation')).map(e => e.name)",
+    );
+    let origin = hive.url().trim_end_matches('/').to_owned();
+    let names: Vec<&str> = resources.as_array().expect("entries").iter().filter_map(Value::as_str).collect();
+    assert!(names.iter().all(|n| n.starts_with(&origin)), "a resource from another origin: {names:?}");
+    let assets = names.iter().filter(|n| !n.contains("/v1/")).count();
+    assert!(assets <= 3, "the page needs at most 3 requests (HTML, script, style): {names:?}");
+    let headers = browser.eval(
+        "fetch('/').then(r => [r.headers.get('content-security-policy'), r.headers.get('x-content-type-options'), r.headers.get('referrer-policy')])",
+    );
+    assert!(headers[0].as_str().unwrap_or("").starts_with("default-src 'self'"), "{headers}");
+    assert_eq!((headers[1].as_str(), headers[2].as_str()), (Some("nosniff"), Some("no-referrer")));
+
+    // Readable at 360 px: nothing wider than the screen.
+    browser.viewport(360, 740);
+    let width = browser.eval("document.documentElement.scrollWidth");
+    assert!(width.as_u64().is_some_and(|w| w <= 360), "the page is {width} px wide at 360 px");
+    browser.viewport(1000, 1160);
+
+    // Screenshot with a download in flight, the finished jobs and the cached model.
+    hub.add_repo(RepoSpec::demo("rbee-test/bigger-model", 64 << 20));
+    hub.set_rate(256 << 10);
+    let (_, created) = hive.post_job(&op_download("rbee-test/bigger-model", MODEL));
+    let id = created["job_id"].as_str().expect("a job id").to_owned();
+    browser.wait(
+        &format!("document.querySelector('[data-job=\"{id}\"] progress')?.value > 8e6"),
+        SHOWS,
+        "the second bar moving",
+    );
+    browser.eval("document.activeElement.blur(); window.scrollTo(0, 0)");
+    let shot = artifacts_dir().join("hive-page.png");
+    browser.screenshot(&shot);
+    eprintln!("page: screenshot at {}", shot.display());
+    hive.delete(&format!("/v1/jobs/{id}"));
+}
+
+#[test]
+fn a_reload_mid_download_resumes_the_bar_without_duplicates() {
+    let Some(chromium) = chromium() else { return };
+    let hub = hub_with_model(32 << 20);
+    hub.set_rate(1 << 20);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let id = hive.start_download(REPO, MODEL);
+    let mut browser = open(&chromium, &hive);
+    let row = format!("document.querySelector('[data-job=\"{id}\"] progress')");
+    let before = browser.wait(&format!("{row}?.value > 0 && {row}.value"), SHOWS, "a moving bar").as_f64().unwrap();
+
+    browser.eval("location.reload()");
+    browser.wait(
+        "document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
+        SHOWS,
+        "the stream after the reload",
+    );
+    let resumed = browser.eval(&format!("{row}?.value")).as_f64().unwrap_or(0.0);
+    assert!(resumed >= before, "the bar went back after the reload: {before} → {resumed}");
+    browser.wait(&format!("{row}.value > {resumed}"), SHOWS, "the bar climbing after the reload");
+    assert_eq!(browser.eval(&format!("document.querySelectorAll('[data-job=\"{id}\"]').length")), 1, "one row per job");
+    let from = browser.eval("document.getElementById('conn').dataset.from");
+    assert!(
+        from.as_str().and_then(|f| f.parse::<u64>().ok()).is_some_and(|f| f > 0),
+        "the reloaded page opened its stream after its last event (`?last_event_id=`): {from}"
+    );
+    hive.delete(&format!("/v1/jobs/{id}"));
+}
