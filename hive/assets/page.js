@@ -102,6 +102,8 @@ function end(j, status, now) {
   j.status = status;
   j.ended = now;
 }
+// A job as a person reads it: `download org/repo:file@main`.
+function label(j) { return j.op.replace(/^model_download /, 'download '); }
 // What the bar shows: the selection's total when there is one, else the sum of its files.
 function progress(j) {
   const t = j.files[TOTAL];
@@ -182,7 +184,7 @@ function draw(id) {
   const final = FINAL.has(j.status);
   const list = final ? $('finished') : $('live');
   if (li.parentNode !== list) list.prepend(li);
-  li.querySelector('.name').textContent = j.op.replace(/^model_download /, '');
+  li.querySelector('.name').textContent = label(j);
   const st = li.querySelector('.status');
   st.textContent = j.status;
   st.dataset.s = j.status;
@@ -325,7 +327,7 @@ async function remove(li, repo, f, button) {
   const why = (r.body && r.body.message) || 'status ' + r.status;
   let text = (r.status === 409 ? 'In use: ' : 'Not deleted: ') + why;
   const held = /job-[0-9a-f-]{36}/.exec(why);
-  if (held && jobs.get(held[0])) text += ' — that job is ' + jobs.get(held[0]).op;
+  if (held && jobs.get(held[0])) text += ' — that job is ' + label(jobs.get(held[0]));
   li.querySelector('.why').textContent = text;
   say($('models-msg'), text, true);
   button.disabled = false;

@@ -150,7 +150,7 @@ fn a_small_download_shows_in_the_cache_and_hostile_names_stay_text() {
     browser.viewport(1000, 1160);
 
     // Screenshot with a download in flight, the finished jobs and the cached model.
-    hub.add_repo(RepoSpec::demo("rbee-test/bigger-model", 64 << 20));
+    hub.add_repo(RepoSpec::demo("rbee-test/bigger-model", 256 << 20));
     hub.set_rate(256 << 10);
     let (_, created) = hive.post_job(&op_download("rbee-test/bigger-model", MODEL));
     let id = created["job_id"].as_str().expect("a job id").to_owned();
@@ -192,5 +192,124 @@ fn a_reload_mid_download_resumes_the_bar_without_duplicates() {
         from.as_str().and_then(|f| f.parse::<u64>().ok()).is_some_and(|f| f > 0),
         "the reloaded page opened its stream after its last event (`?last_event_id=`): {from}"
     );
+
+    // Its partial file is listed under cached models; deleting it while the job holds it is a
+    // 409 the page shows with the job that holds it.
+    let model = format!("document.querySelector('#models li[data-file=\"{MODEL}\"]')");
+    browser.wait(&format!("{model}?.querySelector('button.del')"), SHOWS, "the partial under cached models");
+    browser.eval(&format!("{model}.querySelector('button.del').click()"));
+    browser.wait(&format!("{model}.querySelector('button.danger')"), SHOWS, "the question");
+    browser.eval(&format!("{model}.querySelector('button.danger').click()"));
+    let why = browser.wait(&format!("{model}.querySelector('.why').textContent.startsWith('In use') && {model}.querySelector('.why').textContent"), SHOWS, "the 409");
+    let why = why.as_str().unwrap_or("");
+    assert!(
+        why.contains(&id) && why.contains("that job is download"),
+        "the page names the job holding the file: {why}"
+    );
     hive.delete(&format!("/v1/jobs/{id}"));
+}
+
+/// Presses a key in the page (as a keyboard would: the focused element gets it).
+fn press(browser: &mut Browser, key: &str, code: u32) {
+    for kind in ["keyDown", "keyUp"] {
+        let text = if kind == "keyDown" && key == "Enter" { "\r" } else { "" };
+        let event =
+            serde_json::json!({ "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code, "text": text });
+        browser.call("Input.dispatchKeyEvent", event);
+    }
+}
+
+#[test]
+fn on_a_token_hive_the_page_asks_once_and_streams_with_a_bearer_header() {
+    let Some(chromium) = chromium() else { return };
+    let hub = hub_with_model(32 << 20);
+    hub.set_rate(1 << 20);
+    let token = "page-test-token-5f3a9c";
+    let hive = Hive::builder().hub(&hub).token(token).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let mut browser = Browser::launch(&chromium, 1000, 1300);
+    browser.open(hive.url());
+    browser.wait(
+        "!document.getElementById('token-box').hidden && document.activeElement.id === 'token'",
+        SHOWS,
+        "the question for the token, focused",
+    );
+
+    // Keyboard only: type the token, Enter; type the model, Enter.
+    browser.call("Input.insertText", serde_json::json!({ "text": token }));
+    press(&mut browser, "Enter", 13);
+    browser.wait("document.getElementById('conn').dataset.state === 'live'", SHOWS, "a live stream with the token");
+    browser.eval("document.getElementById('model').focus()");
+    browser.call("Input.insertText", serde_json::json!({ "text": format!("{REPO}:{MODEL}") }));
+    press(&mut browser, "Enter", 13);
+    let first = browser.wait(
+        "(() => { const p = document.querySelector('#live li progress'); return p && p.value > 0 && p.value; })()",
+        SHOWS,
+        "a moving bar",
+    );
+    browser.wait(&format!("document.querySelector('#live li progress').value > {first}"), SHOWS, "the bar climbing");
+
+    // The token lives in this tab's sessionStorage only: no cookie, never in a URL.
+    assert_eq!(browser.eval("sessionStorage.getItem('rbee-token')"), token);
+    assert_eq!(browser.eval("document.cookie"), "");
+    let urls =
+        browser.eval("performance.getEntriesByType('resource').map(e => e.name).join(' ') + ' ' + location.href");
+    assert!(!urls.as_str().unwrap_or("").contains(token), "the token in a URL: {urls}");
+    assert!(!hive.log().contains(token), "the token in the hive's log");
+
+    // A reload asks no more: the token is kept for the tab.
+    browser.eval("location.reload()");
+    browser.wait(
+        "document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
+        SHOWS,
+        "the stream after the reload",
+    );
+    assert_eq!(browser.eval("document.getElementById('token-box').hidden"), true);
+    browser.eval("document.querySelector('#live li button.cancel').click()");
+    browser.wait(
+        "document.querySelector('#finished li .status')?.textContent === 'cancelled'",
+        SHOWS,
+        "the row saying cancelled",
+    );
+}
+
+#[test]
+fn fifty_jobs_update_at_about_4_hz_in_one_page() {
+    let Some(chromium) = chromium() else { return };
+    const JOBS: usize = 50;
+    let hub = crate::harness::FakeHub::start(crate::harness::HubConfig::default());
+    let spec = (0..JOBS).fold(RepoSpec::new("rbee-test/fifty"), |r, i| r.lfs(&format!("f{i:02}.gguf"), 64 << 20));
+    hub.add_repo(spec);
+    hub.set_rate(256 << 10);
+    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let mut browser = open(&chromium, &hive);
+    for i in 0..JOBS {
+        hive.start_download("rbee-test/fifty", &format!("f{i:02}.gguf"));
+    }
+    browser.wait(&format!("document.querySelectorAll('#live li progress[value]').length === {JOBS} && [...document.querySelectorAll('#live li progress')].every(p => p.value > 0)"), SHOWS, "50 moving bars");
+
+    // For 4 s: how often each bar moves, and how late the page's timers run (a page that falls
+    // behind its events shows it as late timers).
+    let sample = r#"new Promise((done) => {
+        const bars = [...document.querySelectorAll('#live li progress')];
+        const last = bars.map((b) => b.value), moves = bars.map(() => 0);
+        let late = 0, prev = performance.now();
+        const tick = setInterval(() => {
+            const now = performance.now();
+            late = Math.max(late, now - prev - 50);
+            prev = now;
+            bars.forEach((b, i) => { if (b.value !== last[i]) { moves[i]++; last[i] = b.value; } });
+        }, 50);
+        setTimeout(() => { clearInterval(tick); done({ moves, late }); }, 4000);
+    })"#;
+    let got = browser.eval(sample);
+    let mut moves: Vec<f64> = got["moves"].as_array().expect("moves").iter().filter_map(Value::as_f64).collect();
+    moves.sort_by(f64::total_cmp);
+    let (slowest, median) = (moves[0] / 4.0, moves[moves.len() / 2] / 4.0);
+    let late = got["late"].as_f64().unwrap_or(f64::MAX);
+    eprintln!("page: 50 jobs: bars move at {median:.1} Hz (median), {slowest:.1} Hz (slowest); timers at most {late:.0} ms late");
+    assert!(median >= 3.0 && slowest >= 2.0, "bars move too rarely: median {median} Hz, slowest {slowest} Hz");
+    assert!(late < 250.0, "the page fell behind: a timer ran {late:.0} ms late");
+    for job in hive.get("/v1/jobs").1.as_array().expect("jobs") {
+        hive.delete(&format!("/v1/jobs/{}", job["job_id"].as_str().unwrap_or_default()));
+    }
 }

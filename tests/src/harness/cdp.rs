@@ -142,8 +142,10 @@ impl Browser {
     #[track_caller]
     pub fn wait(&mut self, expression: &str, timeout: Duration, what: &str) -> Value {
         let deadline = Instant::now() + timeout;
+        // Until the document is there, a condition on it throws: read that as "not yet".
+        let guarded = format!("(() => {{ try {{ return ({expression}); }} catch (_) {{ return null; }} }})()");
         loop {
-            let v = self.eval(expression);
+            let v = self.eval(&guarded);
             let truthy =
                 !matches!(&v, Value::Null | Value::Bool(false)) && v.as_f64() != Some(0.0) && v.as_str() != Some("");
             if truthy {
