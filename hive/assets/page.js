@@ -278,6 +278,7 @@ function showPlan(lines) {
 
 // ---------- cached models ----------
 async function loadModels() {
+  if ($('models').querySelector('button.danger')) return; // a question is open; Keep or Delete reloads
   let r;
   try { r = await call('GET', '/v1/models'); } catch (_) { return; }
   if (r.status !== 200 || !r.body) return;
@@ -287,6 +288,7 @@ async function loadModels() {
     for (const [name, commit] of Object.entries(repo.refs || {})) (names[commit] = names[commit] || []).push(name);
     for (const f of repo.files) items.push(modelRow(repo, f, names));
   }
+  if ($('models').querySelector('button.danger')) return;
   $('models').replaceChildren(...items);
   $('models-empty').hidden = items.length > 0;
 }
@@ -309,8 +311,7 @@ function askDelete(li, acts, repo, f) {
   const yes = el('button', 'danger', 'Really delete');
   const no = el('button', 'quiet', 'Keep');
   yes.type = no.type = 'button';
-  const back = () => { loadModels(); };
-  no.addEventListener('click', back);
+  no.addEventListener('click', () => { acts.replaceChildren(); loadModels(); });
   yes.addEventListener('click', () => remove(li, repo, f, yes));
   acts.replaceChildren(yes, no);
   li.querySelector('.why').textContent = 'Delete ' + f.file + ' (' + bytes(f.size) + ') from the cache?';
@@ -323,14 +324,22 @@ async function remove(li, repo, f, button) {
   const path = '/v1/models/' + repo.split('/').map(encodeURIComponent).join('/') + '?' + q;
   let r;
   try { r = await call('DELETE', path); } catch (e) { r = { status: 0, body: { message: e.message } }; }
-  if (r.status === 200) { say($('models-msg'), 'Deleted ' + repo + ' : ' + f.file); loadModels(); return; }
+  if (r.status === 200) {
+    say($('models-msg'), 'Deleted ' + repo + ' : ' + f.file);
+    li.querySelector('.acts').replaceChildren();
+    loadModels();
+    return;
+  }
   const why = (r.body && r.body.message) || 'status ' + r.status;
   let text = (r.status === 409 ? 'In use: ' : 'Not deleted: ') + why;
   const held = /job-[0-9a-f-]{36}/.exec(why);
   if (held && jobs.get(held[0])) text += ' — that job is ' + label(jobs.get(held[0]));
   li.querySelector('.why').textContent = text;
   say($('models-msg'), text, true);
-  button.disabled = false;
+  const again = el('button', 'del', 'Delete');
+  again.type = 'button';
+  again.addEventListener('click', () => askDelete(li, li.querySelector('.acts'), repo, f));
+  li.querySelector('.acts').replaceChildren(again);
 }
 
 // ---------- hive facts ----------

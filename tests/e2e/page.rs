@@ -47,7 +47,7 @@ fn download_progress_and_cancel_from_the_page() {
     let size = 48 << 20;
     let hub = hub_with_model(size);
     hub.set_rate(2 << 20);
-    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let mut hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
     let mut browser = open(&chromium, &hive);
 
     start(&mut browser, &format!("{REPO}:{MODEL}"), "download");
@@ -82,6 +82,10 @@ fn download_progress_and_cancel_from_the_page() {
     );
     assert!(said.as_str().unwrap_or("").contains("resumable"), "the cancelled row keeps its partial size: {said}");
     assert_eq!(browser.eval("document.querySelectorAll('#live li').length"), 0, "the job left the live list");
+
+    // The hive goes away: the page says so.
+    hive.kill();
+    browser.wait("document.getElementById('conn').dataset.state === 'gone'", SHOWS, "the hive gone");
 }
 
 #[test]
@@ -104,6 +108,13 @@ fn a_small_download_shows_in_the_cache_and_hostile_names_stay_text() {
         SHOWS,
         "the job completed",
     );
+
+    // Dry run: the plan, and nothing fetched.
+    let fetched = hub.stats().connections.len();
+    start(&mut browser, &format!("{REPO}:config.json"), "dry");
+    let plan = browser.wait("!document.getElementById('plan').hidden && document.getElementById('plan').textContent", SHOWS, "the plan");
+    assert!(plan.as_str().unwrap_or("").contains("config.json"), "{plan}");
+    assert_eq!(hub.stats().connections.len(), fetched, "a dry run fetched a file");
 
     // Delete asks first; "Keep" keeps it.
     browser.eval(&format!("{row}.querySelector('button.del').click()"));
