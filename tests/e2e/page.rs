@@ -112,7 +112,11 @@ fn a_small_download_shows_in_the_cache_and_hostile_names_stay_text() {
     // Dry run: the plan, and nothing fetched.
     let fetched = hub.stats().connections.len();
     start(&mut browser, &format!("{REPO}:config.json"), "dry");
-    let plan = browser.wait("!document.getElementById('plan').hidden && document.getElementById('plan').textContent", SHOWS, "the plan");
+    let plan = browser.wait(
+        "!document.getElementById('plan').hidden && document.getElementById('plan').textContent",
+        SHOWS,
+        "the plan",
+    );
     assert!(plan.as_str().unwrap_or("").contains("config.json"), "{plan}");
     assert_eq!(hub.stats().connections.len(), fetched, "a dry run fetched a file");
 
@@ -322,5 +326,33 @@ fn fifty_jobs_update_at_about_4_hz_in_one_page() {
     assert!(late < 250.0, "the page fell behind: a timer ran {late:.0} ms late");
     for job in hive.get("/v1/jobs").1.as_array().expect("jobs") {
         hive.delete(&format!("/v1/jobs/{}", job["job_id"].as_str().unwrap_or_default()));
+    }
+}
+
+#[test]
+fn the_page_is_served_to_its_own_origin_only() {
+    let hub = hub_with_model(1 << 10);
+    let hive = Hive::builder().hub(&hub).token("page-token-x").spawn();
+    let url = hive.url().trim_end_matches('/');
+    // Its three files need no token (they hold no secret); everything else still does.
+    for (path, kind) in [("", "text/html"), ("page.js", "text/javascript"), ("page.css", "text/css")] {
+        let res = crate::harness::http::request("GET", &format!("{url}/{path}"), &[], None).expect("GET");
+        assert_eq!(res.status, 200, "/{path}");
+        assert!(res.header("Content-Type").is_some_and(|t| t.starts_with(kind)), "/{path}");
+        assert!(res.header("Content-Security-Policy").is_some_and(|c| c.starts_with("default-src 'self'")));
+        assert!(res.header("Content-Security-Policy").is_some_and(|c| c.contains("frame-ancestors 'none'")));
+        assert_eq!(res.header("X-Content-Type-Options"), Some("nosniff"));
+        assert_eq!(res.header("Referrer-Policy"), Some("no-referrer"));
+    }
+    for path in ["v1/hive", "v1/events", "v1/jobs"] {
+        let res = crate::harness::http::request("GET", &format!("{url}/{path}"), &[], None).expect("GET");
+        assert_eq!(res.status, 401, "/{path} without the token");
+    }
+    // A rebinding name or a foreign page gets no page either (the guard, as for every route).
+    for headers in
+        [[("Host", "rebind.test")], [("Origin", "http://127.0.0.2:8000")], [("Sec-Fetch-Site", "cross-site")]]
+    {
+        let res = crate::harness::http::request("GET", url, &headers, None).expect("GET");
+        assert_eq!(res.status, 403, "{headers:?}");
     }
 }
