@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/target/release
 quick=${BENCH_QUICK:-0}
-sections=${BENCH_SECTIONS:-footprint cancel resume download cdn concurrent scale}
+sections=${BENCH_SECTIONS:-footprint cancel resume download cdn concurrent scale page}
 if [ "$quick" = 1 ]; then
     out=${BENCH_OUT:-$root/target/BENCHMARKS.quick.md}
     args=(--quick)

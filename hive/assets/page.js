@@ -152,9 +152,15 @@ function onEvent(name, id, data) {
 
 // ---------- rendering: at most every 250 ms, only what changed ----------
 let timer = null;
-function schedule() { if (!timer) timer = setTimeout(render, 250); }
+let drawn = 0;
+// At once when the last drawing is 250 ms old, else when it will be: at most 4 drawings a second.
+function schedule() {
+  if (!timer) timer = setTimeout(render, Math.max(0, 250 - (performance.now() - drawn)));
+}
 function render() {
+  clearTimeout(timer);
   timer = null;
+  drawn = performance.now();
   for (const id of dirty) draw(id);
   dirty.clear();
   for (const j of jobs.values()) if (!FINAL.has(j.status)) stats(j); // ages and ETAs move with time

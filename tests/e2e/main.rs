@@ -12,6 +12,7 @@ mod chaos;
 mod dedupe;
 mod download;
 mod errors;
+mod events;
 mod heartbeat;
 mod hive_auth;
 mod hostile;

@@ -14,6 +14,7 @@ mod cdn;
 mod download;
 mod footprint;
 mod mirror;
+mod page;
 mod proc;
 mod resume;
 mod scale;
@@ -62,6 +63,8 @@ enum Section {
     Scale,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
     Mirror,
+    /// The hive's page in headless Chromium: hub byte → bar moving, 50 bars at once
+    Page,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
         Section::Mirror => mirror::run(&ctx),
+        Section::Page => page::run(&ctx),
     };
     match out {
         Ok(md) => {
