@@ -2,6 +2,7 @@
 // Safe by construction: every text from a hub, a name or a job goes in as textContent, never markup.
 // State: one job table fed by ONE stream of every job's events (GET /v1/events), kept with its
 // cursor in sessionStorage so a reload resumes after the last event it showed (?last_event_id=N).
+// `/page.js` is this file followed by stream.js (the stream and the state kept across a reload).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -90,7 +91,8 @@ function apply(j, ev, now) {
       break;
     case 'done':
       end(j, 'completed', now);
-      if (ev.lines && ev.lines.length && dryRuns.has(j.id)) showPlan(ev.lines);
+      j.lines = ev.lines || [];
+      if (dryRuns.has(j.id)) showPlan(j.lines);
       loadModels();
       break;
     case 'error': j.error = ev.message; end(j, 'failed', now); break;
@@ -150,12 +152,13 @@ function onEvent(name, id, data) {
   schedule();
 }
 
-// ---------- rendering: at most every 250 ms, only what changed ----------
+// ---------- rendering: at most every 100 ms, only what changed ----------
 let timer = null;
 let drawn = 0;
-// At once when the last drawing is 250 ms old, else when it will be: at most 4 drawings a second.
+// At once when the last drawing is 100 ms old, else when it will be: a burst of events (50 jobs
+// at 4 Hz each) is drawn together, and a progress never waits behind another job's narration.
 function schedule() {
-  if (!timer) timer = setTimeout(render, Math.max(0, 250 - (performance.now() - drawn)));
+  if (!timer) timer = setTimeout(render, Math.max(0, 100 - (performance.now() - drawn)));
 }
 function render() {
   clearTimeout(timer);
@@ -267,6 +270,8 @@ async function submit(dry) {
     const r = await call('POST', '/v1/jobs', op);
     if (r.status === 200 && r.body && r.body.job_id) {
       if (dry) dryRuns.add(r.body.job_id);
+      // A dry run can end before its POST answered: its `done` is in already.
+      if (dry && jobs.has(r.body.job_id) && jobs.get(r.body.job_id).lines) showPlan(jobs.get(r.body.job_id).lines);
       say(msg, (dry ? 'Dry run started: ' : 'Download started: ') + model);
       job(r.body.job_id);
       schedule();
@@ -278,6 +283,7 @@ async function submit(dry) {
   }
 }
 function showPlan(lines) {
+  if (!lines.length) return;
   $('plan').textContent = lines.join('\n');
   $('plan').hidden = false;
 }
@@ -361,100 +367,6 @@ async function loadFacts() {
   $('facts').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', '', k), el('dd', '', String(v))]));
 }
 
-// ---------- the stream ----------
-function setConn(state) {
-  const c = $('conn');
-  c.dataset.state = state;
-  c.textContent = { connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…', gone: 'hive gone: retrying' }[state];
-}
-function url() { return '/v1/events' + (cursor != null ? '?last_event_id=' + cursor : ''); }
-function failed() {
-  failures++;
-  setConn(failures > 2 ? 'gone' : 'reconnecting');
-}
-function connect() {
-  if (stream) stream.close();
-  stream = null;
-  if (!$('token-box').hidden) return; // waiting for the token
-  $('conn').dataset.from = cursor == null ? '' : String(cursor);
-  stream = token ? readStream() : eventSource();
-}
-// Without a token: one EventSource. It reconnects by itself with Last-Event-ID.
-function eventSource() {
-  const es = new EventSource(url());
-  es.onopen = () => { failures = 0; setConn('live'); loadFacts(); };
-  es.onerror = (e) => {
-    if (e instanceof MessageEvent) return; // an `event: error` frame (a failed job), not the connection
-    failed();
-    if (es.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
-  };
-  for (const name of NAMES) es.addEventListener(name, (e) => onEvent(name, e.lastEventId, e.data));
-  return es;
-}
-// An SSE parser (the same rules EventSource follows): feed it text, it calls onEvent per frame.
-function sseParser(emit) {
-  let buf = '', name = '', data = [], id = null;
-  return (text) => {
-    buf += text;
-    let i;
-    while ((i = buf.search(/\r\n|\r|\n/)) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
-      if (line === '') {
-        if (data.length) emit(name || 'message', id, data.join('\n'));
-        name = ''; data = [];
-        continue;
-      }
-      if (line[0] === ':') continue;
-      const c = line.indexOf(':');
-      const field = c < 0 ? line : line.slice(0, c);
-      const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-      if (field === 'event') name = value;
-      else if (field === 'data') data.push(value);
-      else if (field === 'id') id = value;
-    }
-  };
-}
-// With a token: fetch and a stream reader, the token in a header (never in the URL).
-function readStream() {
-  const ctl = new AbortController();
-  let closed = false;
-  (async () => {
-    try {
-      const h = headers({ Accept: 'text/event-stream' });
-      if (cursor != null) h['Last-Event-ID'] = String(cursor);
-      const res = await fetch('/v1/events', { headers: h, signal: ctl.signal, cache: 'no-store' });
-      if (res.status === 401) { askToken(); closed = true; return; }
-      if (!res.ok || !res.body) throw new Error('status ' + res.status);
-      failures = 0; setConn('live'); loadFacts();
-      const feed = sseParser((name, id, data) => { if (NAMES.includes(name)) onEvent(name, id, data); });
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        feed(value);
-      }
-    } catch (_) { /* reconnect below */ }
-    if (!closed) { failed(); setTimeout(() => { if (!closed) connect(); }, 1000); }
-  })();
-  return { close() { closed = true; ctl.abort(); } };
-}
-
-// ---------- keeping state across a reload ----------
-function save() {
-  try {
-    sessionStorage.setItem(KEY, JSON.stringify({ cursor, jobs: [...jobs.values()] }));
-  } catch (_) { /* storage full: a reload starts from a snapshot */ }
-}
-function restore() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(KEY) || 'null');
-    if (!s || typeof s.cursor !== 'number') return;
-    cursor = s.cursor;
-    for (const j of s.jobs) { jobs.set(j.id, j); dirty.add(j.id); }
-  } catch (_) { cursor = null; jobs = new Map(); }
-}
-
 function start() {
   $('dl-form').addEventListener('submit', (e) => { e.preventDefault(); submit(false); });
   $('dry').addEventListener('click', () => submit(true));
@@ -474,4 +386,6 @@ function start() {
   loadFacts();
   connect();
 }
-start();
+// A deferred script runs before DOMContentLoaded: by then stream.js (served after this file, as
+// one script) has defined everything too.
+document.addEventListener('DOMContentLoaded', start);

