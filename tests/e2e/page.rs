@@ -178,6 +178,14 @@ fn a_small_download_shows_in_the_cache_and_hostile_names_stay_text() {
     let shot = artifacts_dir().join("hive-page.png");
     browser.screenshot(&shot);
     eprintln!("page: screenshot at {}", shot.display());
+    // The same in the dark, and on a 360 px phone (artifacts to look at).
+    browser.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    );
+    browser.screenshot(&artifacts_dir().join("hive-page-dark.png"));
+    browser.viewport(360, 740);
+    browser.screenshot(&artifacts_dir().join("hive-page-360.png"));
     hive.delete(&format!("/v1/jobs/{id}"));
 }
 
