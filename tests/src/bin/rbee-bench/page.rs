@@ -110,7 +110,7 @@ fn report(latency: &[f64], sample: &BarSample) -> String {
         format!("the page draws at most every 100 ms; a 50 ms page timer ran at most {:.0} ms late", sample.late_ms),
     ]);
     format!(
-        "## The hive's page\n\n\
+        "## 10. The hive's page\n\n\
          Headless Chromium (Debian `chromium`, driven over the DevTools pipe) on the hive's page `/`, \
          one `EventSource` on `GET /v1/events`. Latency: the fake hub (in the bench process) timestamps \
          its first body byte of a download started with `POST /v1/jobs`; a `MutationObserver` in the page \
