@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/target/release
 quick=${BENCH_QUICK:-0}
-sections=${BENCH_SECTIONS:-footprint cancel ssh resume download cdn concurrent scale durable}
+sections=${BENCH_SECTIONS:-footprint cancel ssh resume download cdn concurrent scale durable page}
 if [ "$quick" = 1 ]; then
     out=${BENCH_OUT:-$root/target/BENCHMARKS.quick.md}
     args=(--quick)

@@ -37,6 +37,8 @@ pub struct Hive {
     pub access: http::Access,
     /// Pull-through of the mirror routes (`--mirror-upstream`).
     pub pull: mirror::Pull,
+    /// `HF_HUB_OFFLINE`: downloads answered from the cache alone (shown on the page).
+    pub offline: bool,
 }
 
 /// Parses `args`, then serves until SIGINT or SIGTERM (0 after a graceful stop) or until killed.
@@ -96,6 +98,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         token: config.token.clone(),
         access: http::Access { addr: listener.local_addr()?, allowed_hosts: config.allowed_hosts.clone() },
         pull: mirror::Pull::new(config.mirror_upstream),
+        offline: config.download.offline,
     });
     log::info!(
         "rbee-hive {} listening on http://{} (cache {}, upstream {}, HF_TOKEN {}); HF mirror at http://{}{} ({})",

@@ -107,6 +107,17 @@ pub mod routes {
     /// /hf/api/models/{repo}[/revision/{revision}]`.
     pub const MIRROR_ALL: &str = "/hf/*path";
 
+    /// `GET` every job's events on one stream, rich dialect (ours: the hive's page).
+    pub const EVENTS: &str = "/v1/events";
+    /// `GET` the hive's facts: version, cache, hub, offline mode, free space (ours).
+    pub const FACTS: &str = "/v1/hive";
+    /// `GET` the hive's own page (ours).
+    pub const PAGE: &str = "/";
+    /// `GET` the page's script.
+    pub const PAGE_SCRIPT: &str = "/page.js";
+    /// `GET` the page's style sheet.
+    pub const PAGE_STYLE: &str = "/page.css";
+
     /// `/v1/jobs/{id}` (an id as the hive hands it out needs no escaping).
     #[must_use]
     pub fn job(id: &str) -> String {

@@ -15,6 +15,12 @@ pub(super) fn require_token<'a>(
 ) -> Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>> {
     Box::pin(async move {
         let Some(token) = req.state().token.clone() else { return Ok(next.run(req).await) };
+        // The page holds no secret: it asks for the token and sends it with its own requests.
+        if super::page::is_page(req.url().path())
+            && matches!(req.method(), tide::http::Method::Get | tide::http::Method::Head)
+        {
+            return Ok(next.run(req).await);
+        }
         let given: Vec<String> =
             req.header("Authorization").map(|v| v.iter().map(|h| h.as_str().to_owned()).collect()).unwrap_or_default();
         if given.len() > 1 {

@@ -1,12 +1,14 @@
 //! The HTTP surface (tide): routes are thin — parse, call the domain, map errors to JSON.
 
 mod auth;
+mod events;
 mod guard;
 mod head;
 mod header;
 mod jobs;
 mod mirror;
 mod models;
+mod page;
 mod serve;
 mod stream;
 
@@ -40,6 +42,11 @@ pub fn app(state: State) -> tide::Server<State> {
     app.at(routes::MODEL_NO_ORG).delete(models::remove);
     app.at(routes::SHUTDOWN).post(shutdown);
     app.at(routes::MIRROR_ALL).get(mirror::endpoint);
+    app.at(routes::EVENTS).get(events::endpoint());
+    app.at(routes::FACTS).get(page::facts);
+    app.at(routes::PAGE).get(page::html);
+    app.at(routes::PAGE_SCRIPT).get(page::script);
+    app.at(routes::PAGE_STYLE).get(page::style);
     app
 }
 
@@ -163,6 +170,11 @@ const ROUTE_METHODS: &[(&str, &str)] = &[
     (routes::MODEL_NO_ORG, "DELETE"),
     (routes::SHUTDOWN, "POST"),
     (routes::MIRROR_ALL, "GET, HEAD"),
+    (routes::EVENTS, "GET, HEAD"),
+    (routes::FACTS, "GET, HEAD"),
+    (routes::PAGE, "GET, HEAD"),
+    (routes::PAGE_SCRIPT, "GET, HEAD"),
+    (routes::PAGE_STYLE, "GET, HEAD"),
 ];
 
 /// The `Allow` value for `path`: the route it matches (`:param` = one non-empty segment, a last

@@ -2,15 +2,19 @@
 //!
 //! The log enforces the stream contract: once a terminal event is in, nothing else gets in.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use rbee_protocol::{Event, JobStatus};
+use rbee_protocol::{Event, JobId, JobStatus};
+
+use super::feed::{Feed, Item};
 
 /// Events of one job, numbered from 1 (the SSE `id:`).
 #[derive(Debug, Default)]
 pub struct EventLog {
     inner: Mutex<Inner>,
     changed: event_listener::Event,
+    /// Where each event is published too: the hive-wide feed, under the job's id.
+    tap: Option<(Arc<Feed>, JobId)>,
 }
 
 #[derive(Debug, Default)]
@@ -20,6 +24,12 @@ struct Inner {
 }
 
 impl EventLog {
+    /// A log whose events also enter `feed` as `job`'s.
+    #[must_use]
+    pub fn tapped(feed: Arc<Feed>, job: JobId) -> Self {
+        Self { tap: Some((feed, job)), ..Self::default() }
+    }
+
     /// Appends `event`; returns `false` (and drops it) when the job already ended. (rbee's end
     /// marker is not an event: each stream dialect writes it after the terminal event.)
     pub fn push(&self, event: Event) -> bool {
@@ -32,6 +42,10 @@ impl EventLog {
                 inner.status = Some(final_status(&event));
             } else if inner.status.is_none() {
                 inner.status = Some(JobStatus::Running);
+            }
+            if let Some((feed, job)) = &self.tap {
+                // Under the log's lock: the feed holds each job's events in the log's order.
+                feed.publish(job, inner.events.len() as u64 + 1, Item::Event(event.clone()));
             }
             inner.events.push(event);
         }

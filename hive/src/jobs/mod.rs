@@ -3,11 +3,13 @@
 //! Cancelling a job drops its task; every long loop in a job awaits between units of work, so
 //! the drop takes effect within one chunk.
 
+pub mod feed;
 mod log;
 mod outstanding;
 mod queue;
 mod registry;
 
+pub use feed::Feed;
 pub use log::EventLog;
 pub use outstanding::{Outstanding, Ticket};
 pub use queue::{Slot, Slots};

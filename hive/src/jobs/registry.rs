@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::{Event, JobId, JobInfo, JobStatus};
 
-use super::{EventLog, Outstanding};
+use super::feed::Item;
+use super::{EventLog, Feed, Outstanding};
 
 /// Why a cancel did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -111,18 +112,25 @@ pub struct Registry {
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     live: Arc<AtomicUsize>,
     retention: Retention,
+    /// Every job's events in one sequence (`GET /v1/events`).
+    feed: Arc<Feed>,
 }
 
 impl Registry {
     /// An empty registry.
     #[must_use]
     pub fn new(retention: Retention) -> Self {
-        Self { jobs: Mutex::default(), live: Arc::default(), retention }
+        Self { jobs: Mutex::default(), live: Arc::default(), retention, feed: Arc::default() }
     }
 
     /// Live tasks (jobs + heartbeats) right now.
     pub fn live_tasks(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// The hive-wide feed of every job's events.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// Jobs not yet ended.
@@ -146,12 +154,16 @@ impl Registry {
         let id = new_job_id();
         let ctx = JobCtx {
             id: id.clone(),
-            log: Arc::default(),
+            log: Arc::new(EventLog::tapped(self.feed.clone(), id.clone())),
             started: Instant::now(),
             live: self.live.clone(),
             outstanding: Outstanding::default(),
         };
         let job = Arc::new(Job { description, ctx: ctx.clone(), task: Mutex::new(None), ended_at: Mutex::new(None) });
+        // In the table, then announced, before its first event: a feed subscriber's snapshot of
+        // the table and the feed's order agree (`http/events.rs`).
+        self.table().insert(id.clone(), job.clone());
+        self.feed.publish(&id, 0, Item::Started { operation: job.description.clone() });
         let guard = TaskGuard::new(&self.live);
         let fut = work(ctx.clone());
         let task_job = job.clone();
@@ -165,7 +177,6 @@ impl Registry {
             *task_job.ended_at.lock().expect("poisoned") = Some(Instant::now());
         });
         *job.task.lock().expect("poisoned") = Some(task);
-        self.table().insert(id.clone(), job);
         id
     }
 

@@ -8,12 +8,14 @@
 //! ```
 
 pub mod capture;
+pub mod cdp;
 pub mod fixtures;
 pub mod hive;
 pub mod http;
 pub mod keeper;
 pub mod local;
 pub mod nginx;
+pub mod page;
 pub mod peer;
 pub mod process;
 pub mod proxy;

@@ -15,6 +15,7 @@ mod download;
 mod durable;
 mod footprint;
 mod mirror;
+mod page;
 mod proc;
 mod resume;
 mod scale;
@@ -72,6 +73,8 @@ enum Section {
         #[arg(long, default_value = "/var/tmp")]
         disk: PathBuf,
     },
+    /// The hive's page in headless Chromium: hub byte → bar moving, 50 bars at once
+    Page,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Section::Mirror => mirror::run(&ctx),
         Section::Durable { disk } => durable::run(&ctx, &disk),
         Section::Ssh => ssh::run(&ctx),
+        Section::Page => page::run(&ctx),
     };
     match out {
         Ok(md) => {
