@@ -84,7 +84,7 @@ fn sigint_mid_download_stops_the_job_on_the_hive() {
 }
 
 /// A cancel must close the upstream connection even when the upstream sends nothing (libcurl
-/// alone would only notice the dropped body when the next byte arrives; hive/src/download/curl.rs
+/// alone would only notice the dropped body when the next byte arrives; hive/src/download/curl/
 /// wakes its thread instead).
 #[test]
 fn a_stalled_upstream_connection_closes_on_cancel() {

@@ -25,6 +25,11 @@ use futures_lite::{AsyncBufRead, AsyncRead, AsyncReadExt, Stream};
 use http_client::http_types::headers::HeaderValue;
 use http_client::{Body, Config, Error, HttpClient, Request, Response};
 
+mod thread;
+
+pub(crate) use thread::Session;
+use thread::{curl_thread, drive, Start, RUNNING};
+
 /// Connect timeout for upstream requests (the body has its own stall timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// curl's receive buffer: the largest chunk handed over at once.
@@ -35,29 +40,8 @@ const BUFFER_SIZE: usize = 64 << 10;
 /// transfers each callback's bytes go as they come, which holds less memory per connection.
 const CHUNK_MAX: usize = 256 << 10;
 const BIG_CHUNKS_UP_TO: usize = 2;
-/// Transfers running in this process.
-static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Counts a transfer in [`RUNNING`] while it lives.
-struct Running;
-
-impl Running {
-    fn enter() -> Self {
-        RUNNING.fetch_add(1, Ordering::Relaxed);
-        Self
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Chunks in flight between curl's thread and the reader (bounds memory per download).
 const CHUNKS_IN_FLIGHT: usize = 4;
-/// How long the curl thread sleeps in `poll` when nothing happens (a wakeup cuts it short).
-const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Largest request body sent (the hive only sends small JSON, if anything).
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
@@ -319,94 +303,6 @@ fn ca_bundle() -> Option<std::path::PathBuf> {
         .iter()
         .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
         .map(std::path::PathBuf::from)
-}
-
-/// A transfer for a curl thread to run.
-struct Start {
-    easy: Easy2<Collector>,
-    cancelled: Arc<AtomicBool>,
-    tx: async_channel::Sender<Msg>,
-    /// Where the thread sends the waker that cancels it.
-    waker: async_channel::Sender<MultiWaker>,
-}
-
-fn curl_thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    std::thread::Builder::new().name("rbee-curl".into()).stack_size(1 << 20).spawn(f).map(drop)
-}
-
-/// Keeps connections between the requests of one part worker: its requests (set with
-/// `surf::Request::set_ext`) run one after another on one thread with one curl multi handle,
-/// whose connection cache lets a request reuse the connection the one before it finished with.
-/// A transfer cancelled mid-body is removed from the multi handle, which closes its connection
-/// at once, as before; dropping the session ends the thread, which closes the idle ones.
-#[derive(Clone)]
-pub(crate) struct Session {
-    starts: std::sync::mpsc::Sender<Start>,
-}
-
-impl Session {
-    pub(crate) fn new() -> std::io::Result<Self> {
-        let (starts, next) = std::sync::mpsc::channel::<Start>();
-        curl_thread(move || {
-            let multi = Multi::new();
-            while let Ok(start) = next.recv() {
-                drive(&multi, start);
-            }
-        })?;
-        Ok(Self { starts })
-    }
-
-    fn run(&self, start: Start) -> Result<(), Error> {
-        self.starts.send(start).map_err(|_| Error::from_str(500, "the curl session thread ended"))
-    }
-}
-
-/// Runs one transfer to its end (or until cancelled) on the calling thread, then takes it off
-/// `multi` (which closes its connection unless the transfer finished cleanly).
-fn drive(multi: &Multi, Start { easy, cancelled, tx, waker }: Start) {
-    let _running = Running::enter();
-    if waker.try_send(multi.waker()).is_err() {
-        return;
-    }
-    let failure = match multi.add2(easy) {
-        Ok(mut handle) => {
-            let failure = transfer(multi, &mut handle, &cancelled);
-            drop(multi.remove2(handle));
-            failure
-        }
-        Err(e) => Some(e.to_string()),
-    };
-    if let Some(reason) = failure {
-        let _ = tx.send_blocking(Msg::Failed(reason));
-    }
-}
-
-/// The transfer's loop; why it failed, if it did (a cancel is no failure).
-fn transfer(multi: &Multi, handle: &mut curl::multi::Easy2Handle<Collector>, cancelled: &AtomicBool) -> Option<String> {
-    loop {
-        if cancelled.load(Ordering::Relaxed) {
-            return None;
-        }
-        let running = match multi.perform() {
-            Ok(n) => n,
-            Err(e) => return Some(e.to_string()),
-        };
-        // What this `perform` received goes to the reader now (an error comes after it).
-        if !handle.get_mut().flush() {
-            return None;
-        }
-        if running == 0 {
-            let mut outcome = None;
-            multi.messages(|m| outcome = m.result_for2(handle));
-            return match outcome {
-                Some(Err(e)) if !cancelled.load(Ordering::Relaxed) => Some(e.to_string()),
-                _ => None,
-            };
-        }
-        if let Err(e) = multi.poll(&mut [], IDLE_POLL) {
-            return Some(e.to_string());
-        }
-    }
 }
 
 #[async_trait::async_trait]
