@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::harness::fixtures::{
     assert_published, hub_with_model, keeper_download, keeper_job_id, PartMap, MODEL, REPO,
 };
-use crate::harness::{FakeHub, Hive, TIMEOUT};
+use crate::harness::{FakeHub, Hive, Keeper, TIMEOUT};
 
 /// Downloads a 32 MiB file under `--max-rate rate` (the CDN itself unthrottled) and presses
 /// Ctrl+C after `secs`; asserts that the hive kept at least 90 % of what it received (its last
@@ -59,6 +59,11 @@ fn cancel_after(rate: &str, secs: u64) -> (FakeHub, Hive, u64, PartMap) {
 fn ctrl_c_under_a_cap_keeps_what_arrived_and_the_resume_fetches_only_what_is_missing() {
     let (hub, hive, sent, map) = cancel_after("2M", 4);
     let (size, kept, missing) = (map.size, map.held(), map.missing());
+    // A dry run counts the blocks the parts kept as fetched already (issue 25 §10).
+    let plan = Keeper::new().hive(&hive).args(["--json", "model", "download", REPO, MODEL, "--dry-run"]).run();
+    let plan: serde_json::Value = serde_json::from_str(plan.assert_success().stdout.trim()).expect("the plan as JSON");
+    assert_eq!(plan["to_fetch"], size - kept, "the plan's bytes to fetch after the cancel: {plan}");
+    assert_eq!(plan["files"][0]["partial"], kept, "{plan}");
     let before = hub.connections().len();
     let op = json!({"operation": "model_download", "hive_id": "localhost", "model": format!("{REPO}:{MODEL}"), "connections": 1});
     let (status, body) = hive.post_job(&op);

@@ -22,6 +22,11 @@ const ROUTES: &[&str] = &[
     "/hf/rbee-test/tiny-model/resolve/main/config.json",
     "/hf/api/models/rbee-test/tiny-model/revision/main",
     "/hf/api/models/rbee-test/tiny-model",
+    "/hf/api/models/rbee-test/tiny-model/tree/main",
+    "/v1/events",
+    "/v1/hive",
+    "/page.js",
+    "/page.css",
 ];
 
 /// What each segment is replaced by: raw bytes (the hive answers 400 before any route) and

@@ -141,6 +141,13 @@ impl Downloader {
         &self.cache
     }
 
+    /// Bytes the hive may still write on the cache's filesystem, as the space check measures
+    /// them (`None` when it cannot be told).
+    #[must_use]
+    pub fn free_bytes(&self) -> Option<u64> {
+        diskspace::free_bytes(&self.cache)
+    }
+
     /// What downloads are in flight (taken when a download job is spawned, see [`Busy`]).
     #[must_use]
     pub fn busy(&self) -> &Busy {
@@ -298,7 +305,7 @@ impl Downloader {
         max_parts: usize,
     ) -> Result<(), DownloadError> {
         // Refuse what the disk cannot hold, before the first byte (diskspace.rs).
-        let have = transfer::fetched_before(repo, res);
+        let have = transfer::fetched_before(repo, &res.etag, res.size);
         diskspace::check(&self.cache, res.size.unwrap_or(0).saturating_sub(have), self.free_space)?;
         repo.write_meta(&res.etag, &PartialMeta { file: file.to_owned(), size: res.size }, false)?;
         let transfer = Transfer {

@@ -115,7 +115,10 @@ pub(crate) fn plan(repo: &RepoDir, listing: &Listing, names: &[String]) -> Plan 
             let etag = s.etag();
             let cached = repo.cached(&repo.pointer(&listing.commit, &s.rfilename), etag.unwrap_or_default(), s.len())
                 || etag.is_some_and(|e| repo.blob_state(e, s.len()) == crate::cache::BlobState::Whole);
-            let partial = if cached { 0 } else { etag.and_then(|e| repo.file_len(&repo.incomplete(e))).unwrap_or(0) };
+            let partial = match etag {
+                Some(e) if !cached => super::transfer::fetched_before(repo, e, s.len()),
+                _ => 0,
+            };
             let size = s.len();
             let to_fetch = if cached { 0 } else { size.unwrap_or(0).saturating_sub(partial) };
             Planned { file: s.rfilename.clone(), size, cached, partial, to_fetch }

@@ -62,12 +62,7 @@ pub(super) async fn style(_: Request<State>) -> tide::Result {
 pub(super) async fn facts(req: Request<State>) -> tide::Result {
     let hive = req.state();
     let cache = hive.downloader.cache();
-    // (`download::diskspace::free_bytes` measures the same for the space check; it is private to
-    // `download`, which this route must not reach into.)
-    #[allow(clippy::useless_conversion)] // the field types differ between targets
-    let free = nix::sys::statvfs::statvfs(cache)
-        .ok()
-        .map(|st| u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())));
+    let free = hive.downloader.free_bytes();
     json(
         StatusCode::Ok,
         &serde_json::json!({

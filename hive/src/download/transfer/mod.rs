@@ -25,11 +25,11 @@ use crate::jobs::JobCtx;
 
 use parts::PARALLEL_MIN;
 
-/// Bytes of the file `res` names that an earlier attempt left in the cache (its `.incomplete`
-/// prefix, or the blocks a download in parts finished).
-pub(crate) fn fetched_before(repo: &RepoDir, res: &Resolved) -> u64 {
-    let prefix = repo.file_len(&repo.incomplete(&res.etag)).unwrap_or(0);
-    let parts = res.size.map_or(0, |size| sparse::done_bytes(repo, &res.etag, size));
+/// Bytes of blob `etag` (`size` bytes, if known) that an earlier attempt left in the cache (its
+/// `.incomplete` prefix, or the blocks a download in parts finished).
+pub(crate) fn fetched_before(repo: &RepoDir, etag: &str, size: Option<u64>) -> u64 {
+    let prefix = repo.file_len(&repo.incomplete(etag)).unwrap_or(0);
+    let parts = size.map_or(0, |size| sparse::done_bytes(repo, etag, size));
     prefix.max(parts)
 }
 
