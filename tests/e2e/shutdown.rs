@@ -33,3 +33,28 @@ fn ctrl_c_on_a_foreground_hive_cancels_its_jobs_keeps_the_partial_and_exits_0() 
 fn sigterm_stops_a_hive_the_same_way() {
     stops_gracefully_on("TERM");
 }
+
+/// A second Ctrl+C while the hive is still stopping its jobs exits at once (130), without the
+/// graceful end line; what was on disk stays there.
+#[test]
+fn a_second_signal_while_stopping_exits_at_once() {
+    let hub = hub_with_model(8 << 20);
+    hub.set_rate(512 << 10);
+    let mut hive = Hive::spawn(&hub);
+    let keeper = keeper_download(&hive, MODEL).spawn();
+    assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "the download never started\n{}", keeper.dump());
+
+    let first = std::process::Command::new("kill").args(["-INT", &hive.pid().to_string()]).status();
+    assert!(first.is_ok_and(|s| s.success()), "kill -INT {} failed", hive.pid());
+    // The graceful stop lasts at least its 500 ms grace: the second signal lands inside it.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let status = hive.signal_and_wait("INT", TIMEOUT);
+    let log = hive.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "second SIGINT: {status:?}\nhive log:\n{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(log.contains("second signal: exiting at once"), "no line for the second signal\nhive log:\n{log}");
+    assert!(!log.contains("rbee-hive stopped:"), "the graceful end ran anyway\nhive log:\n{log}");
+    assert!(partial_len(&hive, &hub, MODEL) > 0, "the partial download was lost\nhive log:\n{log}");
+    drop(keeper);
+}
