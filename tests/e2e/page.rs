@@ -194,7 +194,14 @@ fn a_reload_mid_download_resumes_the_bar_without_duplicates() {
     let Some(chromium) = chromium() else { return };
     let hub = hub_with_model(32 << 20);
     hub.set_rate(1 << 20);
-    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let hive = Hive::builder()
+        .hub(&hub)
+        .heartbeat_secs(1)
+        .arg("--max-parts")
+        .arg("1")
+        .arg("--max-downloads")
+        .arg("64")
+        .spawn();
     let id = hive.start_download(REPO, MODEL);
     let mut browser = open(&chromium, &hive);
     let row = format!("document.querySelector('[data-job=\"{id}\"] progress')");
@@ -303,7 +310,14 @@ fn fifty_jobs_update_at_about_4_hz_in_one_page() {
     let spec = (0..JOBS).fold(RepoSpec::new("rbee-test/fifty"), |r, i| r.lfs(&format!("f{i:02}.gguf"), 64 << 20));
     hub.add_repo(spec);
     hub.set_rate(256 << 10);
-    let hive = Hive::builder().hub(&hub).heartbeat_secs(1).arg("--max-parts").arg("1").spawn();
+    let hive = Hive::builder()
+        .hub(&hub)
+        .heartbeat_secs(1)
+        .arg("--max-parts")
+        .arg("1")
+        .arg("--max-downloads")
+        .arg("64")
+        .spawn();
     let mut browser = open(&chromium, &hive);
     for i in 0..JOBS {
         hive.start_download("rbee-test/fifty", &format!("f{i:02}.gguf"));
@@ -336,7 +350,7 @@ fn fifty_jobs_update_at_about_4_hz_in_one_page() {
 #[test]
 fn the_page_is_served_to_its_own_origin_only() {
     let hub = hub_with_model(1 << 10);
-    let hive = Hive::builder().hub(&hub).token("page-token-x").spawn();
+    let hive = Hive::builder().hub(&hub).token("page-token-x-16chars").spawn();
     let url = hive.url().trim_end_matches('/');
     // Its three files need no token (they hold no secret); everything else still does.
     for (path, kind) in [("", "text/html"), ("page.js", "text/javascript"), ("page.css", "text/css")] {

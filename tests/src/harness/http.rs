@@ -75,7 +75,12 @@ impl Streaming {
 pub fn open(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> io::Result<Streaming> {
     let (host, path) = split_url(url);
     let mut conn = TcpStream::connect(host)?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    // A `Host` in `headers` replaces the URL's (one Host only: the hive answers 400 to two).
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
+    head.push_str("Connection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

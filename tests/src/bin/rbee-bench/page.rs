@@ -40,7 +40,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         hub.sha256(REPO, name);
     }
     let cache = ctx.fresh_dir("page-cache")?;
-    let hive = Hive::spawn(ctx, hub.endpoint(), &cache, &["--max-parts", "1"])?;
+    let hive = Hive::spawn(ctx, hub.endpoint(), &cache, &["--max-parts", "1", "--max-downloads", "64"])?;
     let mut browser = Browser::launch(&chromium, 1000, 1300);
     browser.open(&hive.url);
     browser.wait("document.getElementById('conn')?.dataset.state === 'live'", Duration::from_secs(20), "a live stream");
