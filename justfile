@@ -29,10 +29,12 @@ missing-peers:
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=("nginx (the keep-alive test was SKIPPED)")
     [ -x .venv/bin/python ] || missing+=(".venv with huggingface_hub (just py): the interop, mirror and scan tests FAILED")
     command -v strace >/dev/null 2>&1 || missing+=("strace (the fsync order test was SKIPPED)")
+    [ -x /usr/sbin/sshd ] || missing+=("openssh-server (the SSH tests were SKIPPED)")
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=("iproute2 (the SSH and redirect-refusal tests were SKIPPED)")
     if [ ${#missing[@]} -gt 0 ]; then
         printf '\n!!!!! MISSING PEERS: %s !!!!!\n\n' "${missing[*]}" >&2
     else
-        echo "every real peer was present (chromium, tinyproxy, nginx, strace): no test was skipped"
+        echo "every real peer was present (chromium, tinyproxy, nginx, strace, sshd, iproute2): no test was skipped"
     fi
 
 # Fails if tokio can reach any build of ours. Fails closed: a cargo error fails the recipe.
