@@ -4,6 +4,7 @@
 #
 #   just bench-mirror                 # release build, 2 GiB, 7 runs each
 #   BENCH_QUICK=1 just bench-mirror   # 256 MiB, 2 runs: a smoke run, printed only
+#   bash bench/mirror.sh --busy       # the same with one core kept busy (--mib N, --runs N too)
 #
 # Needs Debian's nginx-light: installed here with apt-get when `nginx` is missing; fails loudly
 # when that is not possible (no root, no apt, no network).
@@ -33,7 +34,7 @@ args=()
 [ "$quick" = 1 ] && args=(--quick)
 started=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-section=$("$bin/rbee-bench" "${args[@]}" --tmp "$scratch" --bin-dir "$bin" mirror)
+section=$("$bin/rbee-bench" "${args[@]}" --tmp "$scratch" --bin-dir "$bin" mirror "$@")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then rev="$rev (with uncommitted changes)"; fi

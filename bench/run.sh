@@ -109,8 +109,9 @@ cmd="just bench"
     echo "| total bench time | ${total}s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g')) |"
     echo
     cat "$body"
-    # Keep the figures `just soak` (bench/soak.sh), the hostile tests and `just bench-mirror` (bench/mirror.sh) wrote.
-    for block in soak hostile bandwidth mirror; do
+    # Keep the figures `just soak` (bench/soak.sh), the hostile tests and `just bench-mirror` (bench/mirror.sh) wrote,
+    # and issue 27's by-hand mirror runs.
+    for block in soak hostile bandwidth mirror mirror-sendfile; do
         if [ -f "$out" ] && grep -q "^<!-- $block -->\$" "$out"; then
             echo
             awk -v b="$block" '$0 == "<!-- " b " -->"{keep=1} keep{print} $0 == "<!-- /" b " -->"{keep=0}' "$out"

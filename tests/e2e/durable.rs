@@ -4,13 +4,9 @@
 //! renamed into place with their directories `fsync`ed; and a blob found short is not "already in
 //! the cache": it is fetched again from where it stops and verified.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use crate::harness::fixtures::{blob, hub_with_model, snapshot, MODEL, REPO};
-use crate::harness::{download_ok, peer, Hive, Keeper, TIMEOUT};
+use crate::harness::strace::Strace;
+use crate::harness::{download_ok, Hive, Keeper};
 
 #[test]
 fn a_truncated_blob_is_fetched_again_from_where_it_stops_and_verified() {
@@ -31,32 +27,6 @@ fn a_truncated_blob_is_fetched_again_from_where_it_stops_and_verified() {
     again.assert_success().assert_stderr_contains("already in the cache");
 }
 
-/// Starts `strace -f -y` on the running hive, tracing the syscalls that make a file durable, and
-/// returns once it has attached.
-fn attach(strace: &Path, pid: u32, out: &Path) -> std::process::Child {
-    let mut child = Command::new(strace)
-        .args(["-f", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,symlinkat", "-o"])
-        .arg(out)
-        .args(["-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strace");
-    let stderr = child.stderr.take().expect("strace stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // `strace: Process N attached`, one line per thread of the hive.
-    let line = rx.recv_timeout(TIMEOUT).expect("strace did not attach (is ptrace allowed here?)");
-    assert!(line.contains("attached"), "strace: {line}");
-    std::thread::sleep(Duration::from_millis(300));
-    child
-}
-
 /// The index of the first line after `from` containing every one of `needles`.
 #[track_caller]
 fn find(lines: &[&str], from: usize, needles: &[&str], trace: &str) -> usize {
@@ -71,16 +41,12 @@ fn find(lines: &[&str], from: usize, needles: &[&str], trace: &str) -> usize {
 
 #[test]
 fn publish_syncs_the_data_before_the_rename_and_the_directory_after() {
-    let Some(strace) = peer::require("strace", &["strace"], "the fsync order test") else { return };
     let hub = hub_with_model(256 << 10);
     let hive = Hive::spawn(&hub);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("trace");
-    let mut tracer = attach(&strace, hive.pid(), &out);
+    let syscalls = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "symlinkat"];
+    let Some(tracer) = Strace::attach(hive.pid(), &syscalls, "the fsync order test") else { return };
     download_ok(&hive, REPO, Some(MODEL), None);
-    tracer.kill().unwrap();
-    tracer.wait().unwrap();
-    let trace = std::fs::read_to_string(&out).unwrap();
+    let trace = tracer.finish();
     let lines: Vec<&str> = trace.lines().collect();
     let etag = blob(&hive, &hub, MODEL).file_name().unwrap().to_string_lossy().into_owned();
     let incomplete = format!("/blobs/{etag}.incomplete>");

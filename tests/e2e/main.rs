@@ -29,6 +29,7 @@ mod keeper_cli;
 mod listing_totals;
 mod load;
 mod mirror;
+mod mirror_sendfile;
 mod models;
 mod no_panic;
 mod offline;

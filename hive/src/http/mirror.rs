@@ -21,6 +21,7 @@ use rbee_protocol::{routes, validate, ErrorCode};
 use serde_json::json;
 use tide::{Body, Request, Response, StatusCode};
 
+use super::sendfile::FileRange;
 use super::{error, header, json, State};
 use crate::cache::RepoDir;
 use crate::mirror::tree::{self, TreeAsk, TreeFile};
@@ -183,7 +184,8 @@ fn not_modified(req: &Request<State>, etag: &str) -> bool {
 }
 
 /// The response for a located file: headers as the hub sends them, and the bytes (or the part
-/// of them a `Range` asks for) streamed from disk.
+/// of them a `Range` asks for) streamed from disk — for a published blob, with `sendfile` by the
+/// accept loop (see `sendfile.rs`).
 fn respond(req: &Request<State>, revision: &str, found: &Located, growing: Option<Growing>) -> Response {
     let size = found.size;
     let head = |res: &mut Response| {
@@ -222,6 +224,10 @@ fn respond(req: &Request<State>, revision: &str, found: &Located, growing: Optio
     let body = if req.method() == tide::http::Method::Head {
         Body::from_reader(futures_lite::io::empty(), Some(len))
     } else {
+        if growing.is_none() {
+            // A published blob: the accept loop sends these bytes with sendfile (sendfile.rs).
+            res.insert_ext(FileRange { path: found.blob.clone(), start, end });
+        }
         Body::from_reader(BlobBody::new(found.blob.clone(), growing, size, start, end), Some(len))
     };
     res.set_body(body);

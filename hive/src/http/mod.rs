@@ -9,6 +9,7 @@ mod jobs;
 mod mirror;
 mod models;
 mod page;
+mod sendfile;
 mod serve;
 mod stream;
 

@@ -17,6 +17,10 @@
 //!   past the request's end, so a pipelined request waits in the buffer for the next turn instead
 //!   of vanishing in a reader async-h1 drops. A chunked body's end is known only to async-h1's
 //!   decoder, so a chunked request is answered with `Connection: close`.
+//! - **A published blob goes out with `sendfile`.** A response carrying a [`FileRange`] (the
+//!   mirror's `GET` of a verified blob) has its head written by async-h1 with an empty body of
+//!   the same length, and its bytes sent by the loop before it reads the next request
+//!   (`sendfile.rs`).
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +34,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream};
 
 use super::head::{self, Framing};
+use super::sendfile::FileRange;
 use super::{Access, State};
 
 /// Limits on client connections.
@@ -83,6 +88,11 @@ async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
         async move {
             let chunked = req.header("Transfer-Encoding").is_some();
             let mut res = app.respond::<_, tide::http::Response>(req).await?;
+            if let Some(range) = res.ext_mut().remove::<FileRange>() {
+                let len = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+                res.set_body(tide::http::Body::from_reader(futures_lite::io::empty(), Some(len)));
+                *conn.state.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(range);
+            }
             if chunked {
                 res.insert_header("Connection", "close");
             }
@@ -104,8 +114,14 @@ async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
         };
         conn.admit(head);
         let written = conn.state.written.load(Ordering::SeqCst);
-        match server.accept_one().await {
-            Ok(ConnectionStatus::KeepAlive) if head.framing != Framing::Chunked => {}
+        let status = server.accept_one().await;
+        let file = conn.state.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let sent = match (&status, file) {
+            (Ok(_), Some(range)) => conn.send_file(&range).await,
+            _ => true,
+        };
+        match status {
+            Ok(ConnectionStatus::KeepAlive) if sent && head.framing != Framing::Chunked => {}
             Ok(_) => break,
             Err(e) => {
                 // Only when nothing of a response went out yet: answer, then close.
@@ -178,6 +194,8 @@ struct ConnState {
     written: AtomicU64,
     timeout: Duration,
     input: Mutex<Input>,
+    /// The bytes of the response just written, for the loop to send after its head.
+    file: Mutex<Option<FileRange>>,
 }
 
 /// Bytes read from the socket and not yet handed to async-h1, and how many more bytes belong
@@ -203,12 +221,30 @@ impl Conn {
             written: AtomicU64::new(0),
             timeout,
             input: Mutex::new(Input { ahead: Vec::new(), left: Some(0) }),
+            file: Mutex::new(None),
         };
         Self { stream, state: Arc::new(state) }
     }
 
     fn timed_out(&self) -> bool {
         self.state.timed_out.load(Ordering::SeqCst)
+    }
+
+    /// Sends a response's bytes after its head; whether all went out (else the connection ends:
+    /// the client went away, or the blob could not be read and the response is cut short).
+    async fn send_file(&self, range: &FileRange) -> bool {
+        let sent = range.send(&self.stream).await;
+        *self.state.deadline.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        match sent {
+            Ok(n) => {
+                self.state.written.fetch_add(n, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                log::debug!("sending `{}` stopped: {e}", range.path.display());
+                false
+            }
+        }
     }
 
     /// Lets async-h1 read the request whose head was checked: its head and body, no further.

@@ -1,7 +1,8 @@
 //! A blob's bytes as a response body, read from disk in [`CHUNK`]-sized `pread`s on the blocking
 //! pool (never on the executor) by a task that runs at most [`AHEAD`] chunks ahead of the socket:
 //! memory per response is bounded whatever the file's size, and dropping the body (the client
-//! went away) drops the task.
+//! went away) drops the task. The task starts at the first read, so a body the accept loop
+//! replaces with `sendfile` (`http/sendfile.rs`) never reads a byte.
 //!
 //! A blob still being downloaded ([`Growing`]) is served as it grows: bytes come from
 //! `blobs/<etag>.incomplete` (always a contiguous prefix of the file, see DESIGN §4) as far as it
@@ -40,28 +41,37 @@ pub struct Growing {
     pub job: Arc<EventLog>,
 }
 
+/// Sends the chunks a [`read_ahead`] task reads.
+type Chunks = async_channel::Sender<io::Result<Vec<u8>>>;
+
 /// Bytes `start..end` of the blob at `blob` (of `size` bytes in all).
 pub struct BlobBody {
     chunks: Pin<Box<async_channel::Receiver<io::Result<Vec<u8>>>>>,
     current: Vec<u8>,
     offset: usize,
-    _reader: smol::Task<()>,
+    /// What the reader task will read, until the first read starts it.
+    idle: Option<(Source, u64, u64, Chunks)>,
+    _reader: Option<smol::Task<()>>,
 }
 
 impl BlobBody {
-    /// Starts reading `start..end` of `blob`; a [`Growing`] one is followed as it is written.
+    /// Bytes `start..end` of `blob`, read from the first read on; a [`Growing`] one is followed as
+    /// it is written.
     #[must_use]
     pub fn new(blob: PathBuf, growing: Option<Growing>, size: u64, start: u64, end: u64) -> Self {
         let (tx, chunks) = async_channel::bounded(AHEAD);
         let source = Source { blob, growing, size, file: None, published: false, ended_check: false };
-        let reader = smol::spawn(read_ahead(source, start, end, tx));
-        Self { chunks: Box::pin(chunks), current: Vec::new(), offset: 0, _reader: reader }
+        let idle = Some((source, start, end, tx));
+        Self { chunks: Box::pin(chunks), current: Vec::new(), offset: 0, idle, _reader: None }
     }
 }
 
 impl AsyncBufRead for BlobBody {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
+        if let Some((source, start, end, tx)) = this.idle.take() {
+            this._reader = Some(smol::spawn(read_ahead(source, start, end, tx)));
+        }
         while this.offset >= this.current.len() {
             match std::task::ready!(this.chunks.as_mut().poll_next(cx)) {
                 Some(Ok(chunk)) => (this.current, this.offset) = (chunk, 0),
@@ -88,7 +98,7 @@ impl AsyncRead for BlobBody {
 }
 
 /// Reads chunk after chunk into `tx` until `end`, an error, or the body is dropped.
-async fn read_ahead(mut source: Source, mut pos: u64, end: u64, tx: async_channel::Sender<io::Result<Vec<u8>>>) {
+async fn read_ahead(mut source: Source, mut pos: u64, end: u64, tx: Chunks) {
     while pos < end {
         let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(CHUNK);
         let (back, step) = smol::unblock(move || {

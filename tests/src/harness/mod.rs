@@ -23,6 +23,7 @@ pub mod pty;
 pub mod python;
 pub mod remote;
 pub mod sse;
+pub mod strace;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -66,7 +66,17 @@ enum Section {
     /// Ctrl+C → remote upstream connection closed, through an SSH tunnel (root, sshd, iproute2)
     Ssh,
     /// The HF mirror serving a 2 GiB blob vs nginx (needs `nginx`: bench/mirror.sh)
-    Mirror,
+    Mirror {
+        /// The blob's size in MiB [default: 2048, 256 with --quick]
+        #[arg(long)]
+        mib: Option<u64>,
+        /// Downloads from each server [default: 7, 2 with --quick]
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Keep one core busy (a shell spinning) while measuring
+        #[arg(long)]
+        busy: bool,
+    },
     /// What fsync costs: a 2 GiB download into a cache on a real disk, with and without
     Durable {
         /// A directory on a real disk (not tmpfs, where fsync costs nothing)
@@ -92,7 +102,7 @@ fn main() -> ExitCode {
         Section::Concurrent => download::concurrent(&ctx),
         Section::Cdn => cdn::run(&ctx),
         Section::Scale => scale::run(&ctx),
-        Section::Mirror => mirror::run(&ctx),
+        Section::Mirror { mib, runs, busy } => mirror::run(&ctx, mirror::Plan { mib, runs, busy }),
         Section::Durable { disk } => durable::run(&ctx, &disk),
         Section::Ssh => ssh::run(&ctx),
         Section::Page => page::run(&ctx),
