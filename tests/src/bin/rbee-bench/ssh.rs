@@ -5,15 +5,14 @@
 //! (after its DELETE went through the tunnel and was answered).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rbee_tests::harness::remote::{SshHost, ALIAS};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::cancel::jitter;
-use crate::proc::{ms, note, Ctx, Killer};
-use crate::table::{below, percentile, Table};
+use crate::proc::{Ctx, Killer};
+use crate::sigint;
 
 const REPO: &str = "bench/ssh-cancel";
 const FILE: &str = "model.bin";
@@ -35,18 +34,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         }
     }
     let mut killer = Killer::new()?;
-    let (mut closed, mut exited) = (Vec::new(), Vec::new());
-    note(format!("ssh cancel: {warmup} warm-up + {trials} trials"));
-    for i in 0..warmup + trials {
-        let (c, e) = trial(ctx, &host, &hub, &mut killer).with_context(|| format!("trial {i}"))?;
-        for dir in ["models--bench--ssh-cancel", ".locks"] {
-            let _ = std::fs::remove_dir_all(host.hf_cache().join(dir));
-        }
-        if i >= warmup {
-            closed.push(c);
-            exited.push(e);
-        }
-    }
+    let (closed, exited) =
+        sigint::trials((warmup, trials), &host.hf_cache(), REPO, || trial(ctx, &host, &hub, &mut killer))?;
     let _ = rbee(ctx, &host, hub.endpoint()).args(["hive", "stop", "--host", ALIAS]).output();
     Ok(report(&closed, &exited))
 }
@@ -83,21 +72,7 @@ fn trial(ctx: &Ctx, host: &SshHost, hub: &FakeHub, killer: &mut Killer) -> Resul
         let _ = keeper.wait();
         bail!("no upstream connection through the remote hive: {:?}", lines.try_iter().collect::<Vec<_>>());
     }
-    std::thread::sleep(Duration::from_micros(jitter() % 20_000));
-    let open: Vec<u64> =
-        hub.stats().connections.iter().skip(n).filter(|c| c.closed_at.is_none()).map(|c| c.id).collect();
-    let t0 = Instant::now();
-    killer.sigint(keeper.id())?;
-    let status = keeper.wait()?;
-    let exited = t0.elapsed();
-    if status.code() != Some(130) {
-        bail!("the keeper exited with {status}, not 130; it said: {:?}", lines.try_iter().collect::<Vec<_>>());
-    }
-    let mut last = t0;
-    for id in &open {
-        last = last.max(hub.wait_closed(*id, Duration::from_secs(10)).context("an upstream connection never closed")?);
-    }
-    Ok((ms(last.saturating_duration_since(t0)), ms(exited)))
+    sigint::interrupt(hub, n, killer, &mut keeper, || format!("{:?}", lines.try_iter().collect::<Vec<_>>()))
 }
 
 /// `pipe`'s lines, as they come.
@@ -112,21 +87,15 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Recei
 }
 
 fn report(closed: &[f64], exited: &[f64]) -> String {
-    let mut t = Table::new(&["from SIGINT to …", "p50", "p95", "max", "target", "verdict"]);
-    for (what, s) in [
-        ("the hub saw the remote hive's upstream connections close", closed),
-        ("the keeper exited 130 (DELETE through the tunnel answered)", exited),
-    ] {
-        let p = |q| percentile(s, q);
-        t.row(&[
-            what.to_owned(),
-            format!("{:.1} ms", p(50.0)),
-            format!("{:.1} ms", p(95.0)),
-            format!("{:.1} ms", p(100.0)),
-            format!("< {TARGET_MS:.0} ms"),
-            below(p(100.0), TARGET_MS, "ms"),
-        ]);
-    }
+    let t = sigint::table(
+        [
+            ("the hub saw the remote hive's upstream connections close", closed),
+            ("the keeper exited 130 (DELETE through the tunnel answered)", exited),
+        ],
+        &[50.0, 95.0, 100.0],
+        100.0,
+        TARGET_MS,
+    );
     format!(
         "## Cancel latency through an SSH tunnel\n\n\
          {} trials. The hive runs as another user in a network namespace of its own, reached only through \
@@ -138,6 +107,6 @@ fn report(closed: &[f64], exited: &[f64]) -> String {
         closed.len(),
         RATE >> 20,
         MID_BODY >> 10,
-        t.done()
+        t
     )
 }
