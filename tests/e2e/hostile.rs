@@ -276,14 +276,7 @@ fn token_hive_closes_unauthenticated_connections_and_reads_one_bearer_header() {
         .env_remove("RBEE_HIVE_TOKEN")
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+    let _child = crate::harness::process::KillOnDrop(child);
     let up = Instant::now();
     while TcpStream::connect(&at).is_err() {
         assert!(up.elapsed() < TIMEOUT, "the token hive did not come up");
