@@ -10,8 +10,8 @@ use rbee_protocol::Event;
 use serde_json::json;
 
 use crate::harness::fixtures::{
-    assert_published, file_len, hub_with_faulty_model, hub_with_model, incomplete, partial_len, parts_file, wait_for,
-    wait_status, PartMap, MODEL, REPO,
+    assert_published, file_len, hub_with_faulty_model, hub_with_model, hub_with_slow_model, incomplete, partial_len,
+    parts_file, wait_for, wait_status, PartMap, MODEL, REPO,
 };
 use crate::harness::nginx::Nginx;
 use crate::harness::python::hf_scan_warnings;
@@ -31,8 +31,7 @@ fn start(hive: &Hive, connections: Option<u32>) -> String {
 
 /// A hub serving a `size`-byte [`MODEL`] at `rate` bytes/s per connection, and a hive on it.
 fn capped(size: u64, rate: u64) -> (FakeHub, Hive) {
-    let hub = hub_with_model(size);
-    hub.set_rate(rate);
+    let hub = hub_with_slow_model(size, rate);
     let hive = Hive::spawn(&hub);
     (hub, hive)
 }

@@ -25,11 +25,16 @@ pub fn hub_with_model(model_size: u64) -> FakeHub {
     hub
 }
 
-/// [`hub_with_model`] whose CDN sends `rate` bytes/s per connection (0: unthrottled) and applies
-/// `fault` to the next `times` requests of [`MODEL`].
-pub fn hub_with_faulty_model(model_size: u64, rate: u64, fault: Fault, times: usize) -> FakeHub {
+/// [`hub_with_model`] whose CDN sends `rate` bytes/s per connection (0: unthrottled).
+pub fn hub_with_slow_model(model_size: u64, rate: u64) -> FakeHub {
     let hub = hub_with_model(model_size);
     hub.set_rate(rate);
+    hub
+}
+
+/// [`hub_with_slow_model`] that applies `fault` to the next `times` requests of [`MODEL`].
+pub fn hub_with_faulty_model(model_size: u64, rate: u64, fault: Fault, times: usize) -> FakeHub {
+    let hub = hub_with_slow_model(model_size, rate);
     hub.set_fault(MODEL, fault, times);
     hub
 }
