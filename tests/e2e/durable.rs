@@ -4,11 +4,11 @@
 //! renamed into place with their directories `fsync`ed; and a blob found short is not "already in
 //! the cache": it is fetched again from where it stops and verified.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::harness::capture::Capture;
 use crate::harness::fixtures::{blob, hub_with_model, snapshot, MODEL, REPO};
 use crate::harness::{download_ok, peer, Hive, Keeper, TIMEOUT};
 
@@ -43,15 +43,9 @@ fn attach(strace: &Path, pid: u32, out: &Path) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn strace");
-    let stderr = child.stderr.take().expect("strace stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let stderr = Capture::start(child.stderr.take().expect("strace stderr"));
     // `strace: Process N attached`, one line per thread of the hive.
-    let line = rx.recv_timeout(TIMEOUT).expect("strace did not attach (is ptrace allowed here?)");
+    let line = stderr.wait_for_line(TIMEOUT, |_| true).expect("strace did not attach (is ptrace allowed here?)");
     assert!(line.contains("attached"), "strace: {line}");
     std::thread::sleep(Duration::from_millis(300));
     child

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rbee_tests::harness::capture::Capture;
 use rbee_tests::harness::remote::{SshHost, ALIAS};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
@@ -62,28 +63,17 @@ fn trial(ctx: &Ctx, host: &SshHost, hub: &FakeHub, killer: &mut Killer) -> Resul
         .spawn()?;
     // The keeper announces its job once its Ctrl+C handler is in place; a connection the hub
     // records late from the previous trial is closed by then.
-    let lines = lines_of(keeper.stderr.take().context("stderr")?);
-    let announced = lines.recv_timeout(Duration::from_secs(30)).ok().filter(|l| l.starts_with("📋 job"));
+    let stderr = Capture::start(keeper.stderr.take().context("stderr")?);
+    let announced = stderr.wait_for_line(Duration::from_secs(30), |_| true).filter(|l| l.starts_with("📋 job"));
     let live = |s: &rbee_tests::hub::Stats| {
         s.connections.iter().skip(n).any(|c| c.closed_at.is_none() && c.bytes_sent >= MID_BODY)
     };
     if announced.is_none() || !hub.wait_until(Duration::from_secs(30), live) {
         let _ = keeper.kill();
         let _ = keeper.wait();
-        bail!("no upstream connection through the remote hive: {:?}", lines.try_iter().collect::<Vec<_>>());
+        bail!("no upstream connection through the remote hive: {:?}", stderr.text());
     }
-    sigint::interrupt(hub, n, killer, &mut keeper, || format!("{:?}", lines.try_iter().collect::<Vec<_>>()))
-}
-
-/// `pipe`'s lines, as they come.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
+    sigint::interrupt(hub, n, killer, &mut keeper, || format!("{:?}", stderr.text()))
 }
 
 fn report(closed: &[f64], exited: &[f64]) -> String {
