@@ -17,25 +17,30 @@ pub(crate) struct HiveError {
 #[error("no job {0}")]
 pub(crate) struct NoSuchJob(pub(crate) String);
 
-/// The local hive could not be started; the message says why (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct StartFailed(pub(crate) String);
-
 /// Stdout was closed while the keeper wrote to it (exit 141).
 #[derive(Debug, thiserror::Error)]
 #[error("stdout was closed")]
 pub(crate) struct StdoutClosed;
 
-/// The command line asked for something invalid (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct UsageError(pub(crate) String);
+/// Errors whose message is the whole story: the type tells `exit` the code, the text tells the
+/// user what happened.
+macro_rules! message_errors {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        pub(crate) struct $name(pub(crate) String);
+    )+};
+}
 
-/// The job ended with an error or was cancelled on the hive (exit 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct JobFailed(pub(crate) String);
+message_errors! {
+    /// The local hive could not be started; the message says why (exit 2).
+    StartFailed;
+    /// The command line asked for something invalid (exit 2).
+    UsageError;
+    /// The job ended with an error or was cancelled on the hive (exit 1).
+    JobFailed;
+}
 
 /// The HTTP status behind `err`, when the hive answered with an error.
 pub(crate) fn status_of(err: &anyhow::Error) -> Option<u16> {

@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 
 use crate::client::{addr_of, timeout, Health, HiveClient, NotAHive};
 use crate::exit::StartFailed;
+use crate::file_lock::{self, NotLocked};
 use crate::render::{self, Mode};
 use crate::settings::{self, HfSettings};
 
@@ -95,22 +96,13 @@ async fn lock(path: &Path) -> Result<File> {
     private_dir(path)?;
     let file = private_file(OpenOptions::new().create(true).truncate(false).write(true), path);
     let file = file.with_context(|| format!("opening the start lock `{}`", path.display()))?;
-    let deadline = Instant::now() + STARTUP * 2;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                smol::Timer::after(POLL).await;
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                let what =
-                    format!("another rbee has held `{}` for {:?} while starting a hive", tilde(path), STARTUP * 2);
-                return Err(StartFailed(format!("{what}; if none is running, delete the file")).into());
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(anyhow::Error::new(e).context(format!("locking `{}`", path.display())));
-            }
+    match file_lock::wait(&file, STARTUP * 2, POLL).await {
+        Ok(()) => Ok(file),
+        Err(NotLocked::Busy) => {
+            let what = format!("another rbee has held `{}` for {:?} while starting a hive", tilde(path), STARTUP * 2);
+            Err(StartFailed(format!("{what}; if none is running, delete the file")).into())
         }
+        Err(NotLocked::Failed(e)) => Err(anyhow::Error::new(e).context(format!("locking `{}`", path.display()))),
     }
 }
 

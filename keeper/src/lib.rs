@@ -27,6 +27,7 @@ mod client;
 mod commands;
 mod error;
 mod exit;
+mod file_lock;
 mod follow;
 mod hive_spawn;
 mod render;

@@ -101,26 +101,26 @@ mod tests {
         HfSettings { cache_dir: Some("/tmp/a".into()), endpoint: "http://127.0.0.1:9".into(), token_set: false }
     }
 
+    /// What a hive's `/health` reports of its HF settings.
+    fn reported(cache_dir: &str, endpoint: &str, token_set: bool) -> Health {
+        Health {
+            cache_dir: Some(cache_dir.into()),
+            endpoint: Some(endpoint.into()),
+            token_set: Some(token_set),
+            ..Health::default()
+        }
+    }
+
     #[test]
     fn equal_settings_say_nothing() {
-        let hive = Health {
-            cache_dir: Some("/tmp/a/".into()),
-            endpoint: Some("http://127.0.0.1:9/".into()),
-            token_set: Some(false),
-            ..Health::default()
-        };
+        let hive = reported("/tmp/a/", "http://127.0.0.1:9/", false);
         assert!(ours().differences(&hive).is_empty());
         assert!(ours().differences(&Health::default()).is_empty(), "rbee's hive reports nothing");
     }
 
     #[test]
     fn each_difference_is_named_without_the_token() {
-        let hive = Health {
-            cache_dir: Some("/tmp/b".into()),
-            endpoint: Some("https://huggingface.co/".into()),
-            token_set: Some(true),
-            ..Health::default()
-        };
+        let hive = reported("/tmp/b", "https://huggingface.co/", true);
         let diffs = ours().differences(&hive);
         assert_eq!(diffs.len(), 3, "{diffs:?}");
         assert_eq!(diffs[2], "HF_TOKEN: hive set, here not set");

@@ -2,13 +2,12 @@
 //! running (exit 130, with the command that would cancel it). (`--cancel`, which makes Ctrl+C
 //! cancel it, is tested on a terminal in `tty.rs`.)
 
-use crate::harness::fixtures::{hub_with_model, job, MODEL, REPO};
+use crate::harness::fixtures::{hub_with_slow_model, job, MODEL, REPO};
 use crate::harness::{Hive, Keeper, TIMEOUT};
 
 #[test]
 fn ctrl_c_on_attach_detaches_and_leaves_the_job_running() {
-    let hub = hub_with_model(8 << 20);
-    hub.set_rate(256 << 10);
+    let hub = hub_with_slow_model(8 << 20, 256 << 10);
     let hive = Hive::spawn(&hub);
     let id = hive.start_download(REPO, MODEL);
 

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::fixtures::{hub_with_model, MODEL, REPO};
 use crate::harness::fixtures::{op_download, op_remove};
-use crate::harness::{download_ok, Hive, TIMEOUT};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
+use crate::harness::{cdp, download_ok, Hive, TIMEOUT};
 
 /// Requests an [`Echo`] received: `METHOD path | headers | body`.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -94,20 +92,9 @@ fn page_server(listener: TcpListener, page: String, forward_to: Option<String>) 
 
 /// Chromium on `url`; the DOM after the page's scripts ran.
 fn chromium(url: &str, profile: &Path) -> String {
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--host-resolver-rules=MAP rebind.test 127.0.0.2",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
-        ])
+    let mut child = Command::new(cdp::CHROMIUM)
+        .args(cdp::FLAGS)
+        .args(["--host-resolver-rules=MAP rebind.test 127.0.0.2", "--virtual-time-budget=8000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .stdin(Stdio::null())
@@ -190,7 +177,7 @@ const log = (m) => {{ document.getElementById('out').textContent += '\\n' + m; }
 
 #[test]
 fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
-    if rbee_tests::harness::peer::require("chromium", &[CHROMIUM], "the browser attack test").is_none() {
+    if rbee_tests::harness::peer::require("chromium", &[cdp::CHROMIUM], "the browser attack test").is_none() {
         return;
     }
     let hub = hub_with_model(1 << 20);

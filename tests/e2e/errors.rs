@@ -128,34 +128,39 @@ fn gated_repo_with_wrong_token_says_hf_token_was_refused() {
     assert_eq!(hub.stats().cdn_bytes, 0);
 }
 
-#[test]
-fn unknown_repo_is_reported_as_repo_not_found() {
+/// On a fresh hive, `ask` fails saying `says`; so does it without its file, saying `bare` (when
+/// given).
+#[track_caller]
+fn assert_unknown(ask: Ask<'_>, says: &str, bare: Option<&str>) -> (FakeHub, Hive) {
     let hub = FakeHub::with_default_repo();
     let hive = Hive::spawn(&hub);
+    assert_fails_clearly(&hive, ask, &[says]);
+    if let Some(bare) = bare {
+        assert_fails_clearly(&hive, Ask { file: None, ..ask }, &[bare]);
+    }
+    (hub, hive)
+}
+
+#[test]
+fn unknown_repo_is_reported_as_repo_not_found() {
     let ask = Ask { repo: "rbee-test/no-such-model", file: Some("model.gguf"), revision: None };
-    assert_fails_clearly(&hive, ask, &["repository `rbee-test/no-such-model` was not found"]);
-    let ask = Ask { file: None, ..ask };
-    assert_fails_clearly(&hive, ask, &["repository `rbee-test/no-such-model` was not found"]);
+    let says = "repository `rbee-test/no-such-model` was not found";
+    let (_hub, hive) = assert_unknown(ask, says, Some(says));
     assert!(!hive.repo_dir("rbee-test/no-such-model").join("refs").exists(), "a ref of an unknown repo was written");
 }
 
 #[test]
 fn unknown_revision_is_reported_as_revision_not_found() {
-    let hub = FakeHub::with_default_repo();
-    let hive = Hive::spawn(&hub);
     let ask = Ask { revision: Some("v9.9"), ..MODEL };
-    assert_fails_clearly(&hive, ask, &["revision `v9.9` was not found in `rbee-test/tiny-model`"]);
-    let ask = Ask { file: None, ..ask };
-    assert_fails_clearly(&hive, ask, &["revision `v9.9` was not found"]);
+    let says = "revision `v9.9` was not found in `rbee-test/tiny-model`";
+    let (_hub, hive) = assert_unknown(ask, says, Some("revision `v9.9` was not found"));
     assert!(!hive.repo_dir(REPO).join("refs/v9.9").exists(), "a ref for an unknown revision was written");
 }
 
 #[test]
 fn unknown_file_is_reported_as_entry_not_found() {
-    let hub = FakeHub::with_default_repo();
-    let hive = Hive::spawn(&hub);
     let ask = Ask { file: Some("weights/nope.bin"), ..MODEL };
-    assert_fails_clearly(&hive, ask, &["file `weights/nope.bin` was not found in `rbee-test/tiny-model`"]);
+    let (hub, _hive) = assert_unknown(ask, "file `weights/nope.bin` was not found in `rbee-test/tiny-model`", None);
     assert_eq!(hub.stats().cdn_bytes, 0);
 }
 

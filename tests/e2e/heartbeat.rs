@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rbee_protocol::Event;
 
-use crate::harness::fixtures::{hub_with_model, job, live_tasks, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{hub_with_model, hub_with_slow_model, job, live_tasks, wait_status, MODEL, REPO};
 use crate::harness::{Fault, Hive, SseStream, TIMEOUT};
 
 /// How long heartbeats are counted.
@@ -67,8 +67,7 @@ fn heartbeats_flow_at_the_interval_while_upstream_stalls_and_stop_after_cancel()
 
 #[test]
 fn no_heartbeat_after_a_job_completes() {
-    let hub = hub_with_model(4 << 20);
-    hub.set_rate(2 << 20);
+    let hub = hub_with_slow_model(4 << 20, 2 << 20);
     let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
     let id = hive.start_download(REPO, MODEL);
     let mut sse = hive.sse(&id);

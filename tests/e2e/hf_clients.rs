@@ -5,12 +5,13 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use crate::harness::fixtures::{hub_with_model, sha256_of, MODEL, REPO};
+use crate::harness::process::KillOnDrop;
 use crate::harness::{bin, free_port, http, Keeper, TIMEOUT};
 
 /// A command of `<workspace>/.venv/bin/` (`python`, `hf`), which `just py` installs.
@@ -45,7 +46,7 @@ fn succeed(mut cmd: Command) -> Output {
 
 /// A hive started with exactly the HF environment given (none of the harness's defaults).
 struct BareHive {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
 }
 
@@ -60,7 +61,7 @@ impl BareHive {
         cmd.envs(env.iter().copied()).env("HF_ENDPOINT", endpoint);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let hive = Self { child, url: format!("http://{addr}") };
+        let hive = Self { _child: KillOnDrop(child), url: format!("http://{addr}") };
         let deadline = Instant::now() + TIMEOUT;
         while TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "the hive at {addr} never listened");
@@ -74,13 +75,6 @@ impl BareHive {
         let health = http::request("GET", &format!("{}/health", self.url), &[("Accept", "application/json")], None);
         let health = health.expect("GET /health").json();
         PathBuf::from(health["cache_dir"].as_str().unwrap_or_else(|| panic!("no cache_dir in {health}")))
-    }
-}
-
-impl Drop for BareHive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

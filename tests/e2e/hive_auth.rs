@@ -3,12 +3,13 @@
 //! included — that lacks the exact `Authorization: Bearer <token>`; the keeper sends
 //! `RBEE_HIVE_TOKEN`, and without it fails with a message naming that variable.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tempfile::TempDir;
 
+use crate::harness::process::KillOnDrop;
 use crate::harness::{bin, free_port, http, Keeper, TIMEOUT};
 
 const TOKEN: &str = "s3cret-token-for-tests";
@@ -97,7 +98,7 @@ fn short_or_whitespace_tokens_are_refused_at_start() {
 
 /// A hive with a token, listening on all interfaces; killed on drop.
 struct TokenHive {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
     _cache: TempDir,
 }
@@ -115,7 +116,7 @@ impl TokenHive {
         }
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn rbee-hive");
-        let hive = Self { child, url: format!("http://127.0.0.1:{port}"), _cache: cache };
+        let hive = Self { _child: KillOnDrop(child), url: format!("http://127.0.0.1:{port}"), _cache: cache };
         let deadline = Instant::now() + TIMEOUT;
         let auth = format!("Bearer {TOKEN}");
         while !http::request("GET", &hive.url("/health"), &[("Authorization", &auth)], None)
@@ -129,13 +130,6 @@ impl TokenHive {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
-    }
-}
-
-impl Drop for TokenHive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

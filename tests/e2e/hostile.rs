@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::fixtures::{
-    hub_with_model, job, op_download, op_remove, partial_len, raw, wait_for, wait_status, MODEL, REPO,
+    hub_with_model, hub_with_slow_model, job, op_download, op_remove, partial_len, raw, wait_for, wait_status, MODEL,
+    REPO,
 };
 use crate::harness::python::hf_scan_warnings;
 use crate::harness::{download_ok, Fault, Hive, Keeper, TIMEOUT};
@@ -146,8 +147,7 @@ fn a_cdn_streaming_past_the_declared_size_is_cut_off() {
 
 #[test]
 fn removing_what_a_job_downloads_answers_409_or_cancels_it_with_force() {
-    let hub = hub_with_model(64 << 20);
-    hub.set_rate(1 << 20);
+    let hub = hub_with_slow_model(64 << 20, 1 << 20);
     let hive = Hive::spawn(&hub);
     let id = hive.start_download(REPO, MODEL);
     wait_for(&hive, TIMEOUT, "the partial grows", || partial_len(&hive, &hub, MODEL) > 0);
@@ -208,8 +208,7 @@ fn removal_never_follows_a_symlinked_blobs_dir() {
 
 #[test]
 fn interrupted_downloads_leave_a_cache_huggingface_hub_scans_cleanly() {
-    let hub = hub_with_model(32 << 20);
-    hub.set_rate(2 << 20);
+    let hub = hub_with_slow_model(32 << 20, 2 << 20);
     let mut hive = Hive::builder().hub(&hub).retries(0).spawn();
     // Cancelled.
     let id = hive.start_download(REPO, MODEL);
@@ -276,14 +275,7 @@ fn token_hive_closes_unauthenticated_connections_and_reads_one_bearer_header() {
         .env_remove("RBEE_HIVE_TOKEN")
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+    let _child = crate::harness::process::KillOnDrop(child);
     let up = Instant::now();
     while TcpStream::connect(&at).is_err() {
         assert!(up.elapsed() < TIMEOUT, "the token hive did not come up");

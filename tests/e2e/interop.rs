@@ -15,7 +15,7 @@ use tempfile::TempDir;
 
 use rbee_protocol::Event;
 
-use crate::harness::fixtures::sha256_of;
+use crate::harness::fixtures::{hub_with_slow_model, sha256_of};
 use crate::harness::python::python;
 use crate::harness::{FakeHub, Hive, HubConfig, RepoSpec, TIMEOUT};
 
@@ -268,9 +268,7 @@ fn huggingface_hub_offline_snapshot_finds_the_hives_whole_repo_download() {
 
 /// A hub whose CDN crawls until the test lets it go (`set_rate(0)`).
 fn crawling_hub() -> FakeHub {
-    let hub = FakeHub::start(HubConfig { rate: 64 << 10, ..HubConfig::default() });
-    hub.add_default_repo();
-    hub
+    hub_with_slow_model(4 << 20, 64 << 10)
 }
 
 /// Both tools lock `.locks/models--org--name/<etag>.lock`: while huggingface_hub downloads, the

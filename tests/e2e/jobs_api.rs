@@ -5,7 +5,9 @@ use rbee_protocol::Event;
 
 use std::time::Duration;
 
-use crate::harness::fixtures::{cache_state, hub_with_model, job, live_tasks, parts_file, wait_status, MODEL, REPO};
+use crate::harness::fixtures::{
+    cache_state, hub_with_model, hub_with_slow_model, job, live_tasks, parts_file, wait_status, MODEL, REPO,
+};
 use crate::harness::{CloseReason, Hive, TIMEOUT};
 
 #[test]
@@ -35,8 +37,7 @@ fn delete_of_a_completed_job_is_409() {
 
 #[test]
 fn delete_of_a_running_job_cancels_it_and_frees_its_tasks() {
-    let hub = hub_with_model(32 << 20);
-    hub.set_rate(2 << 20);
+    let hub = hub_with_slow_model(32 << 20, 2 << 20);
     let hive = Hive::builder().hub(&hub).heartbeat_secs(1).spawn();
     let id = hive.start_download(REPO, MODEL);
     assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "no bytes flowed");

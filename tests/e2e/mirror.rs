@@ -10,7 +10,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+use rbee_protocol::sse::Frame;
 use rbee_protocol::Event;
+use rbee_tests::hub::Stats;
 
 use crate::harness::fixtures::{file_len, incomplete, sha256_of, wait_for, wait_status, MODEL, REPO};
 use crate::harness::python::python;
@@ -200,6 +202,29 @@ fn huggingface_hub_downloads_from_a_hives_mirror() {
     assert_eq!(after.connections.len(), before.connections.len());
 }
 
+/// `hive`'s snapshot of [`MODEL`] has the hub's bytes.
+#[track_caller]
+fn assert_intact(hive: &Hive, hub: &FakeHub) {
+    let path = hive.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
+    assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
+}
+
+/// The job whose `frames` these are ended `done`, with [`MODEL`] intact.
+#[track_caller]
+fn assert_done_and_intact(hive: &Hive, hub: &FakeHub, frames: &[Frame]) {
+    assert!(matches!(frames.last().map(|f| &f.event), Some(Event::Done { .. })), "{frames:#?}\n{}", hive.log());
+    assert_intact(hive, hub);
+}
+
+/// The hub served the file once: one CDN connection, `size` bytes, all of them closed.
+#[track_caller]
+fn assert_one_download(hub: &FakeHub, size: u64) -> Stats {
+    assert!(hub.wait_all_closed(TIMEOUT));
+    let stats = hub.stats();
+    assert_eq!((stats.connections.len(), stats.cdn_bytes), (1, size), "{:#?}", stats.connections);
+    stats
+}
+
 /// A second hive with `HF_ENDPOINT=<first>/hf` downloads (through the keeper) from the first,
 /// in parallel parts (the mirror answers `Range`).
 #[test]
@@ -211,8 +236,7 @@ fn a_second_hive_downloads_from_the_first_hives_mirror() {
     let second = Hive::builder().endpoint(&endpoint(&first)).spawn();
     let out = Keeper::new().hive(&second).args(["model", "download", REPO, MODEL]).run();
     out.assert_success().assert_stderr_contains(&format!("🔀 fetching `{MODEL}` in parts:"));
-    let path = second.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
-    assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
+    assert_intact(&second, &hub);
     assert_eq!(hub.stats().requests.len(), before.requests.len(), "the hub was asked again");
 }
 
@@ -239,12 +263,8 @@ fn a_download_from_a_mirror_resumes_after_a_cancel() {
         .iter()
         .any(|f| matches!(&f.event, Event::Narration { message } if message.contains(&format!("from byte {kept}"))));
     assert!(resumed, "no resume from byte {kept}: {frames:#?}\n{}", second.log());
-    assert!(matches!(frames.last().map(|f| &f.event), Some(Event::Done { .. })), "{frames:#?}\n{}", second.log());
-    let path = second.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
-    assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
-    assert!(hub.wait_all_closed(TIMEOUT));
-    let stats = hub.stats();
-    assert_eq!((stats.connections.len(), stats.cdn_bytes), (1, SIZE), "{:#?}", stats.connections);
+    assert_done_and_intact(&second, &hub, &frames);
+    assert_one_download(&hub, SIZE);
 }
 
 /// Three hives ask a pull-through mirror for the same file at once: one job of the mirror
@@ -257,14 +277,9 @@ fn three_hives_behind_a_pull_through_mirror_cost_one_download() {
     let hives: Vec<Hive> = (0..3).map(|_| Hive::builder().endpoint(&endpoint(&mirror)).spawn()).collect();
     let jobs: Vec<String> = hives.iter().map(|h| h.start_download(REPO, MODEL)).collect();
     for (hive, id) in hives.iter().zip(&jobs) {
-        let frames = hive.sse(id).until_terminal(6 * TIMEOUT);
-        assert!(matches!(frames.last().map(|f| &f.event), Some(Event::Done { .. })), "{frames:#?}\n{}", hive.log());
-        let path = hive.repo_dir(REPO).join("snapshots").join(hub.commit(REPO)).join(MODEL);
-        assert_eq!(sha256_of(&path), hub.sha256(REPO, MODEL));
+        assert_done_and_intact(hive, &hub, &hive.sse(id).until_terminal(6 * TIMEOUT));
     }
-    assert!(hub.wait_all_closed(TIMEOUT));
-    let stats = hub.stats();
-    assert_eq!((stats.connections.len(), stats.cdn_bytes), (1, SIZE), "{:#?}", stats.connections);
+    let stats = assert_one_download(&hub, SIZE);
     // And the mirror kept it: a fourth asks nothing of the hub.
     let requests = stats.requests.len();
     let late = Hive::builder().endpoint(&endpoint(&mirror)).spawn();

@@ -64,6 +64,27 @@ fn make_partial(hive: &Hive, hub: &FakeHub) -> u64 {
     len
 }
 
+/// The hub and a hive with `files` of [`REPO`] downloaded.
+#[track_caller]
+fn with_downloads(files: &[&str]) -> (FakeHub, Hive) {
+    let hub = hub();
+    let hive = hive(&hub);
+    for file in files {
+        download(&hive, REPO, file);
+    }
+    (hub, hive)
+}
+
+/// Fills the cache with two files of [`REPO`], one of [`OTHER`] and a partial of [`BIG`]; returns
+/// the partial's size.
+#[track_caller]
+fn fill(hive: &Hive, hub: &FakeHub) -> u64 {
+    download(hive, REPO, "model.gguf");
+    download(hive, REPO, "config.json");
+    download(hive, OTHER, "model.gguf");
+    make_partial(hive, hub)
+}
+
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
@@ -73,10 +94,7 @@ fn list_shows_repos_files_sizes_revisions_and_partials() {
     let hub = hub();
     let hive = hive(&hub);
     rbee(&hive, &["model", "list"]).assert_success().assert_stdout_contains("no models cached in");
-    download(&hive, REPO, "model.gguf");
-    download(&hive, REPO, "config.json");
-    download(&hive, OTHER, "model.gguf");
-    let partial = make_partial(&hive, &hub);
+    let partial = fill(&hive, &hub);
     let percent = partial as f64 * 100.0 / BIG_SIZE as f64;
     let commit = hub.commit(REPO);
 
@@ -143,10 +161,7 @@ fn rm_json(hive: &Hive, args: &[&str]) -> RemoveReport {
 
 #[test]
 fn rm_file_removes_its_link_and_only_unreferenced_blobs() {
-    let hub = hub();
-    let hive = hive(&hub);
-    download(&hive, REPO, "model.gguf");
-    download(&hive, REPO, "config.json");
+    let (hub, hive) = with_downloads(&["model.gguf", "config.json"]);
     let shared = share_blob(&hive, &hub, "alias.gguf");
     let model_blob = blob(&hive, &hub, REPO, "model.gguf");
 
@@ -166,9 +181,7 @@ fn rm_file_removes_its_link_and_only_unreferenced_blobs() {
 
 #[test]
 fn rm_file_also_removes_its_partial() {
-    let hub = hub();
-    let hive = hive(&hub);
-    download(&hive, REPO, "model.gguf");
+    let (hub, hive) = with_downloads(&["model.gguf"]);
     let partial = make_partial(&hive, &hub);
     let report = rm_json(&hive, &[REPO, BIG]);
     assert_eq!(report, RemoveReport { links: 0, blobs: 0, partials: 1, bytes: partial });
@@ -178,9 +191,7 @@ fn rm_file_also_removes_its_partial() {
 
 #[test]
 fn rm_partial_removes_only_incomplete_files() {
-    let hub = hub();
-    let hive = hive(&hub);
-    download(&hive, REPO, "model.gguf");
+    let (hub, hive) = with_downloads(&["model.gguf"]);
     let partial = make_partial(&hive, &hub);
     let out = rbee(&hive, &["model", "rm", REPO, "--partial"]);
     out.assert_success().assert_stdout_contains("0 links, 0 blobs, 1 partial");
@@ -198,12 +209,8 @@ fn rm_partial_removes_only_incomplete_files() {
 
 #[test]
 fn rm_repo_removes_links_blobs_partials_and_locks() {
-    let hub = hub();
-    let hive = hive(&hub);
-    download(&hive, REPO, "model.gguf");
-    download(&hive, REPO, "config.json");
-    download(&hive, OTHER, "model.gguf");
-    let partial = make_partial(&hive, &hub);
+    let (hub, hive) = with_downloads(&[]);
+    let partial = fill(&hive, &hub);
     let report = rm_json(&hive, &[REPO]);
     assert_eq!(report, RemoveReport { links: 2, blobs: 2, partials: 1, bytes: (1 << 20) + 96 + partial });
     assert!(!exists(&hive.repo_dir(REPO)), "repo folder still there");
@@ -217,8 +224,7 @@ fn rm_repo_removes_links_blobs_partials_and_locks() {
 
 #[test]
 fn removing_a_repo_that_is_not_cached_is_a_404() {
-    let hub = hub();
-    let hive = hive(&hub);
+    let (_hub, hive) = with_downloads(&[]);
     let (status, body) = hive.delete("/v1/models/rbee-test/not-cached");
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "model_not_found", "{body}");

@@ -10,8 +10,8 @@ use rbee_protocol::Event;
 use serde_json::json;
 
 use crate::harness::fixtures::{
-    assert_published, file_len, hub_with_model, incomplete, partial_len, parts_file, wait_for, wait_status, PartMap,
-    MODEL, REPO,
+    assert_published, file_len, hub_with_faulty_model, hub_with_model, hub_with_slow_model, incomplete, partial_len,
+    parts_file, wait_for, wait_status, PartMap, MODEL, REPO,
 };
 use crate::harness::nginx::Nginx;
 use crate::harness::python::hf_scan_warnings;
@@ -31,8 +31,7 @@ fn start(hive: &Hive, connections: Option<u32>) -> String {
 
 /// A hub serving a `size`-byte [`MODEL`] at `rate` bytes/s per connection, and a hive on it.
 fn capped(size: u64, rate: u64) -> (FakeHub, Hive) {
-    let hub = hub_with_model(size);
-    hub.set_rate(rate);
+    let hub = hub_with_slow_model(size, rate);
     let hive = Hive::spawn(&hub);
     (hub, hive)
 }
@@ -219,8 +218,7 @@ fn a_resumed_download_in_parts_needs_room_only_for_what_is_missing() {
 #[test]
 fn a_server_ignoring_range_is_fetched_as_one_stream() {
     let size = 16 << 20;
-    let hub = hub_with_model(size);
-    hub.set_fault(MODEL, Fault::IgnoreRange, 1000);
+    let hub = hub_with_faulty_model(size, 0, Fault::IgnoreRange, 1000);
     let hive = Hive::spawn(&hub);
     let (events, _) = download(&hive, None);
     assert!(narration(&events, "ignored the Range").is_some(), "{events:#?}");
@@ -234,9 +232,7 @@ fn a_server_ignoring_range_is_fetched_as_one_stream() {
 #[test]
 fn a_failing_part_is_retried_alone() {
     let size = 24 << 20;
-    let hub = hub_with_model(size);
-    hub.set_rate(8 << 20);
-    hub.set_fault(MODEL, Fault::ResetAfter(1 << 20), 1);
+    let hub = hub_with_faulty_model(size, 8 << 20, Fault::ResetAfter(1 << 20), 1);
     let hive = Hive::builder().hub(&hub).arg("--retry-backoff-ms").arg("50").spawn();
     let (events, _) = download(&hive, Some(4));
     let retry = narration(&events, "retry").unwrap_or_else(|| panic!("no retry narration: {events:#?}"));

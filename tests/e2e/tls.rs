@@ -5,9 +5,10 @@
 //! 404 RepoNotFound, so reaching that error proves the handshake and the CA setup worked.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::process::KillOnDrop;
 use crate::harness::{free_port, Hive, Keeper};
 
 const SERVER: &str = r#"
@@ -24,15 +25,8 @@ s.socket = ctx.wrap_socket(s.socket, server_side=True); s.serve_forever()
 "#;
 
 struct TlsHub {
-    child: Child,
+    _child: KillOnDrop,
     endpoint: String,
-}
-
-impl Drop for TlsHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem` in `dir`), then the server.
@@ -61,7 +55,7 @@ fn tls_hub(dir: &Path) -> TlsHub {
         assert!(Instant::now() < deadline, "the TLS hub did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    TlsHub { child, endpoint: format!("https://127.0.0.1:{port}") }
+    TlsHub { _child: KillOnDrop(child), endpoint: format!("https://127.0.0.1:{port}") }
 }
 
 fn download(hive: &Hive) -> crate::harness::Output {

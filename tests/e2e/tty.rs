@@ -84,12 +84,19 @@ fn a_resumed_download_says_where_it_resumed() {
     out.assert_contains(&shown);
 }
 
-#[test]
-fn ctrl_c_cancels_the_job_exactly_once() {
+/// [`downloading`] from a 256 KiB/s [`pair`], with the keeper talking to the hive through a
+/// [`Proxy`] that counts its DELETEs.
+fn proxied_download() -> (FakeHub, Hive, Proxy, Pty) {
     let (hub, hive) = pair(256 * 1024);
     let proxy = Proxy::start(hive.url());
     let keeper = Keeper::new().args(["--hive", &proxy.url(), "model", "download", REPO, "model.gguf"]);
-    let mut pty = downloading(&hub, &keeper);
+    let pty = downloading(&hub, &keeper);
+    (hub, hive, proxy, pty)
+}
+
+#[test]
+fn ctrl_c_cancels_the_job_exactly_once() {
+    let (hub, hive, proxy, mut pty) = proxied_download();
     pty.ctrl_c();
     let out = pty.wait();
     out.assert_code(130)
@@ -106,10 +113,7 @@ fn ctrl_c_cancels_the_job_exactly_once() {
 
 #[test]
 fn a_second_ctrl_c_leaves_at_once() {
-    let (hub, hive) = pair(256 * 1024);
-    let proxy = Proxy::start(hive.url());
-    let keeper = Keeper::new().args(["--hive", &proxy.url(), "model", "download", REPO, "model.gguf"]);
-    let mut pty = downloading(&hub, &keeper);
+    let (_hub, hive, proxy, mut pty) = proxied_download();
     proxy.freeze(true); // the hive stops answering: the DELETE hangs
     pty.ctrl_c();
     pty.wait_for(TIMEOUT, "Cancelling operation");

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::harness::fixtures::{hub_with_model, wait_status, MODEL, REPO};
-use crate::harness::{peer, Hive};
+use crate::harness::{peer, FakeHub, Hive};
 
 /// Starts a download of `file` and waits for it to fail; the job's error text.
 fn fails(hive: &Hive, file: &str) -> String {
@@ -31,12 +31,19 @@ fn names(dir: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-fn a_commit_that_is_no_commit_is_refused_naming_the_header() {
+/// A hub whose resolve of `config.json` carries `header`, a hive that does not retry, and the
+/// error of that file's download.
+fn with_header(header: (&str, &str)) -> (FakeHub, Hive, String) {
     let hub = hub_with_model(64 << 10);
-    hub.set_resolve_headers("config.json", &[("X-Repo-Commit", "refs/heads/x")]);
+    hub.set_resolve_headers("config.json", &[header]);
     let hive = Hive::builder().hub(&hub).retries(0).spawn();
     let error = fails(&hive, "config.json");
+    (hub, hive, error)
+}
+
+#[test]
+fn a_commit_that_is_no_commit_is_refused_naming_the_header() {
+    let (_hub, hive, error) = with_header(("X-Repo-Commit", "refs/heads/x"));
     assert!(error.contains("X-Repo-Commit") && error.contains("refs/heads/x"), "{error}\nhive log:\n{}", hive.log());
     let repo = hive.repo_dir(REPO);
     assert!(!repo.join("snapshots/refs").exists(), "made {:?}", names(&repo));
@@ -44,10 +51,7 @@ fn a_commit_that_is_no_commit_is_refused_naming_the_header() {
 
 #[test]
 fn an_etag_with_an_escape_or_no_digest_is_refused() {
-    let hub = hub_with_model(64 << 10);
-    hub.set_resolve_headers("config.json", &[("ETag", "\"\u{1b}[31mRED\u{1b}[0m\"")]);
-    let hive = Hive::builder().hub(&hub).retries(0).spawn();
-    let error = fails(&hive, "config.json");
+    let (hub, hive, error) = with_header(("ETag", "\"\u{1b}[31mRED\u{1b}[0m\""));
     assert!(error.contains("ETag") && error.contains("not a usable blob name"), "{error}");
     assert!(!names(&hive.repo_dir(REPO)).iter().any(|n| n.contains('\u{1b}')), "an ESC reached the cache");
     assert!(!error.contains('\u{1b}'), "raw ESC in the error: {error:?}");

@@ -60,8 +60,7 @@ mod tests {
 
     #[test]
     fn a_blob_is_checked_against_the_hubs_size_else_the_recorded_one_else_trusted() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = RepoDir::new(dir.path(), "org/name");
+        let (dir, repo) = crate::cache::testing::scratch_repo();
         let etag = "a".repeat(64);
         assert_eq!(repo.blob_state(&etag, Some(5)), BlobState::Missing);
         fs::write_atomic(dir.path(), &repo.blob(&etag), b"abc").unwrap();

@@ -23,6 +23,8 @@ pub mod fs;
 mod intact;
 mod lock;
 mod scan;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod verify;
 
 pub use intact::BlobState;
@@ -281,14 +283,7 @@ mod tests {
 
     #[test]
     fn layout_matches_huggingface_hub() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = RepoDir::new(dir.path(), "org/name");
-        let etag = "a".repeat(64);
-        let commit = "c".repeat(40);
-        fs::write_atomic(dir.path(), &repo.incomplete(&etag), b"hello").unwrap();
-        repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
-        let p = repo.link(&commit, "sub/f.bin", &etag).unwrap();
-        repo.write_ref("main", &commit).unwrap();
+        let testing::Published { dir, repo, etag, commit, link: p } = testing::published();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello");
         assert_eq!(std::fs::read_link(&p).unwrap(), PathBuf::from(format!("../../../blobs/{etag}")));
         assert!(p.starts_with(dir.path().join("models--org--name/snapshots")));

@@ -143,10 +143,7 @@ mod tests {
     #[test]
     fn a_waiter_wakes_on_publish() {
         let feed = std::sync::Arc::new(Feed::default());
-        let f2 = feed.clone();
-        let t = std::thread::spawn(move || smol::block_on(f2.next_after(0)));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        feed.publish("job-a", 0, Item::Started { operation: "op".into() });
-        assert_eq!(seqs(t.join().unwrap()), [1]);
+        let wake = || feed.publish("job-a", 0, Item::Started { operation: "op".into() });
+        assert_eq!(seqs(super::super::woken(feed.clone(), |f| async move { f.next_after(0).await }, wake)), [1]);
     }
 }

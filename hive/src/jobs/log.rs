@@ -147,11 +147,10 @@ mod tests {
     #[test]
     fn waiter_wakes_on_push() {
         let log = std::sync::Arc::new(EventLog::default());
-        let l2 = log.clone();
-        let t = std::thread::spawn(move || smol::block_on(l2.next_after(0)));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        log.push(Event::narration("x"));
-        let (batch, ended) = t.join().unwrap();
+        let wake = || {
+            log.push(Event::narration("x"));
+        };
+        let (batch, ended) = super::super::woken(log.clone(), |l| async move { l.next_after(0).await }, wake);
         assert_eq!(batch.len(), 1);
         assert!(!ended);
     }

@@ -157,14 +157,8 @@ mod tests {
     use super::*;
 
     fn cache_with_file() -> (tempfile::TempDir, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = RepoDir::new(dir.path(), "org/name");
-        let (etag, commit) = ("a".repeat(64), "c".repeat(40));
-        crate::cache::fs::write_atomic(dir.path(), &repo.incomplete(&etag), b"hello").unwrap();
-        repo.finish_blob(&etag, &repo.incomplete(&etag)).unwrap();
-        repo.link(&commit, "sub/f.bin", &etag).unwrap();
-        repo.write_ref("main", &commit).unwrap();
-        (dir, etag, commit)
+        let published = crate::cache::testing::published();
+        (published.dir, published.etag, published.commit)
     }
 
     #[test]

@@ -1,5 +1,24 @@
 //! One module per noun, one file per verb; each verb has its own clap `Args` and `execute`.
 
+/// A noun's verbs: the clap enum, one variant per verb holding that verb's `Args`, and the
+/// `execute` that hands the context to the verb typed. The one dispatch every noun shares.
+macro_rules! verbs {
+    ($noun:ident { $($(#[$attr:meta])* $verb:ident($args:ty),)+ }) => {
+        #[derive(Debug, clap::Subcommand)]
+        pub(crate) enum $noun {
+            $($(#[$attr])* $verb($args),)+
+        }
+
+        impl $noun {
+            pub(crate) async fn execute(self, ctx: &$crate::commands::Ctx) -> anyhow::Result<$crate::exit::Exit> {
+                match self {
+                    $(Self::$verb(args) => args.execute(ctx).await,)+
+                }
+            }
+        }
+    };
+}
+
 pub(crate) mod hive;
 pub(crate) mod job;
 pub(crate) mod model;

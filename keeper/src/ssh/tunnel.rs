@@ -15,12 +15,13 @@ use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::exec::{run, SSH_DEADLINE};
 use super::{Host, Ssh, SshError};
+use crate::file_lock::{self, NotLocked};
 
 /// How long ssh keeps an idle master.
 const PERSIST: &str = "60";
@@ -114,16 +115,10 @@ fn escape_percent(path: &Path) -> String {
 fn lock(path: &Path) -> Result<File> {
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(path);
     let file = file.with_context(|| format!("opening `{}`", path.display()))?;
-    let deadline = Instant::now() + SSH_DEADLINE * 2;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(fs::TryLockError::WouldBlock) => bail!("another rbee holds `{}`; retry", path.display()),
-            Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking `{}`", path.display())),
-        }
+    match smol::block_on(file_lock::wait(&file, SSH_DEADLINE * 2, Duration::from_millis(20))) {
+        Ok(()) => Ok(file),
+        Err(NotLocked::Busy) => bail!("another rbee holds `{}`; retry", path.display()),
+        Err(NotLocked::Failed(e)) => Err(e).with_context(|| format!("locking `{}`", path.display())),
     }
 }
 

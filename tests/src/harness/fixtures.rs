@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{FakeHub, Hive, HubConfig, Keeper, RepoSpec, Running, TIMEOUT};
+use super::{FakeHub, Fault, Hive, HubConfig, Keeper, RepoSpec, Running, TIMEOUT};
 
 /// The repo the download tests use.
 pub const REPO: &str = "rbee-test/tiny-model";
@@ -22,6 +22,20 @@ pub const MODEL: &str = "model.gguf";
 pub fn hub_with_model(model_size: u64) -> FakeHub {
     let hub = FakeHub::start(HubConfig::default());
     hub.add_repo(RepoSpec::demo(REPO, model_size));
+    hub
+}
+
+/// [`hub_with_model`] whose CDN sends `rate` bytes/s per connection (0: unthrottled).
+pub fn hub_with_slow_model(model_size: u64, rate: u64) -> FakeHub {
+    let hub = hub_with_model(model_size);
+    hub.set_rate(rate);
+    hub
+}
+
+/// [`hub_with_slow_model`] that applies `fault` to the next `times` requests of [`MODEL`].
+pub fn hub_with_faulty_model(model_size: u64, rate: u64, fault: Fault, times: usize) -> FakeHub {
+    let hub = hub_with_slow_model(model_size, rate);
+    hub.set_fault(MODEL, fault, times);
     hub
 }
 

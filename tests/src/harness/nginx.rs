@@ -5,12 +5,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::free_port;
+use super::process::KillOnDrop;
 
 /// Where nginx is: on `PATH`, else Debian's `/usr/sbin/nginx`.
 #[must_use]
@@ -26,7 +27,7 @@ pub fn binary() -> Option<std::path::PathBuf> {
 
 /// A running nginx.
 pub struct Nginx {
-    child: Child,
+    child: KillOnDrop,
     ports: Vec<u16>,
     log: std::path::PathBuf,
 }
@@ -82,7 +83,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .context("starting nginx: install Debian's nginx-light (bench/run.sh and bench/mirror.sh do)")?;
-        let nginx = Self { child, ports, log: dir.join("access.log") };
+        let nginx = Self { child: KillOnDrop(child), ports, log: dir.join("access.log") };
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in &nginx.ports {
             while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
@@ -105,7 +106,7 @@ impl Nginx {
     /// Its pid.
     #[must_use]
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 }
 
@@ -128,12 +129,5 @@ impl Nginx {
                 })
             })
             .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

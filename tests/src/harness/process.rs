@@ -1,8 +1,20 @@
-//! What a process uses, read from `/proc`: resident memory, CPU time, open descriptors. Shared by
-//! the e2e tests and `rbee-bench`.
+//! What a process uses, read from `/proc`: resident memory, CPU time, open descriptors; and a
+//! child that goes when its test does. Shared by the e2e tests and `rbee-bench`.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::process::Child;
+
+/// A child process, killed and reaped when this is dropped: a test that fails leaves none behind.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Clock ticks per second of `/proc/*/stat` (100 on every Linux this runs on).
 const TICKS: f64 = 100.0;

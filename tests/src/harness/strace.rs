@@ -2,11 +2,11 @@
 //! fsync order of a publish, the mirror's `sendfile`). `-y` prints each descriptor's path, so a
 //! test finds the calls on one file by its name.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::capture::Capture;
 use super::{peer, TIMEOUT};
 
 /// A tracer attached to a process; [`Strace::finish`] detaches it and returns the trace.
@@ -36,15 +36,9 @@ impl Strace {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn strace");
-        let stderr = child.stderr.take().expect("strace stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let stderr = Capture::start(child.stderr.take().expect("strace stderr"));
         // `strace: Process N attached`, one line per thread of the process.
-        let line = rx.recv_timeout(TIMEOUT).expect("strace did not attach (is ptrace allowed here?)");
+        let line = stderr.wait_for_line(TIMEOUT, |_| true).expect("strace did not attach (is ptrace allowed here?)");
         assert!(line.contains("attached"), "strace: {line}");
         std::thread::sleep(Duration::from_millis(300));
         Some(Self { child, out, _dir: dir })

@@ -85,7 +85,8 @@ async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>) {
                 c.range = head.header("range").map(str::to_owned);
                 c.authorization = head.header("authorization").map(str::to_owned);
             });
-            future::or(respond(&shared, id, &stream, &head), watch_close(&stream)).await
+            let conn = Conn { shared: &shared, id, stream: &stream };
+            future::or(respond(&conn, &head), watch_close(&stream)).await
         }
         None => CloseReason::ClientClosed,
     };
@@ -137,14 +138,15 @@ fn blob(shared: &Shared, path: &str) -> Option<Arc<FileData>> {
     shared.repos().blob(repo, sha)
 }
 
-async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Head) -> CloseReason {
+async fn respond(conn: &Conn<'_>, head: &Head) -> CloseReason {
+    let Conn { shared, id, .. } = *conn;
     let rec = &shared.recorder;
     if let Some(rest) = head.path.strip_prefix("/bridge/") {
-        return bridge(shared, id, stream, rest).await;
+        return bridge(conn, rest).await;
     }
     let file = match blob(shared, &head.path) {
         Some(f) if matches!(head.method.as_str(), "GET" | "HEAD") => f,
-        _ => return answer(stream, id, shared, 404, &[]).await,
+        _ => return conn.answer(404, &[]).await,
     };
     let fault = shared.faults().take(&file.name);
     rec.update(id, |c| {
@@ -152,7 +154,7 @@ async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Hea
         c.fault = fault;
     });
     if let Some(Fault::Status(code)) = fault {
-        return answer(stream, id, shared, code, &[]).await;
+        return conn.answer(code, &[]).await;
     }
     let range = if fault == Some(Fault::IgnoreRange) { None } else { head.header("range") };
     let span = Span::parse(range, file.size);
@@ -162,7 +164,7 @@ async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Hea
     let status = match span {
         Span::Unsatisfiable => {
             headers.push(("Content-Range", format!("bytes */{}", file.size)));
-            return answer(stream, id, shared, 416, &headers).await;
+            return conn.answer(416, &headers).await;
         }
         Span::Part(..) => {
             headers.push(("Content-Range", format!("bytes {start}-{}/{}", end - 1, file.size)));
@@ -174,71 +176,64 @@ async fn respond(shared: &Shared, id: u64, stream: &Async<TcpStream>, head: &Hea
         headers.push(("Content-Length", (end - start).to_string()));
     }
     headers.push(("Content-Type", "application/octet-stream".into()));
-    if let Some(reason) = write_head(stream, id, shared, status, &headers).await {
+    if let Some(reason) = conn.write_head(status, &headers).await {
         return reason;
     }
     if head.method == "HEAD" {
         return CloseReason::Finished;
     }
-    send_body(shared, id, stream, &file, (start, end), fault).await
+    send_body(conn, &file, (start, end), fault).await
 }
 
 /// The Xet bridge host (`/bridge/{repo}/{sha}`): a redirect on to the CDN's blob, or a refusal
 /// of plain HTTP for a file marked so.
-async fn bridge(shared: &Shared, id: u64, stream: &Async<TcpStream>, rest: &str) -> CloseReason {
+async fn bridge(conn: &Conn<'_>, rest: &str) -> CloseReason {
+    let shared = conn.shared;
     let file = blob(shared, &format!("/blobs/{rest}"));
     let refused = file.as_ref().and_then(|f| shared.faults().xet.get(&f.name).copied());
     match (file, refused) {
-        (None, _) => answer(stream, id, shared, 404, &[]).await,
+        (None, _) => conn.answer(404, &[]).await,
         (Some(_), Some(true)) => {
             let why = ("X-Error-Message", "this file is only available through the Xet protocol".to_owned());
-            answer(stream, id, shared, 400, &[why]).await
+            conn.answer(400, &[why]).await
         }
         (Some(_), _) => {
             let to = ("Location", format!("{}/blobs/{rest}", shared.cdn_url));
-            answer(stream, id, shared, 302, &[to]).await
+            conn.answer(302, &[to]).await
         }
     }
 }
 
-/// Write a status line and headers; `Some(reason)` when the client is gone.
-async fn write_head(
-    stream: &Async<TcpStream>,
+/// One connection being answered: what every step of the answer needs.
+struct Conn<'a> {
+    shared: &'a Shared,
+    /// Its id in the recorder.
     id: u64,
-    shared: &Shared,
-    status: u16,
-    headers: &[(&str, String)],
-) -> Option<CloseReason> {
-    shared.recorder.update(id, |c| c.status = Some(status));
-    let mut text = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
-    for (k, v) in headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
+    stream: &'a Async<TcpStream>,
+}
+
+impl Conn<'_> {
+    /// Write a status line and headers; `Some(reason)` when the client is gone.
+    async fn write_head(&self, status: u16, headers: &[(&str, String)]) -> Option<CloseReason> {
+        self.shared.recorder.update(self.id, |c| c.status = Some(status));
+        let mut text = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("Connection: close\r\n\r\n");
+        (&*self.stream).write_all(text.as_bytes()).await.err().map(|_| CloseReason::ClientError)
     }
-    text.push_str("Connection: close\r\n\r\n");
-    (&*stream).write_all(text.as_bytes()).await.err().map(|_| CloseReason::ClientError)
+
+    /// A body-less answer.
+    async fn answer(&self, status: u16, extra: &[(&str, String)]) -> CloseReason {
+        let mut headers = extra.to_vec();
+        headers.push(("Content-Length", "0".into()));
+        self.write_head(status, &headers).await.unwrap_or(CloseReason::Finished)
+    }
 }
 
-/// A body-less answer.
-async fn answer(
-    stream: &Async<TcpStream>,
-    id: u64,
-    shared: &Shared,
-    status: u16,
-    extra: &[(&str, String)],
-) -> CloseReason {
-    let mut headers = extra.to_vec();
-    headers.push(("Content-Length", "0".into()));
-    write_head(stream, id, shared, status, &headers).await.unwrap_or(CloseReason::Finished)
-}
-
-async fn send_body(
-    shared: &Shared,
-    id: u64,
-    stream: &Async<TcpStream>,
-    file: &FileData,
-    (start, end): (u64, u64),
-    fault: Option<Fault>,
-) -> CloseReason {
+async fn send_body(conn: &Conn<'_>, file: &FileData, (start, end): (u64, u64), fault: Option<Fault>) -> CloseReason {
+    let Conn { shared, id, stream } = *conn;
     let cut = fault.and_then(Fault::cut).map(|(n, how)| (start + n, how));
     let end = if fault == Some(Fault::Endless) { u64::MAX } else { end };
     let mut buf = vec![0u8; CHUNK];

@@ -240,8 +240,7 @@ mod tests {
     #[test]
     fn an_incomplete_prefix_is_taken_over_and_blocks_are_marked_after_their_bytes() {
         smol::block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let repo = RepoDir::new(dir.path(), "org/name");
+            let (dir, repo) = crate::cache::testing::scratch_repo();
             let etag = "e".repeat(64);
             let size = 4 * BLOCK + 100;
             let prefix = vec![7u8; usize::try_from(2 * BLOCK + 5).unwrap()];
@@ -272,8 +271,7 @@ mod tests {
     #[test]
     fn after_a_restart_of_the_machine_only_the_synced_map_is_trusted() {
         smol::block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let repo = RepoDir::new(dir.path(), "org/name");
+            let (dir, repo) = crate::cache::testing::scratch_repo();
             let etag = "e".repeat(64);
             let size = 4 * BLOCK;
             let gate = Outstanding::default();

@@ -12,38 +12,25 @@ mod uninstall;
 pub(crate) use remote::remote_up;
 
 use anyhow::Result;
-use clap::Subcommand;
 
 use super::Ctx;
-use crate::exit::{Exit, UsageError};
+use crate::exit::UsageError;
 use crate::ssh::Remote;
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum HiveCommand {
-    /// Copy rbee-hive to an SSH host (`--host A`)
-    Install(install::Args),
-    /// Start a hive in the background (or in the foreground); on an SSH host with `--host A`
-    Start(start::Args),
-    /// Show whether the hive is up, its version, pid and job counts
-    Status(status::Args),
-    /// Ask the hive to shut down and wait until it has
-    Stop(stop::Args),
-    /// Stop the hive, then start it again with this shell's HF settings
-    Restart(restart::Args),
-    /// Stop the hive on an SSH host and remove its rbee-hive (`--host A`)
-    Uninstall(uninstall::Args),
-}
-
-impl HiveCommand {
-    pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        match self {
-            Self::Install(args) => args.execute(ctx).await,
-            Self::Uninstall(args) => args.execute(ctx).await,
-            Self::Start(args) => args.execute(ctx).await,
-            Self::Status(args) => args.execute(ctx).await,
-            Self::Stop(args) => args.execute(ctx).await,
-            Self::Restart(args) => args.execute(ctx).await,
-        }
+verbs! {
+    HiveCommand {
+        /// Copy rbee-hive to an SSH host (`--host A`)
+        Install(install::Args),
+        /// Start a hive in the background (or in the foreground); on an SSH host with `--host A`
+        Start(start::Args),
+        /// Show whether the hive is up, its version, pid and job counts
+        Status(status::Args),
+        /// Ask the hive to shut down and wait until it has
+        Stop(stop::Args),
+        /// Stop the hive, then start it again with this shell's HF settings
+        Restart(restart::Args),
+        /// Stop the hive on an SSH host and remove its rbee-hive (`--host A`)
+        Uninstall(uninstall::Args),
     }
 }
 

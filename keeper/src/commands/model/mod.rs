@@ -9,39 +9,27 @@ pub(crate) mod list;
 mod verify;
 
 use anyhow::Result;
-use clap::Subcommand;
 use rbee_protocol::{ModelRef, Operation, DEFAULT_MODEL};
 
 use super::Ctx;
-use crate::exit::{Exit, UsageError};
+use crate::exit::UsageError;
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum ModelCommand {
-    /// Download a model file (or, with --all, every file of a revision) into the hive's cache
-    #[command(visible_alias = "dl")]
-    Download(download::Args),
-    /// List cached models, files, sizes and unfinished downloads
-    #[command(visible_alias = "ls")]
-    List(list::Args),
-    /// Show one cached model or file
-    #[command(visible_alias = "show")]
-    Get(get::Args),
-    /// Remove a cached model or file
-    #[command(visible_alias = "rm", alias = "remove")]
-    Delete(delete::Args),
-    /// Re-hash cached blobs; quarantine (never delete) the ones that do not match (exit 1 then)
-    Verify(verify::Args),
-}
-
-impl ModelCommand {
-    pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        match self {
-            Self::Download(args) => args.execute(ctx).await,
-            Self::List(args) => args.execute(ctx).await,
-            Self::Get(args) => args.execute(ctx).await,
-            Self::Delete(args) => args.execute(ctx).await,
-            Self::Verify(args) => args.execute(ctx).await,
-        }
+verbs! {
+    ModelCommand {
+        /// Download a model file (or, with --all, every file of a revision) into the hive's cache
+        #[command(visible_alias = "dl")]
+        Download(download::Args),
+        /// List cached models, files, sizes and unfinished downloads
+        #[command(visible_alias = "ls")]
+        List(list::Args),
+        /// Show one cached model or file
+        #[command(visible_alias = "show")]
+        Get(get::Args),
+        /// Remove a cached model or file
+        #[command(visible_alias = "rm", alias = "remove")]
+        Delete(delete::Args),
+        /// Re-hash cached blobs; quarantine (never delete) the ones that do not match (exit 1 then)
+        Verify(verify::Args),
     }
 }
 

@@ -3,13 +3,13 @@
 //! `DELETE`, which the hive only does once the job's task is dropped).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{ms, note, Ctx, Hive, Killer};
-use crate::table::{below, percentile, Table};
+use crate::proc::{Ctx, Hive, Killer};
+use crate::sigint;
 
 const REPO: &str = "bench/cancel";
 const FILE: &str = "model.bin";
@@ -20,17 +20,6 @@ const MID_BODY: u64 = 64 << 10;
 /// Parts in flight at the signal (the hive's default `--max-parts`).
 const PARTS: usize = 16;
 const TARGET_MS: f64 = 50.0;
-/// The fake hub's pacing period (it sends `rate / 50` bytes at a time).
-const PERIOD_US: u64 = 20_000;
-
-/// A random number (std's hasher keys are random per process).
-pub(crate) fn jitter() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
-}
-
 pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let (warmup, trials) = (ctx.pick(3, 1), ctx.pick(100, 10));
     let hub = FakeHub::start(HubConfig { rate: RATE, ..HubConfig::default() });
@@ -39,19 +28,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let hive = Hive::spawn(ctx, hub.endpoint(), &cache, &[])?;
     hub.sha256(REPO, FILE);
     let mut killer = Killer::new()?;
-    let (mut closed, mut exited) = (Vec::new(), Vec::new());
-    note(format!("cancel: {warmup} warm-up + {trials} trials"));
-    for i in 0..warmup + trials {
-        let (c, e) = trial(ctx, &hub, &hive, &mut killer).with_context(|| format!("trial {i}"))?;
-        // The next trial starts from nothing, so it ramps up to 16 parts again.
-        for dir in ["models--bench--cancel", ".locks"] {
-            let _ = std::fs::remove_dir_all(cache.join(dir));
-        }
-        if i >= warmup {
-            closed.push(c);
-            exited.push(e);
-        }
-    }
+    let (closed, exited) = sigint::trials((warmup, trials), &cache, REPO, || trial(ctx, &hub, &hive, &mut killer))?;
     let cancelled = hive.jobs()?.iter().filter(|j| j.1 == "cancelled").count();
     Ok(report(&closed, &exited, cancelled, warmup + trials))
 }
@@ -75,43 +52,25 @@ fn trial(ctx: &Ctx, hub: &FakeHub, hive: &Hive, killer: &mut Killer) -> Result<(
         let _ = keeper.kill();
         bail!("never {PARTS} parts in flight: {:?}", keeper.wait_with_output().map(|o| o.stderr));
     }
-    // The hub sends a paced chunk every 20 ms and wait_until wakes right after one: sleep a random
-    // part of that period so the signal lands at a uniformly random phase, like a human's Ctrl+C.
-    std::thread::sleep(Duration::from_micros(jitter() % PERIOD_US));
-    let open: Vec<u64> =
-        hub.stats().connections.iter().skip(n).filter(|c| c.closed_at.is_none()).map(|c| c.id).collect();
-    let t0 = Instant::now();
-    killer.sigint(keeper.id())?;
-    let status = keeper.wait()?;
-    let exited = t0.elapsed();
-    let mut last = t0;
-    for id in &open {
-        last = last.max(hub.wait_closed(*id, Duration::from_secs(10)).context("a part's connection never closed")?);
-    }
-    if status.code() != Some(130) {
-        bail!("the keeper exited with {status}, not 130");
-    }
-    Ok((ms(last.saturating_duration_since(t0)), ms(exited)))
+    let stderr = keeper.stderr.take();
+    sigint::interrupt(hub, n, killer, &mut keeper, || {
+        let mut said = String::new();
+        let _ = stderr.map(|mut e| std::io::Read::read_to_string(&mut e, &mut said));
+        said
+    })
 }
 
 fn report(closed: &[f64], exited: &[f64], cancelled: usize, total: usize) -> String {
     let trials = closed.len();
-    let mut t = Table::new(&["from SIGINT to …", "p50", "p95", "p99", "max", "target p99", "verdict"]);
-    for (what, s) in [
-        ("the hub saw the last of the 16 parts' connections close", closed),
-        ("the keeper exited 130 (DELETE answered)", exited),
-    ] {
-        let p = |q| percentile(s, q);
-        t.row(&[
-            what.to_owned(),
-            format!("{:.1} ms", p(50.0)),
-            format!("{:.1} ms", p(95.0)),
-            format!("{:.1} ms", p(99.0)),
-            format!("{:.1} ms", p(100.0)),
-            format!("< {TARGET_MS:.0} ms"),
-            below(p(99.0), TARGET_MS, "ms"),
-        ]);
-    }
+    let t = sigint::table(
+        [
+            ("the hub saw the last of the 16 parts' connections close", closed),
+            ("the keeper exited 130 (DELETE answered)", exited),
+        ],
+        &[50.0, 95.0, 99.0, 100.0],
+        99.0,
+        TARGET_MS,
+    );
     format!(
         "## 1. Cancel latency\n\n\
          {trials} trials. Each trial runs `rbee --hive URL model download {REPO} {FILE}` (release build, stdout \
@@ -127,6 +86,6 @@ fn report(closed: &[f64], exited: &[f64], cancelled: usize, total: usize) -> Str
         RATE >> 20,
         MID_BODY >> 10,
         total,
-        t.done()
+        t
     )
 }

@@ -19,6 +19,7 @@ mod page;
 mod proc;
 mod resume;
 mod scale;
+mod sigint;
 mod ssh;
 mod table;
 

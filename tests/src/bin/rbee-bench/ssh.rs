@@ -5,15 +5,15 @@
 //! (after its DELETE went through the tunnel and was answered).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rbee_tests::harness::capture::Capture;
 use rbee_tests::harness::remote::{SshHost, ALIAS};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::cancel::jitter;
-use crate::proc::{ms, note, Ctx, Killer};
-use crate::table::{below, percentile, Table};
+use crate::proc::{Ctx, Killer};
+use crate::sigint;
 
 const REPO: &str = "bench/ssh-cancel";
 const FILE: &str = "model.bin";
@@ -35,18 +35,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         }
     }
     let mut killer = Killer::new()?;
-    let (mut closed, mut exited) = (Vec::new(), Vec::new());
-    note(format!("ssh cancel: {warmup} warm-up + {trials} trials"));
-    for i in 0..warmup + trials {
-        let (c, e) = trial(ctx, &host, &hub, &mut killer).with_context(|| format!("trial {i}"))?;
-        for dir in ["models--bench--ssh-cancel", ".locks"] {
-            let _ = std::fs::remove_dir_all(host.hf_cache().join(dir));
-        }
-        if i >= warmup {
-            closed.push(c);
-            exited.push(e);
-        }
-    }
+    let (closed, exited) =
+        sigint::trials((warmup, trials), &host.hf_cache(), REPO, || trial(ctx, &host, &hub, &mut killer))?;
     let _ = rbee(ctx, &host, hub.endpoint()).args(["hive", "stop", "--host", ALIAS]).output();
     Ok(report(&closed, &exited))
 }
@@ -73,60 +63,29 @@ fn trial(ctx: &Ctx, host: &SshHost, hub: &FakeHub, killer: &mut Killer) -> Resul
         .spawn()?;
     // The keeper announces its job once its Ctrl+C handler is in place; a connection the hub
     // records late from the previous trial is closed by then.
-    let lines = lines_of(keeper.stderr.take().context("stderr")?);
-    let announced = lines.recv_timeout(Duration::from_secs(30)).ok().filter(|l| l.starts_with("📋 job"));
+    let stderr = Capture::start(keeper.stderr.take().context("stderr")?);
+    let announced = stderr.wait_for_line(Duration::from_secs(30), |_| true).filter(|l| l.starts_with("📋 job"));
     let live = |s: &rbee_tests::hub::Stats| {
         s.connections.iter().skip(n).any(|c| c.closed_at.is_none() && c.bytes_sent >= MID_BODY)
     };
     if announced.is_none() || !hub.wait_until(Duration::from_secs(30), live) {
         let _ = keeper.kill();
         let _ = keeper.wait();
-        bail!("no upstream connection through the remote hive: {:?}", lines.try_iter().collect::<Vec<_>>());
+        bail!("no upstream connection through the remote hive: {:?}", stderr.text());
     }
-    std::thread::sleep(Duration::from_micros(jitter() % 20_000));
-    let open: Vec<u64> =
-        hub.stats().connections.iter().skip(n).filter(|c| c.closed_at.is_none()).map(|c| c.id).collect();
-    let t0 = Instant::now();
-    killer.sigint(keeper.id())?;
-    let status = keeper.wait()?;
-    let exited = t0.elapsed();
-    if status.code() != Some(130) {
-        bail!("the keeper exited with {status}, not 130; it said: {:?}", lines.try_iter().collect::<Vec<_>>());
-    }
-    let mut last = t0;
-    for id in &open {
-        last = last.max(hub.wait_closed(*id, Duration::from_secs(10)).context("an upstream connection never closed")?);
-    }
-    Ok((ms(last.saturating_duration_since(t0)), ms(exited)))
-}
-
-/// `pipe`'s lines, as they come.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
+    sigint::interrupt(hub, n, killer, &mut keeper, || format!("{:?}", stderr.text()))
 }
 
 fn report(closed: &[f64], exited: &[f64]) -> String {
-    let mut t = Table::new(&["from SIGINT to …", "p50", "p95", "max", "target", "verdict"]);
-    for (what, s) in [
-        ("the hub saw the remote hive's upstream connections close", closed),
-        ("the keeper exited 130 (DELETE through the tunnel answered)", exited),
-    ] {
-        let p = |q| percentile(s, q);
-        t.row(&[
-            what.to_owned(),
-            format!("{:.1} ms", p(50.0)),
-            format!("{:.1} ms", p(95.0)),
-            format!("{:.1} ms", p(100.0)),
-            format!("< {TARGET_MS:.0} ms"),
-            below(p(100.0), TARGET_MS, "ms"),
-        ]);
-    }
+    let t = sigint::table(
+        [
+            ("the hub saw the remote hive's upstream connections close", closed),
+            ("the keeper exited 130 (DELETE through the tunnel answered)", exited),
+        ],
+        &[50.0, 95.0, 100.0],
+        100.0,
+        TARGET_MS,
+    );
     format!(
         "## Cancel latency through an SSH tunnel\n\n\
          {} trials. The hive runs as another user in a network namespace of its own, reached only through \
@@ -138,6 +97,6 @@ fn report(closed: &[f64], exited: &[f64]) -> String {
         closed.len(),
         RATE >> 20,
         MID_BODY >> 10,
-        t.done()
+        t
     )
 }
