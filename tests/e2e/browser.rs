@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::fixtures::{hub_with_model, MODEL, REPO};
+use crate::harness::fixtures::{cached_model, MODEL, REPO};
 use crate::harness::fixtures::{op_download, op_remove};
-use crate::harness::{cdp, download_ok, Hive, TIMEOUT};
+use crate::harness::{cdp, TIMEOUT};
 
 /// Requests an [`Echo`] received: `METHOD path | headers | body`.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -180,9 +180,7 @@ fn a_hostile_web_page_in_headless_chromium_cannot_drive_the_hive() {
     if rbee_tests::harness::peer::require("chromium", &[cdp::CHROMIUM], "the browser attack test").is_none() {
         return;
     }
-    let hub = hub_with_model(1 << 20);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(1 << 20);
     let blob_count = || std::fs::read_dir(hive.repo_dir(REPO).join("blobs")).map(Iterator::count).unwrap_or(0);
     let blobs_before = blob_count();
     let hive_origin = hive.url().trim_end_matches('/').to_owned();

@@ -4,16 +4,14 @@
 //! renamed into place with their directories `fsync`ed; and a blob found short is not "already in
 //! the cache": it is fetched again from where it stops and verified.
 
-use crate::harness::fixtures::{blob, hub_with_model, snapshot, MODEL, REPO};
+use crate::harness::fixtures::{blob, cached_model, hub_with_model, snapshot, MODEL, REPO};
 use crate::harness::strace::Strace;
 use crate::harness::{download_ok, Hive, Keeper};
 
 #[test]
 fn a_truncated_blob_is_fetched_again_from_where_it_stops_and_verified() {
     let size: u64 = 2 << 20;
-    let hub = hub_with_model(size);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (hub, hive) = cached_model(size);
     let blob = blob(&hive, &hub, MODEL);
     let cut = 1 << 20;
     std::fs::File::options().write(true).open(&blob).unwrap().set_len(cut).unwrap();

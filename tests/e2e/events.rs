@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::fixtures::{hub_with_model, MODEL, REPO};
+use crate::harness::fixtures::{cached_model, REPO};
 use crate::harness::http::{open, request};
-use crate::harness::{download_ok, Hive};
+use crate::harness::Hive;
 
 /// One frame: (event, id, data as JSON).
 type Frame = (String, u64, Value);
@@ -48,9 +48,7 @@ fn ends_job(id: &str) -> impl Fn(&[Frame]) -> bool + '_ {
 
 #[test]
 fn one_stream_for_every_job_resumes_after_its_cursor_without_duplicates() {
-    let hub = hub_with_model(64 << 10);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(64 << 10);
     let old = hive.get("/v1/jobs").1[0]["job_id"].as_str().unwrap().to_owned();
 
     // No cursor: a snapshot first, holding the finished job with its last state.

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::fixtures::{
-    hub_with_model, hub_with_slow_model, job, op_download, op_remove, partial_len, raw, wait_for, wait_status, MODEL,
-    REPO,
+    cached_model, hub_with_model, hub_with_slow_model, job, op_download, op_remove, partial_len, raw, wait_for,
+    wait_status, MODEL, REPO,
 };
 use crate::harness::python::hf_scan_warnings;
-use crate::harness::{download_ok, Fault, Hive, Keeper, TIMEOUT};
+use crate::harness::{Fault, Hive, Keeper, TIMEOUT};
 
 /// `host:port` of a hive.
 fn addr(hive: &Hive) -> String {
@@ -46,9 +46,7 @@ fn cache_files(dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn cross_site_rebinding_and_non_json_posts_are_refused() {
-    let hub = hub_with_model(1 << 20);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(1 << 20);
     let before = cache_files(hive.cache_dir());
     let rm = op_remove(REPO, None).to_string();
     let dl = op_download(REPO, MODEL).to_string();

@@ -245,14 +245,7 @@ fn abrupt_disconnects_leak_nothing() {
     // One stream per job: a download in parts changes its connection count on purpose while it
     // measures (parallel.rs tests that); here the fds must move only with the subscribers.
     // Every job transfers at once (not `--max-downloads`' default 8, which would queue the rest).
-    let hive = Hive::builder()
-        .hub(&hub)
-        .heartbeat_secs(1)
-        .arg("--max-parts")
-        .arg("1")
-        .arg("--max-downloads")
-        .arg(&jobs.to_string())
-        .spawn();
+    let hive = Hive::builder().hub(&hub).many_streams(jobs).spawn();
     let pid = hive.pid();
     let fds_idle = fds(pid);
     let ids: Vec<String> = (0..jobs).map(|i| hive.start_download(REPO, &format!("f{i:03}.bin"))).collect();

@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::fixtures::{etag, hub_with_model, MODEL, REPO};
+use crate::harness::fixtures::{cached_model, etag, MODEL, REPO};
 use crate::harness::strace::Strace;
-use crate::harness::{download_ok, http, Hive, TIMEOUT};
+use crate::harness::{http, Hive, TIMEOUT};
 
 /// One response read off a connection.
 #[derive(Debug)]
@@ -53,9 +53,7 @@ fn sent_by_sendfile(trace: &str) -> u64 {
 #[test]
 fn blob_bytes_go_out_with_sendfile_exact_for_get_range_and_head() {
     let size: u64 = (3 << 20) + 4321;
-    let hub = hub_with_model(size);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (hub, hive) = cached_model(size);
     let want = hub.file_bytes(REPO, MODEL);
     let tracer = Strace::attach(hive.pid(), &["sendfile", "pread64", "read"], "the sendfile trace test");
     let host = hive.url().trim_start_matches("http://").to_owned();
@@ -99,9 +97,7 @@ fn written(hive: &Hive) -> u64 {
 #[test]
 fn a_client_that_goes_away_stops_the_transfer() {
     let size: u64 = 64 << 20;
-    let hub = hub_with_model(size);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(size);
     let before = written(&hive);
     let url = format!("{}/hf/{REPO}/resolve/main/{MODEL}", hive.url());
     let mut res = http::open("GET", &url, &[], None).expect("GET");

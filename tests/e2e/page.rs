@@ -194,14 +194,7 @@ fn a_reload_mid_download_resumes_the_bar_without_duplicates() {
     let Some(chromium) = chromium() else { return };
     let hub = hub_with_model(32 << 20);
     hub.set_rate(1 << 20);
-    let hive = Hive::builder()
-        .hub(&hub)
-        .heartbeat_secs(1)
-        .arg("--max-parts")
-        .arg("1")
-        .arg("--max-downloads")
-        .arg("64")
-        .spawn();
+    let hive = Hive::builder().hub(&hub).many_streams(64).spawn();
     let id = hive.start_download(REPO, MODEL);
     let mut browser = open(&chromium, &hive);
     let row = format!("document.querySelector('[data-job=\"{id}\"] progress')");
@@ -310,14 +303,7 @@ fn fifty_jobs_update_at_about_4_hz_in_one_page() {
     let spec = (0..JOBS).fold(RepoSpec::new("rbee-test/fifty"), |r, i| r.lfs(&format!("f{i:02}.gguf"), 64 << 20));
     hub.add_repo(spec);
     hub.set_rate(256 << 10);
-    let hive = Hive::builder()
-        .hub(&hub)
-        .heartbeat_secs(1)
-        .arg("--max-parts")
-        .arg("1")
-        .arg("--max-downloads")
-        .arg("64")
-        .spawn();
+    let hive = Hive::builder().hub(&hub).many_streams(64).spawn();
     let mut browser = open(&chromium, &hive);
     for i in 0..JOBS {
         hive.start_download("rbee-test/fifty", &format!("f{i:02}.gguf"));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
-use crate::harness::fixtures::{blob, etag, hub_with_model, locks_dir, snapshot, MODEL, REPO};
+use crate::harness::fixtures::{blob, cached_model, etag, hub_with_model, locks_dir, snapshot, MODEL, REPO};
 use crate::harness::{disk_state, download_ok, http, Hive, Keeper, Output};
 
 /// What the file outside the cache holds: it must never appear in any output.
@@ -91,9 +91,7 @@ fn get(hive: &Hive, path: &str) -> http::Response {
 
 #[test]
 fn a_ref_linked_outside_is_never_read() {
-    let hub = hub_with_model(64 << 10);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(64 << 10);
     let outside = Outside::new();
     let passwd = hive.repo_dir(REPO).join("refs/passwd");
     link(&outside.secret(), &passwd);
@@ -115,9 +113,7 @@ fn a_ref_linked_outside_is_never_read() {
 
 #[test]
 fn a_fifo_as_a_ref_is_refused_at_once() {
-    let hub = hub_with_model(64 << 10);
-    let hive = Hive::spawn(&hub);
-    download_ok(&hive, REPO, Some(MODEL), None);
+    let (_hub, hive) = cached_model(64 << 10);
     let fifo = hive.repo_dir(REPO).join("refs/fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());

@@ -39,6 +39,16 @@ pub fn hub_with_faulty_model(model_size: u64, rate: u64, fault: Fault, times: us
     hub
 }
 
+/// A hub with [`REPO`] (its [`MODEL`] `model_size` bytes) and a hive that has downloaded
+/// [`MODEL`] through the keeper.
+#[track_caller]
+pub fn cached_model(model_size: u64) -> (FakeHub, Hive) {
+    let hub = hub_with_model(model_size);
+    let hive = Hive::spawn(&hub);
+    super::download_ok(&hive, REPO, Some(MODEL), None);
+    (hub, hive)
+}
+
 /// The hub's etag of `file` at `main` (the blob's name in the cache).
 pub fn etag(hub: &FakeHub, file: &str) -> String {
     hub.file_info(REPO, "main", file).unwrap_or_else(|| panic!("fake hub has no {REPO}/{file}")).etag

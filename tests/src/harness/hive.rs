@@ -87,6 +87,13 @@ impl HiveBuilder {
         self
     }
 
+    /// Many jobs watched at once: each job one stream (`--max-parts 1`), up to `jobs` of them
+    /// transferring together (`--max-downloads`; the default 8 would queue the rest), a heartbeat
+    /// a second.
+    pub fn many_streams(self, jobs: usize) -> Self {
+        self.heartbeat_secs(1).arg("--max-parts").arg("1").arg("--max-downloads").arg(&jobs.to_string())
+    }
+
     /// Any other argument.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
