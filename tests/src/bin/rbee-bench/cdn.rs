@@ -13,6 +13,7 @@ use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
 use crate::proc::{file_len, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
+use crate::tools::{Cdn, Sample, Tool};
 use rbee_tests::harness::nginx::Nginx;
 
 pub(crate) const REPO: &str = "bench/cdn";
@@ -22,69 +23,6 @@ const CAP_MIB: u64 = 16;
 const PARALLEL_TARGET: f64 = 1.1;
 const UNTHROTTLED_TARGET: f64 = 0.8;
 const RSS_TARGET_MIB: f64 = 32.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tool {
-    Rbee,
-    /// rbee with `--max-parts 1`: one stream.
-    RbeeOneStream,
-    Aria2,
-    HfTransfer,
-    HfHub,
-    Curl,
-    /// One core: rbee pinned with `taskset -c 0`.
-    RbeeOneCore,
-    /// One core: `curl | tee file | openssl dgst -sha256` pinned with `taskset -c 0`.
-    CurlOpensslOneCore,
-}
-
-impl Tool {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Rbee => "rbee (keeper → hive, verified)",
-            Self::RbeeOneStream => "rbee --max-parts 1 (one stream, verified)",
-            Self::Aria2 => "aria2c -x16 -s16",
-            Self::HfTransfer => "hf_transfer.download (16 connections)",
-            Self::HfHub => "huggingface_hub hf_hub_download",
-            Self::Curl => "curl -L -o",
-            Self::RbeeOneCore => "taskset -c 0: rbee (verified)",
-            Self::CurlOpensslOneCore => "taskset -c 0: curl \\| tee file \\| openssl dgst -sha256",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Sample {
-    pub(crate) wall: f64,
-    cpu: f64,
-    rss_kib: u64,
-    /// rbee: most CDN connections its events said it used.
-    pub(crate) connections: Option<usize>,
-}
-
-/// Which CDN a run downloads from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cdn {
-    /// nginx with `limit_rate`.
-    Capped,
-    /// nginx unthrottled.
-    Free,
-    /// The fake hub's own CDN, pacing each connection from its first byte.
-    Paced,
-    /// nginx pacing each connection from its first byte (`sendfile_max_chunk`).
-    PacedNginx,
-}
-
-impl Cdn {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Capped => "capped",
-            Self::Free => "unthrottled",
-            Self::Paced => "paced (fake hub CDN)",
-            Self::PacedNginx => "paced (nginx)",
-        }
-    }
-}
 
 /// The tools' runs against hubs that redirect to the CDNs.
 pub(crate) struct Bench<'a> {

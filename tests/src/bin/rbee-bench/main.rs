@@ -22,6 +22,7 @@ mod resume;
 mod scale;
 mod ssh;
 mod table;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

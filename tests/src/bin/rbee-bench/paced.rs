@@ -13,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use rbee_tests::harness::nginx::Nginx;
 use rbee_tests::hub::{FakeHub, HubConfig};
 
-use crate::cdn::{nginx_version, spec, table, wall_of, Bench, Cdn, Sample, Tool, REPO};
+use crate::cdn::{nginx_version, spec, table, wall_of, Bench, REPO};
 use crate::proc::{note, Ctx};
 use crate::table::{median, size, Table};
+use crate::tools::{Cdn, Sample, Tool};
 
 /// Bytes/s each connection of the paced CDN gets.
 const RATE: u64 = 16 << 20;
