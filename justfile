@@ -88,6 +88,14 @@ py:
     if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
     .venv/bin/pip install -q --disable-pip-version-check "huggingface_hub=={{hf_hub_version}}"
 
+# hf_transfer, the Rust downloader huggingface_hub can use: the 16-connection peer of the `cdn` and
+# `cdn-paced` benchmarks (BENCHMARKS.md records the version). Pinned like huggingface_hub.
+hf_transfer_version := "0.1.9"
+
+# The benchmarks' Python peers: `py`, plus hf_transfer (pinned).
+py-bench: py
+    .venv/bin/pip install -q --disable-pip-version-check "hf_transfer=={{hf_transfer_version}}"
+
 # Offline demo, the README's transcript: a fake hub, a local hive, a download cut by Ctrl+C (SIGINT),
 # the job list, the resumed download, `rbee hive stop`. Keeper output is plain lines (not a TTY).
 # The hub's CDN is one 4 MiB/s link however many parts the hive opens (`--link-rate`), and the
@@ -145,7 +153,7 @@ hive *ARGS:
     cargo run --release --bin rbee-hive -- {{ARGS}}
 
 # Benchmarks: rewrites BENCHMARKS.md.
-bench: py
+bench: py-bench
     cargo build --release --workspace --bins
     bash bench/run.sh
 

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/target/release
 quick=${BENCH_QUICK:-0}
-sections=${BENCH_SECTIONS:-footprint cancel ssh resume download cdn concurrent scale durable page}
+sections=${BENCH_SECTIONS:-footprint cancel ssh resume download cdn cdn-paced concurrent scale durable page}
 if [ "$quick" = 1 ]; then
     out=${BENCH_OUT:-$root/target/BENCHMARKS.quick.md}
     args=(--quick)
@@ -25,7 +25,7 @@ for b in rbee rbee-hive rbee-bench; do
 done
 
 # The real CDN and the parallel peers of the `cdn` section: Debian's nginx-light and aria2.
-if [[ " $sections " == *" cdn "* ]]; then
+if [[ " $sections " == *" cdn "* || " $sections " == *" cdn-paced "* ]]; then
     missing=()
     command -v nginx >/dev/null || missing+=(nginx-light)
     command -v aria2c >/dev/null || missing+=(aria2)
@@ -39,14 +39,14 @@ if [[ " $sections " == *" cdn "* ]]; then
     fi
 fi
 
-# Python peers: huggingface_hub (as `just py` installs it) and hf_transfer if it installs.
+# Python peers: huggingface_hub and hf_transfer, as `just py` pins them (`just bench` ran it).
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -c 'import huggingface_hub' 2>/dev/null \
     || .venv/bin/pip install -q --disable-pip-version-check huggingface_hub \
     || echo "bench: huggingface_hub did not install; its rows are skipped" >&2
 .venv/bin/python -c 'import hf_transfer' 2>/dev/null \
     || .venv/bin/pip install -q --disable-pip-version-check hf_transfer \
-    || echo "bench: hf_transfer did not install; its row is skipped" >&2
+    || echo "bench: hf_transfer did not install; its rows are skipped" >&2
 
 # 1000 SSE subscribers + their server side need ~2100 descriptors.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

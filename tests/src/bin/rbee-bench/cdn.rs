@@ -1,6 +1,7 @@
 //! A real CDN: nginx serving the blobs, once with `limit_rate` per connection (the way a CDN caps
 //! what one connection gets) and once unthrottled; the fake hub resolves and redirects there.
 //! rbee (in parts) against aria2c, hf_transfer, huggingface_hub and curl, and a one-core row.
+//! [`super::paced`] adds a CDN that paces every request from its first byte.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -12,9 +13,10 @@ use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
 use crate::proc::{file_len, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
+use crate::tools::{Cdn, Sample, Tool};
 use rbee_tests::harness::nginx::Nginx;
 
-const REPO: &str = "bench/cdn";
+pub(crate) const REPO: &str = "bench/cdn";
 /// nginx `limit_rate` of the capped server.
 const CAP: &str = "16m";
 const CAP_MIB: u64 = 16;
@@ -22,54 +24,14 @@ const PARALLEL_TARGET: f64 = 1.1;
 const UNTHROTTLED_TARGET: f64 = 0.8;
 const RSS_TARGET_MIB: f64 = 32.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tool {
-    Rbee,
-    /// rbee with `--max-parts 1`: one stream.
-    RbeeOneStream,
-    Aria2,
-    HfTransfer,
-    HfHub,
-    Curl,
-    /// One core: rbee pinned with `taskset -c 0`.
-    RbeeOneCore,
-    /// One core: `curl | tee file | openssl dgst -sha256` pinned with `taskset -c 0`.
-    CurlOpensslOneCore,
-}
-
-impl Tool {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Rbee => "rbee (keeper → hive, verified)",
-            Self::RbeeOneStream => "rbee --max-parts 1 (one stream, verified)",
-            Self::Aria2 => "aria2c -x16 -s16",
-            Self::HfTransfer => "hf_transfer.download (16 connections)",
-            Self::HfHub => "huggingface_hub hf_hub_download",
-            Self::Curl => "curl -L -o",
-            Self::RbeeOneCore => "taskset -c 0: rbee (verified)",
-            Self::CurlOpensslOneCore => "taskset -c 0: curl \\| tee file \\| openssl dgst -sha256",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct Sample {
-    wall: f64,
-    cpu: f64,
-    rss_kib: u64,
-    /// rbee: most CDN connections its events said it used.
-    connections: Option<usize>,
-}
-
-struct Bench<'a> {
+/// The tools' runs against hubs that redirect to the CDNs.
+pub(crate) struct Bench<'a> {
     ctx: &'a Ctx,
-    /// Hub redirecting to the capped nginx, and to the unthrottled one.
-    capped: FakeHub,
-    free: FakeHub,
+    hubs: Vec<(Cdn, FakeHub)>,
     scripts: (PathBuf, PathBuf),
 }
 
-fn spec(small: u64, big: u64) -> RepoSpec {
+pub(crate) fn spec(small: u64, big: u64) -> RepoSpec {
     RepoSpec::new(REPO).lfs("small.bin", small).lfs("big.bin", big)
 }
 
@@ -102,25 +64,27 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
         hub.sha256(REPO, "big.bin");
         hub
     };
-    let (hft, hfh) = (ctx.tmp.join("cdn_hf_transfer.py"), ctx.tmp.join("cdn_hf_hub.py"));
-    fs::write(&hft, HF_TRANSFER_PY)?;
-    fs::write(&hfh, HF_HUB_PY)?;
-    let b = Bench { ctx, capped: hub(nginx.url(0)), free: hub(nginx.url(1)), scripts: (hft, hfh) };
+    let b = Bench::new(ctx, vec![(Cdn::Capped, hub(nginx.url(0))), (Cdn::Free, hub(nginx.url(1)))])?;
     let runs = ctx.pick(3, 1);
     let mut md = String::new();
-    let capped_small =
-        b.rows(true, "small.bin", small, runs, &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer, Tool::HfHub, Tool::Curl])?;
-    let capped_big = b.rows(true, "big.bin", big, 1, &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer])?;
+    let capped_small = b.rows(
+        Cdn::Capped,
+        "small.bin",
+        small,
+        runs,
+        &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer, Tool::HfHub, Tool::Curl],
+    )?;
+    let capped_big = b.rows(Cdn::Capped, "big.bin", big, 1, &[Tool::Rbee, Tool::Aria2, Tool::HfTransfer])?;
     // Unthrottled runs share 2 cores with nginx, so a neighbour's burst moves one run by ±20 %: five
     // rounds, each tool once per round, and the median.
     let free_big = b.rows(
-        false,
+        Cdn::Free,
         "big.bin",
         big,
         ctx.pick(5, 1),
         &[Tool::Rbee, Tool::RbeeOneStream, Tool::Curl, Tool::Aria2, Tool::HfTransfer],
     )?;
-    let one_core = b.rows(false, "big.bin", big, ctx.pick(2, 1), &[Tool::RbeeOneCore, Tool::CurlOpensslOneCore])?;
+    let one_core = b.rows(Cdn::Free, "big.bin", big, ctx.pick(2, 1), &[Tool::RbeeOneCore, Tool::CurlOpensslOneCore])?;
     let _ = write!(
         md,
         "## 8. A real CDN: nginx, {CAP_MIB} MiB/s per connection\n\n\
@@ -136,9 +100,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
          (`ngx_http_write_filter`), so the first second's {CAP_MIB} MiB of every request go out at once and \
          only what follows is paced. Tools that ask for ranges of at most {CAP_MIB} MiB per request (rbee's \
          2–8 MiB parts, hf_transfer's 10 MiB chunks) therefore get more than {CAP_MIB} MiB/s per connection \
-         here; aria2c's 16 splits of the file are paced after their first {CAP_MIB} MiB. A CDN that paces \
-         each connection steadily is the fake hub's throttle: `tests/e2e/parallel.rs` \
-         (`a_capped_cdn_is_beaten_by_parts_at_least_4x`) measures rbee in parts ≥ 4× one connection there.\n\n",
+         here; aria2c's 16 splits of the file are paced after their first {CAP_MIB} MiB: these rows can be \
+         bypassed. Section 8b runs the same tools on CDNs that pace every request from its first byte.\n\n",
         nginx_version()
     );
     let _ = write!(md, "### Capped, {}\n\n{}", size(small), table(&capped_small, small));
@@ -206,7 +169,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     Ok(md)
 }
 
-fn nginx_version() -> String {
+pub(crate) fn nginx_version() -> String {
     Command::new("nginx")
         .arg("-v")
         .output()
@@ -214,12 +177,12 @@ fn nginx_version() -> String {
         .unwrap_or_default()
 }
 
-fn wall_of(rows: &[(Tool, Vec<Sample>)], tool: Tool) -> Option<f64> {
+pub(crate) fn wall_of(rows: &[(Tool, Vec<Sample>)], tool: Tool) -> Option<f64> {
     let (_, s) = rows.iter().find(|(t, _)| *t == tool)?;
     Some(median(&s.iter().map(|x| x.wall).collect::<Vec<_>>()))
 }
 
-fn table(rows: &[(Tool, Vec<Sample>)], bytes: u64) -> String {
+pub(crate) fn table(rows: &[(Tool, Vec<Sample>)], bytes: u64) -> String {
     let mut t = Table::new(&[
         "tool",
         "median wall",
@@ -245,10 +208,24 @@ fn table(rows: &[(Tool, Vec<Sample>)], bytes: u64) -> String {
     t.done()
 }
 
-impl Bench<'_> {
-    fn rows(
+impl<'a> Bench<'a> {
+    /// Runs against `hubs`, each redirecting to its CDN.
+    pub(crate) fn new(ctx: &'a Ctx, hubs: Vec<(Cdn, FakeHub)>) -> Result<Self> {
+        let (hft, hfh) = (ctx.tmp.join("cdn_hf_transfer.py"), ctx.tmp.join("cdn_hf_hub.py"));
+        fs::write(&hft, HF_TRANSFER_PY)?;
+        fs::write(&hfh, HF_HUB_PY)?;
+        Ok(Self { ctx, hubs, scripts: (hft, hfh) })
+    }
+
+    fn hub(&self, cdn: Cdn) -> &FakeHub {
+        &self.hubs.iter().find(|(c, _)| *c == cdn).expect("a hub for every CDN the bench uses").1
+    }
+
+    /// `runs` rounds over `tools`, each tool once per round (so a neighbour's burst spreads over
+    /// all of them).
+    pub(crate) fn rows(
         &self,
-        capped: bool,
+        cdn: Cdn,
         file: &str,
         bytes: u64,
         runs: usize,
@@ -257,10 +234,13 @@ impl Bench<'_> {
         let tools: Vec<Tool> = tools.iter().copied().filter(|t| self.available(*t)).collect();
         let mut out: Vec<(Tool, Vec<Sample>)> = tools.iter().map(|t| (*t, Vec::new())).collect();
         for r in 0..runs {
-            for (tool, list) in &mut out {
-                let how = if capped { "capped" } else { "unthrottled" };
+            // Each round starts with the next tool: none always runs first (or after another).
+            let len = out.len();
+            for k in 0..len {
+                let (tool, list) = &mut out[(k + r) % len];
+                let how = cdn.name();
                 note(format!("cdn: {how} {} run {}/{runs}: {}", size(bytes), r + 1, tool.name()));
-                let s = self.measure(*tool, capped, file, bytes).with_context(|| format!("{} ({how})", tool.name()))?;
+                let s = self.measure(*tool, cdn, file, bytes).with_context(|| format!("{} ({how})", tool.name()))?;
                 list.push(s);
             }
         }
@@ -282,8 +262,8 @@ impl Bench<'_> {
         ok
     }
 
-    fn measure(&self, tool: Tool, capped: bool, file: &str, bytes: u64) -> Result<Sample> {
-        let hub = if capped { &self.capped } else { &self.free };
+    fn measure(&self, tool: Tool, cdn: Cdn, file: &str, bytes: u64) -> Result<Sample> {
+        let hub = self.hub(cdn);
         let dir = self.ctx.fresh_dir("cdn-dl")?;
         let url = format!("{}/{REPO}/resolve/main/{file}", hub.endpoint());
         let out = dir.join(file);

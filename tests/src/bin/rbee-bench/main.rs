@@ -15,6 +15,7 @@ mod download;
 mod durable;
 mod footprint;
 mod mirror;
+mod paced;
 mod page;
 mod proc;
 mod resume;
@@ -22,6 +23,7 @@ mod scale;
 mod sigint;
 mod ssh;
 mod table;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ enum Section {
     Concurrent,
     /// nginx as the CDN, capped per connection and not: rbee in parts vs aria2c, hf_transfer, curl
     Cdn,
+    /// A CDN pacing every request from its first byte (the fake hub's): rbee vs aria2c, hf_transfer
+    CdnPaced,
     /// SSE fan-out to 1000 subscribers and jobs/s for tiny files
     Scale,
     /// Ctrl+C → remote upstream connection closed, through an SSH tunnel (root, sshd, iproute2)
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Section::Download => download::run(&ctx),
         Section::Concurrent => download::concurrent(&ctx),
         Section::Cdn => cdn::run(&ctx),
+        Section::CdnPaced => paced::run(&ctx),
         Section::Scale => scale::run(&ctx),
         Section::Mirror { mib, runs, busy } => mirror::run(&ctx, mirror::Plan { mib, runs, busy }),
         Section::Durable { disk } => durable::run(&ctx, &disk),

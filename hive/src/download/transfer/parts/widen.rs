@@ -1,8 +1,11 @@
 //! The adaptive connection count of a download in parts: one connection while the hive itself is
 //! what limits the pace, more while more pay (probes that double the count, kept when the
 //! aggregate rose by [`RISE`]), never more than the job's cap, and never more than a bandwidth
-//! cap leaves room for. Pure arithmetic over what the controller samples ([`Sample`]): the
-//! simulation tests drive it without a network.
+//! cap leaves room for. When the first connection leaves the hive so idle that the cap's worth
+//! of connections like it would keep it busy at most [`FAR`] × [`BUSY`], the link is far from
+//! the hive's limits: the first probe opens them all at once (as aria2c opens its 16), instead of
+//! 4, then 8, then 16 (half a second lost on a CDN that paces each connection). Pure arithmetic over
+//! what the controller samples ([`Sample`]): the simulation tests drive it without a network.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,12 @@ const START_PARTS: usize = 4;
 /// mask) with one core, which the CDN's peer and the keeper share, 60 % of it.
 const BUSY: f64 = 1.0;
 const BUSY_SHARE: f64 = 0.6;
+/// The first connection's share of the hive's CPU overstates each of many connections' share
+/// (the controller's ticks, the progress events, a lone worker's hashing from memory cost about
+/// the same at 1 or 16): measured at 16 MiB/s each, 0.06 cores for one, 0.65 for sixteen. The
+/// first widening opens every connection the cap allows at once while that many at the first
+/// one's share would keep at most this many times [`BUSY`] busy.
+const FAR: f64 = 2.0;
 /// Wait before probing again after a probe that did not pay (doubles each time).
 const REPROBE: Duration = Duration::from_secs(1);
 
@@ -165,22 +174,34 @@ impl Widen {
             // The hive itself (hashing, writing) sets the pace: more connections cannot help.
             _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => None,
             // It paid: keep them, and probe further at once.
-            Some(_) => self.probe(rate, (now, received, cpu)),
-            None if self.n == 1 => {
-                // One connection leaves the hive idle: the network sets the pace, so several
-                // connections at once (a CDN that caps each one rewards them).
-                let more = START_PARTS.min(self.cap).min(self.room(rate)).checked_sub(1).filter(|m| *m > 0)?;
-                (self.n, self.window, self.since) = (1 + more, None, now);
-                Some(Change::Widen(more))
-            }
-            None => (now >= self.next_probe).then(|| self.probe(rate, (now, received, cpu))).flatten(),
+            Some(_) => self.probe(rate, (self.n * 2).min(self.cap), (now, received, cpu)),
+            None if now < self.next_probe => None,
+            None if self.n == 1 => self.first(rate, busy, BUSY.min(BUSY_SHARE * cores as f64), (now, received, cpu)),
+            None => self.probe(rate, (self.n * 2).min(self.cap), (now, received, cpu)),
         }
     }
 
-    /// Starts a probe with twice the workers (up to the cap), to be measured from `start` against
-    /// `base`, the throughput of the last window.
-    fn probe(&mut self, base: f64, start: (Instant, u64, Option<Duration>)) -> Option<Change> {
-        let to = (self.n * 2).min(self.cap).min(self.room(base));
+    /// The first widening, from one connection that brought `rate` and kept `busy` cores of the
+    /// hive busy (under `limit`, the most it may keep busy and still widen).
+    fn first(&mut self, rate: f64, busy: f64, limit: f64, start: (Instant, u64, Option<Duration>)) -> Option<Change> {
+        let all = self.cap.min(self.room(rate));
+        #[allow(clippy::cast_precision_loss)]
+        if all > START_PARTS && busy * all as f64 <= FAR * limit {
+            // Far from the hive's limits: every connection the cap allows, at once; a probe, kept
+            // if the aggregate rose (a link one connection fills goes back to one).
+            return self.probe(rate, all, start);
+        }
+        // The network sets the pace, near enough to the hive's limits to widen in steps:
+        // several connections at once (a CDN that caps each one rewards them), then probes.
+        let more = START_PARTS.min(all).checked_sub(1).filter(|m| *m > 0)?;
+        (self.n, self.window, self.since) = (1 + more, None, start.0);
+        Some(Change::Widen(more))
+    }
+
+    /// Starts a probe with `to` workers (within the room the bandwidth cap leaves), to be
+    /// measured from `start` against `base`, the throughput of the last window.
+    fn probe(&mut self, base: f64, to: usize, start: (Instant, u64, Option<Duration>)) -> Option<Change> {
+        let to = to.min(self.room(base));
         let more = to.checked_sub(self.n).filter(|m| *m > 0)?;
         self.probing = Some((self.n, base));
         (self.n, self.window, self.since) = (to, Some(start), start.0);
@@ -265,22 +286,47 @@ mod tests {
         let changes = simulate_on(1, 16, 3.0, |_| 400.0 * MIB, |_| 0.7);
         assert_eq!(changes, vec![], "one core at 70 % is all the hive gets");
         let capped = simulate_on(1, 16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
-        assert_eq!(capped.first().map(|c| c.1), Some(4), "an idle core still widens: {capped:?}");
+        assert_eq!(capped.first().map(|c| c.1), Some(16), "an idle core still widens: {capped:?}");
     }
 
     #[test]
-    fn a_capped_connection_widens_to_four_then_doubles_while_it_pays() {
-        // A CDN capping each connection at 16 MiB/s; the hive is nearly idle.
+    fn a_capped_connection_far_from_the_hive_limits_opens_every_connection_at_once() {
+        // A CDN capping each connection at 16 MiB/s; one costs the hive 1 % of a core, so 16
+        // would keep it far under one core busy: all 16 after the first window.
         let changes = simulate(16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.01 * n as f64);
+        assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![16], "{changes:?}");
+        assert!(changes[0].0 < 0.2, "16 connections within 0.2 s: {changes:?}");
+        // As measured on loopback: one connection 8 % of a core, sixteen 68 % (a cost shared by
+        // all): 16 at the first one's share would be 1.3 cores, within what 16 really cost.
+        let changes = simulate(16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.04 + 0.04 * n as f64);
+        assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), vec![16], "{changes:?}");
+    }
+
+    #[test]
+    fn a_capped_connection_near_the_hive_limits_widens_to_four_then_doubles_while_it_pays() {
+        // Eight cores; the first connection costs 16 % of one (each further one 6 %): 16 at the
+        // first one's share would keep more than twice a core busy, so the count grows in steps,
+        // while the hive has room.
+        let changes = simulate_on(8, 16, 3.0, |n| 16.0 * MIB * n as f64, |n| 0.1 + 0.06 * n as f64);
         let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
         assert_eq!(counts, vec![4, 8, 16], "{changes:?}");
         assert!(changes[2].0 < 1.0, "16 connections within a second: {changes:?}");
     }
 
     #[test]
+    fn every_connection_at_once_that_is_no_faster_goes_back_to_one_and_is_tried_again_later() {
+        // One connection fills the link (64 MiB/s however many share it); the hive is idle.
+        let changes = simulate(16, 5.0, |_| 64.0 * MIB, |_| 0.01);
+        let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(&counts[..4], &[16, 1, 16, 1], "{changes:?}");
+        let probes: Vec<f64> = changes.iter().filter(|c| c.1 == 16).map(|c| c.0).collect();
+        assert!(probes[1] - probes[0] >= REPROBE.as_secs_f64(), "{changes:?}");
+    }
+
+    #[test]
     fn a_probe_that_does_not_pay_goes_back_and_is_tried_again_later() {
         // Each connection capped at 16 MiB/s, the link at 64 MiB/s: four is the most that pays.
-        let changes = simulate(16, 6.0, |n| (16.0 * MIB * n as f64).min(64.0 * MIB), |_| 0.1);
+        let changes = simulate(16, 6.0, |n| (16.0 * MIB * n as f64).min(64.0 * MIB), |_| 0.2);
         let counts: Vec<usize> = changes.iter().map(|c| c.1).collect();
         assert_eq!(&counts[..3], &[4, 8, 4], "{changes:?}");
         assert!(counts.iter().all(|n| *n == 4 || *n == 8), "{changes:?}");
