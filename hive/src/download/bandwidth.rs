@@ -6,6 +6,7 @@
 //! average stays within a few percent of the cap (measured in BENCHMARKS.md).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ const BURST: f64 = 0.25;
 pub struct Bucket {
     rate: f64,
     state: Mutex<(f64, Instant)>,
+    /// Nanoseconds readers were made to wait so far, all together.
+    waited: AtomicU64,
 }
 
 impl Bucket {
@@ -25,7 +28,7 @@ impl Bucket {
     pub fn new(bytes_per_sec: u64) -> Self {
         #[allow(clippy::cast_precision_loss)]
         let rate = bytes_per_sec.max(1) as f64;
-        Self { rate, state: Mutex::new((0.0, Instant::now())) }
+        Self { rate, state: Mutex::new((0.0, Instant::now())), waited: AtomicU64::new(0) }
     }
 
     /// The cap, bytes per second.
@@ -56,6 +59,8 @@ impl Bucket {
     pub async fn pace(&self, n: usize) {
         let wait = self.take(n);
         if !wait.is_zero() {
+            let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+            self.waited.fetch_add(nanos, Ordering::Relaxed);
             smol::Timer::after(wait).await;
         }
     }
@@ -90,6 +95,15 @@ impl Pacer {
         if let Some(job) = job {
             job.pace(n).await;
         }
+    }
+
+    /// How long the caps over job `id` (its own and the hive's) made readers wait so far, all
+    /// together: a cap that makes anyone wait is one more connections cannot get past.
+    pub(crate) fn waited(&self, id: &str) -> Duration {
+        let job = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        let nanos =
+            [self.hive.as_ref(), job.as_deref()].into_iter().flatten().map(|b| b.waited.load(Ordering::Relaxed));
+        Duration::from_nanos(nanos.fold(0, u64::saturating_add))
     }
 
     /// The slowest rate job `id` may be capped to (the stall detector's floor follows it).

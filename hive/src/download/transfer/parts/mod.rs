@@ -171,7 +171,7 @@ impl Crew<'_, '_> {
                 let plan = shared.plan();
                 (plan.cold, plan.workers)
             };
-            if let Some(change) = widen.step(received, cold, workers) {
+            if let Some(change) = widen.step(received, (cold, workers), t.pacer.waited(&t.ctx.id)) {
                 self.apply(change, widen.n);
             }
         }

@@ -54,6 +54,11 @@ pub(super) struct Widen {
     next_probe: Instant,
     /// The wait after the next probe that does not pay.
     pause: Duration,
+    /// [`Sample::paced`] when the last window closed.
+    paced_seen: Duration,
+    /// The bandwidth cap made readers wait in the last window: it, not the connection count,
+    /// sets the pace (a connection that seemed slow was only starved of CPU, or still starting).
+    cap_binds: bool,
 }
 
 /// What the controller does after a measuring window.
@@ -76,6 +81,8 @@ pub(super) struct Sample {
     cpu: Option<Duration>,
     /// Cores this process may run on.
     cores: usize,
+    /// How long the bandwidth caps over this download made its readers wait so far.
+    paced: Duration,
 }
 
 /// The measuring window under a bandwidth cap of `rate_cap` bytes/s: long enough for the cap's
@@ -112,29 +119,38 @@ impl Widen {
             since: now,
             next_probe: now,
             pause: REPROBE,
+            paced_seen: Duration::ZERO,
+            cap_binds: false,
         }
     }
 
     /// Whether to change the number of workers now, `received` bytes in, with `cold` workers
-    /// still waiting for their first byte and `workers` running.
-    pub(super) fn step(&mut self, received: u64, cold: usize, workers: usize) -> Option<Change> {
+    /// still waiting for their first byte and `workers` running, the bandwidth caps having made
+    /// readers wait `paced` so far.
+    pub(super) fn step(&mut self, received: u64, (cold, workers): (usize, usize), paced: Duration) -> Option<Change> {
         // Measure once every worker got its first byte and the extra ones left.
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let sample =
-            Sample { at: Instant::now(), received, settled: cold == 0 && workers <= self.n, cpu: cpu_time(), cores };
+        let settled = cold == 0 && workers <= self.n;
+        let sample = Sample { at: Instant::now(), received, settled, cpu: cpu_time(), cores, paced };
         self.decide(sample)
     }
 
     /// The most connections the bandwidth cap leaves room for, each at the rate the current ones
     /// get (`rate` in all; a tenth of a connection's rate is measuring noise): under a cap one
-    /// connection already fills, one.
+    /// connection already fills, one; under a cap that made readers wait, no more than now.
     fn room(&self, rate: f64) -> usize {
+        if self.cap_binds {
+            return self.n;
+        }
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let fit = |cap: f64| if rate > 0.0 { (cap / (rate / self.n as f64) + 0.1).floor() as usize } else { self.n };
         self.rate_cap.map_or(usize::MAX, fit)
     }
 
-    pub(super) fn decide(&mut self, Sample { at: now, received, settled, cpu, cores }: Sample) -> Option<Change> {
+    pub(super) fn decide(
+        &mut self,
+        Sample { at: now, received, settled, cpu, cores, paced }: Sample,
+    ) -> Option<Change> {
         if self.n >= self.cap && self.probing.is_none() {
             return None;
         }
@@ -155,6 +171,9 @@ impl Widen {
         }
         self.window = Some((now, received, cpu));
         let rate = (received - b0) as f64 / elapsed.as_secs_f64();
+        // Waits of a twentieth of the window (summed over the readers) are more than rounding.
+        self.cap_binds = paced.saturating_sub(self.paced_seen) > elapsed / 20;
+        self.paced_seen = paced;
         // Cores the hive kept busy (unknown: assume it has room).
         let busy = c0.zip(cpu).map_or(0.0, |(c0, c)| c.saturating_sub(c0).as_secs_f64() / elapsed.as_secs_f64());
         log::debug!(
@@ -260,6 +279,7 @@ mod tests {
                 settled: true,
                 cpu: Some(Duration::from_secs_f64(cpu)),
                 cores: host_cores,
+                paced: Duration::ZERO,
             };
             match w.decide(sample) {
                 Some(Change::Widen(more)) => n += more,
@@ -362,6 +382,32 @@ mod tests {
         // Paced in 256 KiB lumps (whole windows without a byte): still one connection.
         let changes = simulate_capped(2.0 * MIB, 6.0, 256 << 10, |n| 16.0 * MIB * n as f64);
         assert_eq!(changes, vec![], "lumps of the pacer are no room for more");
+    }
+
+    #[test]
+    fn a_connection_the_cap_made_wait_is_not_joined_however_slow_it_seemed() {
+        // Under 2 MiB/s, one connection measured at 0.8 MiB/s (starved of CPU, or its first
+        // window took its start): room for two by its rate alone. Whether the cap made its
+        // reader wait decides.
+        let decide_after = |paced: Duration| {
+            let t0 = Instant::now();
+            let mut w = Widen::new(16, Some(2 << 20), t0);
+            let sample = |secs: f64, paced| Sample {
+                at: t0 + Duration::from_secs_f64(secs),
+                received: (0.8 * MIB * secs) as u64,
+                settled: true,
+                cpu: Some(Duration::from_millis(10)),
+                cores: 2,
+                paced,
+            };
+            assert!(w.decide(sample(0.0, Duration::ZERO)).is_none(), "the first sample opens the window");
+            w.decide(sample(1.5, paced)).map(|c| match c {
+                Change::Widen(more) => more,
+                Change::Back(_) => 0,
+            })
+        };
+        assert_eq!(decide_after(Duration::ZERO), Some(1), "no wait: the cap leaves room for a second");
+        assert_eq!(decide_after(Duration::from_millis(300)), None, "the cap made it wait: it binds");
     }
 
     #[test]
