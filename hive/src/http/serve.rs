@@ -103,8 +103,10 @@ async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
             Ok(res)
         }
     });
+    // What each read takes from the socket before it is appended to the connection's input.
+    let mut chunk = vec![0; head::MAX_HEAD + 1];
     loop {
-        let head = match read_head(&conn, access).await {
+        let head = match read_head(&conn, access, &mut chunk).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(reason) => {
@@ -137,8 +139,7 @@ async fn connection(app: tide::Server<State>, access: &Access, conn: Conn) {
 
 /// Reads until the buffer holds a whole request head and checks it: `Ok(None)` when the client
 /// closed or stalled first, `Err` with the reason for a `400`.
-async fn read_head(conn: &Conn, access: &Access) -> Result<Option<head::Head>, String> {
-    let mut chunk = vec![0; head::MAX_HEAD + 1];
+async fn read_head(conn: &Conn, access: &Access, chunk: &mut [u8]) -> Result<Option<head::Head>, String> {
     let mut raw = conn.clone();
     loop {
         {
@@ -147,7 +148,7 @@ async fn read_head(conn: &Conn, access: &Access) -> Result<Option<head::Head>, S
                 return Ok(Some(head));
             }
         }
-        let n = futures_lite::future::poll_fn(|cx| raw.poll_raw(cx, &mut chunk)).await;
+        let n = futures_lite::future::poll_fn(|cx| raw.poll_raw(cx, chunk)).await;
         match n {
             Ok(0) | Err(_) => return Ok(None),
             Ok(n) => {
