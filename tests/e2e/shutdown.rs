@@ -44,8 +44,7 @@ fn a_second_signal_while_stopping_exits_at_once() {
     let keeper = keeper_download(&hive, MODEL).spawn();
     assert!(hub.wait_for_bytes(256 << 10, TIMEOUT), "the download never started\n{}", keeper.dump());
 
-    let first = std::process::Command::new("kill").args(["-INT", &hive.pid().to_string()]).status();
-    assert!(first.is_ok_and(|s| s.success()), "kill -INT {} failed", hive.pid());
+    hive.signal("INT");
     // The graceful stop lasts at least its 500 ms grace: the second signal lands inside it.
     std::thread::sleep(std::time::Duration::from_millis(100));
     let started = std::time::Instant::now();

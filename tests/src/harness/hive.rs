@@ -259,12 +259,21 @@ impl Hive {
         }
     }
 
+    /// Sends `SIG{signal}` (`INT`, `TERM`, …) to the hive.
+    ///
+    /// # Panics
+    /// When `kill` fails.
+    #[track_caller]
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {} failed\nhive log:\n{}", self.pid(), self.log());
+    }
+
     /// Send `signal` (`"INT"`, what Ctrl+C sends, or `"TERM"`) and wait up to `timeout` for it to
     /// exit; its exit status, or `None` while it still runs.
     #[track_caller]
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let sent = Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {} failed\nhive log:\n{}", self.pid(), self.log());
+        self.signal(signal);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
