@@ -9,7 +9,7 @@
 //! {cache}/.locks/models--{org}--{name}/{etag}.lock
 //! {cache}/.locks/models--{org}--{name}/{etag}.parts      partial download in parts (sparse)
 //! {cache}/.locks/models--{org}--{name}/{etag}.partmap    which blocks of it are done
-//! {cache}/.locks/models--{org}--{name}/{etag}.partmap.synced, .partboot   (see download/transfer/sparse.rs)
+//! {cache}/.locks/models--{org}--{name}/{etag}.partmap.synced, .partboot   (see parts.rs)
 //! {cache}/.locks/models--{org}--{name}/{etag}.meta       what the blob is of, its size once published
 //! ```
 //!
@@ -22,6 +22,7 @@
 pub mod fs;
 mod intact;
 mod lock;
+mod parts;
 mod scan;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -29,7 +30,8 @@ pub mod verify;
 
 pub use intact::BlobState;
 pub use lock::BlobLock;
-pub use scan::{list, remove, PartialMeta, RemoveError, PART_MAP_MAX};
+pub use parts::{PartFiles, PartMap, BLOCK, PART_MAP_MAX};
+pub use scan::{list, remove, PartialMeta, RemoveError};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -155,41 +157,10 @@ impl RepoDir {
         fs::write_atomic(&self.cache, &path, commit.as_bytes())
     }
 
-    /// `.locks/models--org--name/{etag}.parts`: a download in parts (sparse).
-    #[must_use]
-    pub fn parts(&self, etag: &str) -> PathBuf {
-        self.locks.join(format!("{etag}.parts"))
-    }
-
-    /// `.locks/models--org--name/{etag}.partmap`: which blocks of [`RepoDir::parts`] are done.
-    #[must_use]
-    pub fn part_map(&self, etag: &str) -> PathBuf {
-        self.locks.join(format!("{etag}.partmap"))
-    }
-
-    /// `.locks/models--org--name/{etag}.partmap.synced`: the blocks of the part map known to be
-    /// on disk (what a resume trusts after the machine restarted).
-    #[must_use]
-    pub fn part_synced(&self, etag: &str) -> PathBuf {
-        self.locks.join(format!("{etag}.partmap.synced"))
-    }
-
-    /// `.locks/models--org--name/{etag}.partboot`: the boot of the machine that wrote the part map.
-    #[must_use]
-    pub fn part_boot(&self, etag: &str) -> PathBuf {
-        self.locks.join(format!("{etag}.partboot"))
-    }
-
-    /// The part files of `etag`: data, maps and the boot record.
-    #[must_use]
-    pub fn part_files(&self, etag: &str) -> [PathBuf; 4] {
-        [self.part_map(etag), self.part_synced(etag), self.part_boot(etag), self.parts(etag)]
-    }
-
     /// Deletes the part files of `etag` (best effort).
     pub fn remove_parts(&self, etag: &str) {
-        for path in self.part_files(etag) {
-            self.remove_file(&path);
+        for path in self.part_files(etag).all() {
+            self.remove_file(path);
         }
     }
 

@@ -260,26 +260,16 @@ fn partials(dir: &RepoDir) -> Vec<(String, u64)> {
     out
 }
 
-/// Most bytes a part map may hold (a byte per 256 KiB block: a 1 TiB file's map is 4 MiB).
-pub const PART_MAP_MAX: u64 = 8 << 20;
-
-/// Bytes of `<etag>.parts` its part map marks done (`rbee-parts 1 {size} {block}\n` + a byte per
-/// block, `1` = done).
+/// Bytes of `<etag>.parts` its part map marks done.
 fn parts_done(dir: &RepoDir, etag: &str) -> u64 {
-    let Some(map) = dir.read_small(&dir.part_map(etag), PART_MAP_MAX) else { return 0 };
-    let Some(nl) = map.iter().position(|b| *b == b'\n') else { return 0 };
-    let head = String::from_utf8_lossy(&map[..nl]);
-    let mut nums = head.split(' ').skip(2).map(|n| n.parse::<u64>().unwrap_or(0));
-    let (size, block) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
-    let ones = map[nl + 1..].iter().filter(|b| **b == b'1').count() as u64;
-    (ones * block).min(size)
+    dir.read_part_map(&dir.part_files(etag).map).map_or(0, |map| map.done_bytes())
 }
 
 /// Deletes a partial download of `etag`, whichever form it has.
 fn remove_partial(dir: &RepoDir, etag: &str) -> Result<(), CacheError> {
     fs::remove(&dir.cache, &dir.incomplete(etag), Kind::File)?;
-    for path in dir.part_files(etag) {
-        fs::remove(&dir.cache, &path, Kind::File)?;
+    for path in dir.part_files(etag).all() {
+        fs::remove(&dir.cache, path, Kind::File)?;
     }
     Ok(())
 }

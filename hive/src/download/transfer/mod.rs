@@ -109,7 +109,7 @@ impl Transfer<'_> {
     /// Fetches the file: in parts when it is big enough and the server honours `Range`, else
     /// as one stream.
     pub(crate) async fn run(&self) -> Result<Fetched, DownloadError> {
-        let parts_exist = self.repo.file_len(&self.repo.parts(&self.res.etag)).is_some();
+        let parts_exist = self.repo.file_len(&self.repo.part_files(&self.res.etag).data).is_some();
         if let Some(size) = self.res.size.filter(|s| *s >= PARALLEL_MIN && (self.max_parts > 1 || parts_exist)) {
             match self.parts(size).await? {
                 Some(fetched) => return Ok(fetched),

@@ -1,12 +1,6 @@
 //! Where a file fetched in parts lives until it is verified: a sparse data file and its part
-//! map, beside the blob's lock and under names no HF tool resumes or reports:
-//!
-//! ```text
-//! .locks/models--{org}--{name}/{etag}.parts      the bytes, each written at its offset
-//! .locks/models--{org}--{name}/{etag}.partmap    "rbee-parts 1 {size} {block}\n" + one byte per block
-//! .locks/models--{org}--{name}/{etag}.partmap.synced   the same, as of the last checkpoint (durable)
-//! .locks/models--{org}--{name}/{etag}.partboot   the boot id of the machine that wrote the live map
-//! ```
+//! map, beside the blob's lock and under names no HF tool resumes or reports (their names and
+//! the map's format: [`crate::cache::PartFiles`], [`crate::cache::PartMap`]).
 //!
 //! `blobs/<etag>.incomplete` is never written while parts are in flight, so it is always what an
 //! older huggingface_hub expects: a contiguous prefix (or absent). One found at the start (left by
@@ -27,16 +21,14 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::fs::{self, Open};
-use crate::cache::{CacheError, RepoDir, PART_MAP_MAX};
+pub(crate) use crate::cache::BLOCK;
+use crate::cache::{CacheError, PartMap, RepoDir};
 use crate::jobs::Outstanding;
-
-/// Granularity of the part map (and of every part boundary).
-pub(crate) const BLOCK: u64 = 64 << 10;
 
 /// How often a writer makes the progress so far durable (see the module docs).
 const CHECKPOINT: Duration = Duration::from_secs(5);
@@ -47,7 +39,8 @@ pub(crate) struct Sparse {
     map: Arc<File>,
     pub(crate) size: u64,
     header: u64,
-    done: Vec<bool>,
+    /// The blocks done when it was opened.
+    known: PartMap,
     checkpoint: Arc<Checkpoint>,
 }
 
@@ -56,8 +49,7 @@ struct Checkpoint {
     repo: RepoDir,
     /// `{etag}.partmap.synced`.
     synced: PathBuf,
-    size: u64,
-    done: Mutex<Vec<bool>>,
+    done: Mutex<PartMap>,
     last: Mutex<Instant>,
 }
 
@@ -67,7 +59,7 @@ impl Checkpoint {
     fn mark(&self, first: u64, last: u64, data: &File) -> std::io::Result<()> {
         let mut done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for d in
-            done.iter_mut().take(usize::try_from(last).unwrap_or(usize::MAX)).skip(usize::try_from(first).unwrap_or(0))
+            done.done.iter_mut().take(usize::try_from(last).unwrap_or(usize::MAX)).skip(usize::try_from(first).unwrap_or(0))
         {
             *d = true;
         }
@@ -79,7 +71,7 @@ impl Checkpoint {
         let snapshot = done.clone();
         drop(done);
         fs::sync_data(data)?;
-        fs::write_atomic(self.repo.cache(), &self.synced, &map_text(self.size, &snapshot))
+        fs::write_atomic(self.repo.cache(), &self.synced, &snapshot.to_bytes())
             .map_err(std::io::Error::other)
     }
 }
@@ -87,17 +79,6 @@ impl Checkpoint {
 /// What this boot of the machine is (`None`: unknown, so no map is trusted past a restart).
 fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_owned())
-}
-
-/// A part map's bytes: the header, then a byte per block.
-fn map_text(size: u64, done: &[bool]) -> Vec<u8> {
-    let mut text = header(size).into_bytes();
-    text.extend(done.iter().map(|d| if *d { b'1' } else { b'0' }));
-    text
-}
-
-fn header(size: u64) -> String {
-    format!("rbee-parts 1 {size} {BLOCK}\n")
 }
 
 impl Sparse {
@@ -111,8 +92,8 @@ impl Sparse {
     /// The byte ranges still to fetch, in file order (block-aligned).
     pub(crate) fn missing(&self) -> Vec<(u64, u64)> {
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for (i, _) in self.done.iter().enumerate().filter(|(_, d)| !**d) {
-            let (start, end) = self.block(i as u64);
+        for (i, _) in (0..).zip(&self.known.done).filter(|(_, d)| !**d) {
+            let (start, end) = self.known.block_range(i);
             match runs.last_mut() {
                 Some(last) if last.1 == start => last.1 = end,
                 _ => runs.push((start, end)),
@@ -123,11 +104,7 @@ impl Sparse {
 
     /// Bytes already there.
     pub(crate) fn done_bytes(&self) -> u64 {
-        bytes_done(&self.done, self.size)
-    }
-
-    fn block(&self, i: u64) -> (u64, u64) {
-        block(i, self.size)
+        self.known.done_bytes()
     }
 
     /// A blocking write of `buf` at `offset` that also marks the blocks it completes, given that
@@ -151,37 +128,22 @@ impl Sparse {
     }
 }
 
-/// The blocks a part map marks done, if it is the map of a `size`-byte file.
-fn read_map(repo: &RepoDir, map: &Path, size: u64) -> Option<Vec<bool>> {
-    let head = header(size);
-    let blocks = usize::try_from(size.div_ceil(BLOCK)).ok()?;
-    let m = repo
-        .read_small(map, PART_MAP_MAX)
-        .filter(|m| m.len() == head.len() + blocks && m.starts_with(head.as_bytes()))?;
-    Some(m[head.len()..].iter().map(|b| *b == b'1').collect())
-}
-
-/// Block `i` of a `size`-byte file, as a byte range.
-fn block(i: u64, size: u64) -> (u64, u64) {
-    (i * BLOCK, ((i + 1) * BLOCK).min(size))
-}
-
-/// Bytes in the blocks `done` marks, of a `size`-byte file.
-fn bytes_done(done: &[bool], size: u64) -> u64 {
-    (0..).zip(done).filter(|(_, d)| **d).map(|(i, _)| block(i, size)).map(|(s, e)| e - s).sum()
+/// The part map at `path`, if it is one of a `size`-byte file in [`BLOCK`]s.
+fn read_map(repo: &RepoDir, path: &std::path::Path, size: u64) -> Option<PartMap> {
+    repo.read_part_map(path).filter(|m| m.size == size && m.block == BLOCK)
 }
 
 /// Bytes of a `size`-byte file that an earlier download in parts already holds (0 if none).
 pub(crate) fn done_bytes(repo: &RepoDir, etag: &str, size: u64) -> u64 {
-    if repo.file_len(&repo.parts(etag)).is_none() {
+    let files = repo.part_files(etag);
+    if repo.file_len(&files.data).is_none() {
         return 0;
     }
-    bytes_done(&read_map(repo, &repo.part_map(etag), size).unwrap_or_default(), size)
+    read_map(repo, &files.map, size).map_or(0, |m| m.done_bytes())
 }
 
 fn open(repo: &RepoDir, etag: &str, size: u64) -> Result<Sparse, CacheError> {
-    let (data, map, synced, boot) =
-        (repo.parts(etag), repo.part_map(etag), repo.part_synced(etag), repo.part_boot(etag));
+    let crate::cache::PartFiles { data, map, synced, boot } = repo.part_files(etag);
     let this_boot = boot_id();
     // The live map, if this boot wrote it; after a restart of the machine, only the synced one.
     let same_boot = this_boot.as_ref().is_some_and(|b| repo.read_small(&boot, 64).is_some_and(|r| r == b.as_bytes()));
@@ -189,7 +151,7 @@ fn open(repo: &RepoDir, etag: &str, size: u64) -> Result<Sparse, CacheError> {
     let done = match known {
         Some(done) => {
             if !same_boot {
-                fs::replace(repo.cache(), &map, &map_text(size, &done))?;
+                fs::replace(repo.cache(), &map, &done.to_bytes())?;
             }
             done
         }
@@ -200,36 +162,39 @@ fn open(repo: &RepoDir, etag: &str, size: u64) -> Result<Sparse, CacheError> {
     let checkpoint = Arc::new(Checkpoint {
         repo: repo.clone(),
         synced,
-        size,
         done: Mutex::new(done.clone()),
         last: Mutex::new(Instant::now()),
     });
     let data = repo.open(&data, Open::ReadWrite)?;
     let map = repo.open(&map, Open::ReadWrite)?;
-    Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header: header(size).len() as u64, done, checkpoint })
+    let header = done.header_len();
+    Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header, known: done, checkpoint })
 }
 
 /// A fresh part file (or the `.incomplete` prefix taken over, made durable first) and its maps.
-fn start(repo: &RepoDir, etag: &str, size: u64) -> Result<Vec<bool>, CacheError> {
-    let (data, incomplete) = (repo.parts(etag), repo.incomplete(etag));
-    let blocks = usize::try_from(size.div_ceil(BLOCK)).unwrap_or(usize::MAX);
+fn start(repo: &RepoDir, etag: &str, size: u64) -> Result<PartMap, CacheError> {
+    let (files, incomplete) = (repo.part_files(etag), repo.incomplete(etag));
+    let data = &files.data;
     // A link, FIFO or device named `.incomplete` is refused here, never renamed.
     let prefix = fs::open(repo.cache(), &incomplete, Open::Read)?;
     let taken = match prefix.map(|f| f.metadata().map(|m| m.len()).and_then(|len| fs::sync_data(&f).map(|()| len))) {
-        Some(Ok(len)) if len <= size => fs::rename(repo.cache(), &incomplete, &data, true).map(|()| len)?,
+        Some(Ok(len)) if len <= size => fs::rename(repo.cache(), &incomplete, data, true).map(|()| len)?,
         Some(Err(e)) => return Err(crate::cache::at(&incomplete)(e)),
         _ => 0,
     };
     if taken == 0 {
-        repo.open(&data, Open::Truncate)?;
+        repo.open(data, Open::Truncate)?;
     }
-    let done: Vec<bool> = (0..blocks as u64).map(|i| ((i + 1) * BLOCK).min(size) <= taken).collect();
-    let text = map_text(size, &done);
+    let mut done = PartMap::empty(size);
+    for (i, d) in (0..).zip(done.done.iter_mut()) {
+        *d = ((i + 1) * BLOCK).min(size) <= taken;
+    }
+    let text = done.to_bytes();
     if taken > 0 {
         // The prefix taken over was synced above: trusted past a restart too.
-        fs::write_atomic(repo.cache(), &repo.part_synced(etag), &text)?;
+        fs::write_atomic(repo.cache(), &files.synced, &text)?;
     }
-    fs::replace(repo.cache(), &repo.part_map(etag), &text)?;
+    fs::replace(repo.cache(), &files.map, &text)?;
     Ok(done)
 }
 
@@ -282,7 +247,7 @@ mod tests {
             assert_eq!(same_boot.done_bytes(), 2 * BLOCK, "kill -9: the page cache, so the live map, survives");
             drop(same_boot);
             // Another boot: the live map's marks may have reached the disk before their data.
-            fs::write_atomic(dir.path(), &repo.part_boot(&etag), b"another-boot").unwrap();
+            fs::write_atomic(dir.path(), &repo.part_files(&etag).boot, b"another-boot").unwrap();
             let rebooted = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
             assert_eq!(rebooted.done_bytes(), 0, "no checkpoint was made: nothing is trusted");
             assert_eq!(done_bytes(&repo, &etag, size), 0, "the live map now says so too");
@@ -290,7 +255,7 @@ mod tests {
             *rebooted.checkpoint.last.lock().unwrap() -= CHECKPOINT;
             rebooted.writer(0, 3 * BLOCK)(&vec![2u8; usize::try_from(3 * BLOCK).unwrap()]).unwrap();
             drop(rebooted);
-            fs::write_atomic(dir.path(), &repo.part_boot(&etag), b"a third boot").unwrap();
+            fs::write_atomic(dir.path(), &repo.part_files(&etag).boot, b"a third boot").unwrap();
             let again = Sparse::open(&repo, &etag, size, &gate).await.unwrap();
             assert_eq!(again.missing(), vec![(3 * BLOCK, size)]);
         });

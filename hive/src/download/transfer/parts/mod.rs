@@ -97,7 +97,7 @@ impl Transfer<'_> {
         let (ends, ended) = async_channel::unbounded();
         let shared = Shared {
             sparse,
-            path: self.repo.parts(&self.res.etag),
+            path: self.repo.part_files(&self.res.etag).data,
             gate: self.ctx.outstanding.clone(),
             chunk: chunk_for(size),
             plan: Mutex::new(Plan { parts, cold: 0, limit: 1, workers: 0 }),
@@ -117,7 +117,7 @@ impl Transfer<'_> {
         let hasher = ex.spawn(hash::follow(follow, || shared.frontier()));
         let mut crew = Crew { t: self, shared: &shared, ex: &ex, workers: Vec::new() };
         let sha256 = ex.run(crew.control(hasher, &ended, done)).await?;
-        Ok(sha256.map(|sha256| Fetched { path: self.repo.parts(&self.res.etag), size, sha256, in_parts: true }))
+        Ok(sha256.map(|sha256| Fetched { path: self.repo.part_files(&self.res.etag).data, size, sha256, in_parts: true }))
     }
 }
 

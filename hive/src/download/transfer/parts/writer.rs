@@ -135,7 +135,7 @@ mod tests {
         let (ends, _) = async_channel::unbounded();
         let shared = Shared {
             sparse,
-            path: repo.parts(&etag),
+            path: repo.part_files(&etag).data,
             gate,
             chunk: BLOCK,
             plan: Mutex::new(Plan { parts, cold: 0, limit: 2, workers: 2 }),
@@ -165,7 +165,7 @@ mod tests {
             assert!(shared.plan().parts[0].written < size, "the last batch is still buffered");
             w.flush(&shared).await.unwrap();
             assert_eq!(shared.plan().parts[0].written, size);
-            assert_eq!(std::fs::read(repo.parts(&etag)).unwrap(), data);
+            assert_eq!(std::fs::read(repo.part_files(&etag).data).unwrap(), data);
             assert_eq!(Hashing::lock(&shared.hash).at, size, "written in order: hashed from memory");
             drop(shared);
             assert_eq!(super::super::super::sparse::done_bytes(&repo, &etag, size), size, "every block marked");
@@ -191,7 +191,7 @@ mod tests {
                 assert_eq!(plan.frontier(size), BLOCK);
             }
             assert_eq!(Hashing::lock(&shared.hash).at, BLOCK, "only the prefix at 0 was hashed inline");
-            let on_disk = std::fs::read(repo.parts(&etag)).unwrap();
+            let on_disk = std::fs::read(repo.part_files(&etag).data).unwrap();
             assert_eq!(&on_disk[..usize::try_from(BLOCK).unwrap()], &bytes(0..BLOCK)[..]);
             assert_eq!(&on_disk[usize::try_from(2 * BLOCK).unwrap()..], &bytes(2 * BLOCK..3 * BLOCK)[..]);
         });
