@@ -343,8 +343,8 @@ impl<'a> Bench<'a> {
             bail!("{} has {} bytes, expected {bytes}", blob.display(), file_len(&blob));
         }
         // "🔀 … in parts: one connection first", then "widened to N connections": the most it said.
-        let connections = run.stdout.contains("in parts:").then(|| {
-            run.stdout
+        let connections = run.stdout().contains("in parts:").then(|| {
+            run.stdout()
                 .split(" connections")
                 .filter_map(|s| s.rsplit_once("widened to ").and_then(|(_, n)| n.parse::<usize>().ok()))
                 .fold(1, usize::max)

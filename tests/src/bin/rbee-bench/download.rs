@@ -184,8 +184,8 @@ impl Bench<'_> {
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env_remove("HF_TOKEN");
         let run = timed(&cmd, dir)?.ok(tool.name())?;
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim().lines().last().unwrap_or_default())
-            .with_context(|| format!("{}: unexpected output {}", tool.name(), run.stdout))?;
+        let v: serde_json::Value = serde_json::from_str(run.stdout().trim().lines().last().unwrap_or_default())
+            .with_context(|| format!("{}: unexpected output {}", tool.name(), run.stdout()))?;
         if v["size"].as_u64() != Some(size) {
             bail!("{} wrote {} bytes, expected {size}", tool.name(), v["size"]);
         }

@@ -123,8 +123,8 @@ fn fetch(url: &str, server: u32, bytes: u64, scratch: &Path) -> Result<Sample> {
     let cpu0 = cpu_secs(server).unwrap_or(f64::NAN);
     let run = timed(&cmd, scratch)?.ok("curl")?;
     let server_cpu = cpu_secs(server).unwrap_or(f64::NAN) - cpu0;
-    if run.stdout.trim() != bytes.to_string() {
-        bail!("curl {url} got {} bytes, expected {bytes}", run.stdout.trim());
+    if run.stdout().trim() != bytes.to_string() {
+        bail!("curl {url} got {} bytes, expected {bytes}", run.stdout().trim());
     }
     Ok(Sample { wall: run.wall, server_cpu, client_cpu: run.cpu })
 }

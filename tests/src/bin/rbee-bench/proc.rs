@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -172,19 +172,23 @@ pub(crate) struct Run {
     pub(crate) cpu: f64,
     /// Peak RSS in KiB.
     pub(crate) max_rss_kib: u64,
-    pub(crate) status: ExitStatus,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
+    /// Its exit status and what it printed.
+    pub(crate) out: Output,
 }
 
 impl Run {
     /// Fails with the child's output unless it exited 0.
     pub(crate) fn ok(self, what: &str) -> Result<Self> {
-        if self.status.success() {
+        if self.out.status.success() {
             Ok(self)
         } else {
-            bail!("{what} failed ({}): {}{}", self.status, self.stdout, self.stderr)
+            bail!("{what} failed ({}): {}{}", self.out.status, self.stdout(), String::from_utf8_lossy(&self.out.stderr))
         }
+    }
+
+    /// What it printed on stdout, as text.
+    pub(crate) fn stdout(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.out.stdout)
     }
 }
 
@@ -213,14 +217,7 @@ pub(crate) fn timed(cmd: &Command, scratch: &Path) -> Result<Run> {
         [u, s, m] => (u + s, m as u64),
         _ => (f64::NAN, 0),
     };
-    Ok(Run {
-        wall,
-        cpu,
-        max_rss_kib,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Ok(Run { wall, cpu, max_rss_kib, out })
 }
 
 /// One blocking HTTP/1.1 request (the harness's client); returns status and body as text.
