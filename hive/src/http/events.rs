@@ -24,7 +24,7 @@ use crate::Hive;
 
 /// The events route: 400 for a cursor that is no number, else the stream.
 pub(super) fn endpoint() -> impl Endpoint<State> {
-    let sse = std::sync::Arc::new(tide::sse::endpoint(stream));
+    let sse = std::sync::Arc::new(super::sse(stream));
     move |req: Request<State>| {
         let sse = sse.clone();
         async move {

@@ -27,7 +27,7 @@ use crate::jobs::EventLog;
 
 /// The stream route: 404 for unknown jobs, else the dialect the request asks for.
 pub(super) fn endpoint() -> impl Endpoint<State> {
-    let rich = Arc::new(tide::sse::endpoint(rich));
+    let rich = Arc::new(super::sse(rich));
     move |req: Request<State>| {
         let log = req.param("id").ok().and_then(|id| req.state().registry.log(id));
         let wants_rich = req.header(sse::LAST_EVENT_ID).is_some()

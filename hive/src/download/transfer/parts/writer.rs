@@ -79,6 +79,12 @@ impl Writer {
         self.settle(shared).await
     }
 
+    /// Bytes its buffers hold (allocated).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.capacity() + self.spare.capacity()
+    }
+
     /// Hands the batch to a blocking thread (counted as the job's outstanding work from here).
     fn start(&mut self, shared: &Shared) {
         let next = std::mem::take(&mut self.spare);
@@ -99,7 +105,11 @@ impl Writer {
         let Some((i, upto, task)) = self.in_flight.take() else { return Ok(()) };
         let (mut buf, res) = task.await;
         buf.clear();
-        self.spare = buf;
+        // A buffer of a larger batch before (a lone worker's, now sharing the file) is let go:
+        // a worker holds at most two buffers of its current batch.
+        if buf.capacity() <= self.batch {
+            self.spare = buf;
+        }
         let hashed = res.map_err(at(&shared.path))?;
         let complete = {
             let mut plan = shared.plan();
@@ -169,6 +179,28 @@ mod tests {
             assert_eq!(Hashing::lock(&shared.hash).at, size, "written in order: hashed from memory");
             drop(shared);
             assert_eq!(super::super::super::sparse::done_bytes(&repo, &etag, size), size, "every block marked");
+        });
+    }
+
+    #[test]
+    fn a_smaller_batch_lets_the_larger_buffers_go() {
+        smol::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let size = 16 * BLOCK;
+            let (shared, ..) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+            let big = usize::try_from(4 * BLOCK).unwrap();
+            let mut w = Writer::new(Some(big));
+            let data = bytes(0..size);
+            // Lone: two big buffers, one filling, one written.
+            w.push(&shared, 0, 0, &data[..2 * big]).await.unwrap();
+            w.flush(&shared).await.unwrap();
+            assert_eq!(w.held(), 2 * big);
+            // Sharing the file now: after a round of the smaller batch, nothing bigger is held.
+            w.batch = usize::try_from(BLOCK).unwrap();
+            w.push(&shared, 0, 2 * big as u64, &data[2 * big..]).await.unwrap();
+            w.flush(&shared).await.unwrap();
+            assert!(w.held() <= 2 * w.batch, "{} bytes held for batches of {}", w.held(), w.batch);
+            assert_eq!(shared.plan().parts[0].written, size);
         });
     }
 
