@@ -132,7 +132,10 @@ mod tests {
         map.done[1] = true;
         map.done[3] = true;
         let bytes = map.to_bytes();
-        assert_eq!(&bytes[..map.header_len() as usize], format!("rbee-parts 1 {} {BLOCK}\n", 3 * BLOCK + 10).as_bytes());
+        assert_eq!(
+            &bytes[..map.header_len() as usize],
+            format!("rbee-parts 1 {} {BLOCK}\n", 3 * BLOCK + 10).as_bytes()
+        );
         assert_eq!(PartMap::parse(&bytes), Some(map.clone()));
         assert_eq!(map.done_bytes(), BLOCK + 10, "the last block is short");
         for bad in [
@@ -153,7 +156,9 @@ mod tests {
         let (_dir, repo) = crate::cache::testing::scratch_repo();
         let files = repo.part_files("abc");
         let lock = repo.lock_path("abc");
-        for (path, name) in files.all().into_iter().zip(["abc.partmap", "abc.partmap.synced", "abc.partboot", "abc.parts"]) {
+        for (path, name) in
+            files.all().into_iter().zip(["abc.partmap", "abc.partmap.synced", "abc.partboot", "abc.parts"])
+        {
             assert_eq!(path.parent(), lock.parent());
             assert_eq!(path.file_name().unwrap(), name);
         }

@@ -37,17 +37,33 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     let sha = seed(&hub, &www)?;
     let nginx = Nginx::start(&ctx.fresh_dir("paced-nginx")?, &www, &NGINX.map(Some))?;
     let mut md = intro();
-    let _ = write!(md, "#### What one request gets (curl, one connection)\n\n{}", check(&hub, &nginx, &sha, small)?);
+    if std::env::var_os("RBEE_PACED_ONLY").is_none() {
+        let _ =
+            write!(md, "#### What one request gets (curl, one connection)\n\n{}", check(&hub, &nginx, &sha, small)?);
+    }
     let paced_nginx = FakeHub::start(HubConfig { cdn: Some(nginx.url(2)), ..HubConfig::default() });
     paced_nginx.add_repo(spec(small, big));
     let b = Bench::new(ctx, vec![(Cdn::Paced, hub), (Cdn::PacedNginx, paced_nginx)])?;
-    let tools = [Tool::Rbee, Tool::Aria2, Tool::HfTransfer];
+    let tools: Vec<Tool> = [Tool::Rbee, Tool::Aria2, Tool::HfTransfer]
+        .into_iter()
+        .filter(|t| {
+            std::env::var("RBEE_PACED_TOOLS").map_or(true, |only| only.split(',').any(|o| t.name().starts_with(o)))
+        })
+        .collect();
+    // `RBEE_PACED_ONLY=nginx:2GiB` (CDN `fake`/`nginx`, size as the headings print it) runs one of the four.
+    let only = std::env::var("RBEE_PACED_ONLY").ok();
+    let wanted = |cdn: &str, bytes: u64| only.as_deref().is_none_or(|o| o == format!("{cdn}:{}", size(bytes)));
     let load =
         || fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ");
-    for (cdn, name) in
-        [(Cdn::Paced, "the fake hub's CDN"), (Cdn::PacedNginx, &format!("nginx `limit_rate {}`", NGINX[2]))]
-    {
+    for (cdn, key, name) in [
+        (Cdn::Paced, "fake", "the fake hub's CDN"),
+        (Cdn::PacedNginx, "nginx", &format!("nginx `limit_rate {}`", NGINX[2])),
+    ] {
         for (file, bytes, runs) in [("small.bin", small, ctx.pick(5, 1)), ("big.bin", big, ctx.pick(3, 1))] {
+            let runs = std::env::var("RBEE_PACED_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(runs);
+            if !wanted(key, bytes) {
+                continue;
+            }
             let before = load();
             let rows = b.rows(cdn, file, bytes, runs, &tools)?;
             let _ = write!(

@@ -117,7 +117,12 @@ impl Transfer<'_> {
         let hasher = ex.spawn(hash::follow(follow, || shared.frontier()));
         let mut crew = Crew { t: self, shared: &shared, ex: &ex, workers: Vec::new() };
         let sha256 = ex.run(crew.control(hasher, &ended, done)).await?;
-        Ok(sha256.map(|sha256| Fetched { path: self.repo.part_files(&self.res.etag).data, size, sha256, in_parts: true }))
+        Ok(sha256.map(|sha256| Fetched {
+            path: self.repo.part_files(&self.res.etag).data,
+            size,
+            sha256,
+            in_parts: true,
+        }))
     }
 }
 

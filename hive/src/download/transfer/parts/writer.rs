@@ -2,6 +2,8 @@
 //! thread (counted as the job's outstanding work), each write hashed from memory when it extends
 //! the hashed prefix; a finished write moves its part's written prefix.
 
+use std::time::{Duration, Instant};
+
 use super::hash::Hashing;
 use super::plan::Shared;
 use crate::cache::{at, CacheError};
@@ -12,6 +14,11 @@ pub(super) const PART_BATCH: usize = 128 << 10;
 /// Disk write batch of a lone worker (as one stream's largest).
 pub(super) const LONE_BATCH: usize = 1 << 20;
 
+/// A quiet network sends a batch that is not full only once its first byte has waited this long
+/// (at most 1/32 s, as [`super::batch_for`] under a cap): a CDN that paces each connection in
+/// bursts (64 KiB every 4 ms) otherwise cost a write per burst, not per batch.
+pub(super) const IDLE_SEND_AFTER: Duration = Duration::from_millis(30);
+
 /// A batch being written on a blocking thread: gives back the (emptied) buffer and whether the
 /// batch was hashed from memory.
 type InFlight = smol::Task<(Vec<u8>, std::io::Result<bool>)>;
@@ -21,9 +28,10 @@ pub(super) struct Writer {
     buf: Vec<u8>,
     spare: Vec<u8>,
     pub(super) batch: usize,
-    /// Part and file offset of `buf[0]`.
+    /// Part and file offset of `buf[0]`, and when it was buffered.
     part: usize,
     pos: u64,
+    since: Instant,
     /// The write on a blocking thread: its part, where the part's written prefix then ends.
     in_flight: Option<(usize, u64, InFlight)>,
 }
@@ -32,7 +40,7 @@ impl Writer {
     /// A writer with a fixed batch (tests), else one each request sets.
     pub(super) fn new(fixed: Option<usize>) -> Self {
         let batch = fixed.unwrap_or(PART_BATCH).max(1);
-        Self { buf: Vec::new(), spare: Vec::new(), batch, part: 0, pos: 0, in_flight: None }
+        Self { buf: Vec::new(), spare: Vec::new(), batch, part: 0, pos: 0, since: Instant::now(), in_flight: None }
     }
 
     /// Buffers `data` of part `i` at offset `at`; a full batch goes to the disk.
@@ -41,7 +49,7 @@ impl Writer {
             self.send(shared).await?;
         }
         if self.buf.is_empty() {
-            (self.part, self.pos) = (i, at);
+            (self.part, self.pos, self.since) = (i, at, Instant::now());
         }
         while !data.is_empty() {
             data = super::super::fill(&mut self.buf, self.batch, data);
@@ -53,12 +61,13 @@ impl Writer {
         Ok(())
     }
 
-    /// The network is quiet: record a finished write, send what is buffered.
+    /// The network is quiet: record a finished write, send what is buffered once it waited
+    /// [`IDLE_SEND_AFTER`].
     pub(super) async fn idle(&mut self, shared: &Shared) -> Result<(), CacheError> {
         if self.in_flight.as_ref().is_some_and(|(.., t)| t.is_finished()) {
             self.settle(shared).await?;
         }
-        if self.in_flight.is_none() && !self.buf.is_empty() {
+        if self.in_flight.is_none() && !self.buf.is_empty() && self.since.elapsed() >= IDLE_SEND_AFTER {
             self.start(shared);
         }
         Ok(())
@@ -201,6 +210,25 @@ mod tests {
             w.flush(&shared).await.unwrap();
             assert!(w.held() <= 2 * w.batch, "{} bytes held for batches of {}", w.held(), w.batch);
             assert_eq!(shared.plan().parts[0].written, size);
+        });
+    }
+
+    #[test]
+    fn a_quiet_network_sends_a_batch_only_once_it_waited() {
+        smol::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let size = 4 * BLOCK;
+            let (shared, _repo, _etag) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+            let mut w = Writer::new(Some(usize::try_from(size).unwrap()));
+            w.push(&shared, 0, 0, &bytes(0..BLOCK)).await.unwrap();
+            w.idle(&shared).await.unwrap();
+            assert!(w.in_flight.is_none() && w.buf.len() == usize::try_from(BLOCK).unwrap(), "young: kept");
+            smol::Timer::after(IDLE_SEND_AFTER).await;
+            w.idle(&shared).await.unwrap();
+            assert!(w.buf.is_empty() && w.in_flight.is_some(), "waited long enough: sent");
+            w.push(&shared, 0, BLOCK, &bytes(BLOCK..2 * BLOCK)).await.unwrap();
+            w.flush(&shared).await.unwrap();
+            assert_eq!(shared.plan().parts[0].written, 2 * BLOCK);
         });
     }
 
