@@ -34,11 +34,10 @@ use thread::{curl_thread, drive, Start, RUNNING};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// curl's receive buffer: the largest chunk handed over at once.
 const BUFFER_SIZE: usize = 64 << 10;
-/// What curl hands over in one go (one `perform`) is sent to the reader as one chunk of at most
-/// this much while at most [`BIG_CHUNKS_UP_TO`] transfers run: one fast download wakes its reader
-/// per 256 KiB, not per 64 KiB (about a sixth of its CPU). With more transfers a chunk is at most
-/// [`BUFFER_SIZE`], which holds less memory per connection; still one per `perform`, not one per
-/// callback (a paced CDN's 64 KiB burst came in about three reads: three wake-ups, now one).
+/// While at most [`BIG_CHUNKS_UP_TO`] transfers run, what curl hands over in one go (one `perform`
+/// of a fast connection) is sent to the reader as one chunk of at most this much: one fast
+/// download wakes its reader per 256 KiB, not per 64 KiB (about a sixth of its CPU). With more
+/// transfers each callback's bytes go as they come, which holds less memory per connection.
 const CHUNK_MAX: usize = 256 << 10;
 const BIG_CHUNKS_UP_TO: usize = 2;
 /// Chunks in flight between curl's thread and the reader (bounds memory per download).
@@ -170,11 +169,14 @@ impl Handler for Collector {
         if self.cancelled.load(Ordering::Relaxed) || !self.send_head() {
             return Ok(0);
         }
-        let most = if RUNNING.load(Ordering::Relaxed) <= BIG_CHUNKS_UP_TO { CHUNK_MAX } else { BUFFER_SIZE };
-        if self.pending.len() + data.len() > most && !self.flush() {
+        let coalesce = RUNNING.load(Ordering::Relaxed) <= BIG_CHUNKS_UP_TO;
+        if (!coalesce || self.pending.len() + data.len() > CHUNK_MAX) && !self.flush() {
             return Ok(0);
         }
         self.pending.extend_from_slice(data);
+        if !coalesce && !self.flush() {
+            return Ok(0);
+        }
         Ok(data.len())
     }
 }
