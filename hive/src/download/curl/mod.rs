@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use curl::easy::{Easy2, Handler, List, WriteError};
-use curl::multi::{Multi, MultiWaker};
+use curl::multi::Multi;
 use futures_lite::{AsyncBufRead, AsyncRead, AsyncReadExt, Stream};
 use http_client::http_types::headers::HeaderValue;
 use http_client::{Body, Config, Error, HttpClient, Request, Response};
@@ -28,7 +28,7 @@ use http_client::{Body, Config, Error, HttpClient, Request, Response};
 mod thread;
 
 pub(crate) use thread::Session;
-use thread::{curl_thread, drive, Start, RUNNING};
+use thread::{curl_thread, drive, Start, Wake, RUNNING};
 
 /// Connect timeout for upstream requests (the body has its own stall timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -115,6 +115,8 @@ struct Collector {
     /// Bytes received and not sent yet: sent when [`CHUNK_MAX`] is reached and after every
     /// `perform` (so a slow connection's bytes never wait).
     pending: Vec<u8>,
+    /// Body bytes received since the curl thread last looked.
+    received: usize,
 }
 
 impl Collector {
@@ -174,6 +176,7 @@ impl Handler for Collector {
             return Ok(0);
         }
         self.pending.extend_from_slice(data);
+        self.received += data.len();
         if !coalesce && !self.flush() {
             return Ok(0);
         }
@@ -184,7 +187,7 @@ impl Handler for Collector {
 /// Cancels the transfer when dropped: sets the flag and wakes the curl thread.
 struct Cancel {
     cancelled: Arc<AtomicBool>,
-    waker: Option<MultiWaker>,
+    waker: Option<Wake>,
 }
 
 impl Drop for Cancel {
@@ -193,7 +196,7 @@ impl Drop for Cancel {
         // The thread may already be gone; then there is nothing to wake. (Without a waker yet,
         // the thread sees the flag before it first polls.)
         if let Some(waker) = &self.waker {
-            let _ = waker.wakeup();
+            waker.wake();
         }
     }
 }
@@ -329,6 +332,7 @@ impl HttpClient for CurlClient {
             recycled,
             cancelled: cancelled.clone(),
             pending: Vec::new(),
+            received: 0,
         };
         let easy = easy_for(&req, body, (self.ca_bundle.as_deref(), self.proxy.as_ref()), collector)?;
         let (waker_tx, waker_rx) = async_channel::bounded(1);

@@ -32,13 +32,32 @@ impl Drop for Running {
 
 /// How long the curl thread sleeps in `poll` when nothing happens (a wakeup cuts it short).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// After a `perform` that drained the socket with less than one receive buffer (a paced or slow
+/// link), the thread waits this long before reading again, so the next read takes what several
+/// bursts left in the socket: a CDN that paces each connection at 64 KiB every 4 ms otherwise
+/// wakes this thread, and the reader after it, per burst. Nothing waits longer than this for
+/// the reader, and a cancel cuts the wait short ([`Wake`]).
+const GATHER: Duration = Duration::from_millis(8);
 /// A transfer for a curl thread to run.
 pub(super) struct Start {
     pub(super) easy: Easy2<Collector>,
     pub(super) cancelled: Arc<AtomicBool>,
     pub(super) tx: async_channel::Sender<Msg>,
     /// Where the thread sends the waker that cancels it.
-    pub(super) waker: async_channel::Sender<MultiWaker>,
+    pub(super) waker: async_channel::Sender<Wake>,
+}
+
+/// Wakes a curl thread out of `poll` and out of a [`GATHER`] wait.
+pub(super) struct Wake {
+    multi: MultiWaker,
+    thread: std::thread::Thread,
+}
+
+impl Wake {
+    pub(super) fn wake(&self) {
+        let _ = self.multi.wakeup();
+        self.thread.unpark();
+    }
 }
 
 pub(super) fn curl_thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
@@ -76,7 +95,7 @@ impl Session {
 /// `multi` (which closes its connection unless the transfer finished cleanly).
 pub(super) fn drive(multi: &Multi, Start { easy, cancelled, tx, waker }: Start) {
     let _running = Running::enter();
-    if waker.try_send(multi.waker()).is_err() {
+    if waker.try_send(Wake { multi: multi.waker(), thread: std::thread::current() }).is_err() {
         return;
     }
     let failure = match multi.add2(easy) {
@@ -103,9 +122,11 @@ fn transfer(multi: &Multi, handle: &mut curl::multi::Easy2Handle<Collector>, can
             Err(e) => return Some(e.to_string()),
         };
         // What this `perform` received goes to the reader now (an error comes after it).
-        if !handle.get_mut().flush() {
+        let collector = handle.get_mut();
+        if !collector.flush() {
             return None;
         }
+        let got = std::mem::take(&mut collector.received);
         if running == 0 {
             let mut outcome = None;
             multi.messages(|m| outcome = m.result_for2(handle));
@@ -113,6 +134,10 @@ fn transfer(multi: &Multi, handle: &mut curl::multi::Easy2Handle<Collector>, can
                 Some(Err(e)) if !cancelled.load(Ordering::Relaxed) => Some(e.to_string()),
                 _ => None,
             };
+        }
+        if (1..super::BUFFER_SIZE).contains(&got) {
+            std::thread::park_timeout(GATHER);
+            continue;
         }
         if let Err(e) = multi.poll(&mut [], IDLE_POLL) {
             return Some(e.to_string());
