@@ -40,8 +40,11 @@ const BUFFER_SIZE: usize = 64 << 10;
 /// transfers each callback's bytes go as they come, which holds less memory per connection.
 const CHUNK_MAX: usize = 256 << 10;
 const BIG_CHUNKS_UP_TO: usize = 2;
-/// Chunks in flight between curl's thread and the reader (bounds memory per download).
+/// Chunks in flight between curl's thread and the reader (bounds memory per download): while
+/// at most [`BIG_CHUNKS_UP_TO`] transfers run, of up to [`CHUNK_MAX`]; with more, of up to
+/// [`BUFFER_SIZE`] and [`CHUNKS_IN_FLIGHT_MANY`] of them.
 const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT_MANY: usize = 3;
 /// Largest request body sent (the hive only sends small JSON, if anything).
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
@@ -322,8 +325,10 @@ impl HttpClient for CurlClient {
             }
             Some(bytes)
         };
-        let (tx, rx) = async_channel::bounded(CHUNKS_IN_FLIGHT);
-        let (recycle, recycled) = async_channel::bounded(CHUNKS_IN_FLIGHT + 1);
+        let in_flight =
+            if RUNNING.load(Ordering::Relaxed) < BIG_CHUNKS_UP_TO { CHUNKS_IN_FLIGHT } else { CHUNKS_IN_FLIGHT_MANY };
+        let (tx, rx) = async_channel::bounded(in_flight);
+        let (recycle, recycled) = async_channel::bounded(in_flight + 1);
         let cancelled = Arc::new(AtomicBool::new(false));
         let collector = Collector {
             head: Head::default(),
