@@ -165,6 +165,13 @@ mod tests {
         (shared, repo, etag)
     }
 
+    /// A fresh part file of `size` bytes as one part, taken (the directory lives as long as it).
+    async fn one_part(size: u64) -> (tempfile::TempDir, Shared, RepoDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, repo, etag) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+        (dir, shared, repo, etag)
+    }
+
     fn bytes(range: std::ops::Range<u64>) -> Vec<u8> {
         range.map(|i| (i % 253) as u8).collect()
     }
@@ -172,9 +179,8 @@ mod tests {
     #[test]
     fn batches_land_at_their_offsets_move_the_written_prefix_and_hash_inline() {
         smol::block_on(async {
-            let dir = tempfile::tempdir().unwrap();
             let size = 4 * BLOCK;
-            let (shared, repo, etag) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+            let (_dir, shared, repo, etag) = one_part(size).await;
             let mut w = Writer::new(Some(usize::try_from(BLOCK).unwrap()));
             let data = bytes(0..size);
             // Odd-sized chunks, as a body delivers them.
@@ -194,9 +200,8 @@ mod tests {
     #[test]
     fn a_smaller_batch_lets_the_larger_buffers_go() {
         smol::block_on(async {
-            let dir = tempfile::tempdir().unwrap();
             let size = 16 * BLOCK;
-            let (shared, ..) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+            let (_dir, shared, ..) = one_part(size).await;
             let big = usize::try_from(4 * BLOCK).unwrap();
             let mut w = Writer::new(Some(big));
             let data = bytes(0..size);
@@ -216,9 +221,8 @@ mod tests {
     #[test]
     fn a_quiet_network_sends_a_batch_only_once_it_waited() {
         smol::block_on(async {
-            let dir = tempfile::tempdir().unwrap();
             let size = 4 * BLOCK;
-            let (shared, _repo, _etag) = shared(dir.path(), size, vec![Part::new(0, size, true)]).await;
+            let (_dir, shared, ..) = one_part(size).await;
             let mut w = Writer::new(Some(usize::try_from(size).unwrap()));
             w.push(&shared, 0, 0, &bytes(0..BLOCK)).await.unwrap();
             w.idle(&shared).await.unwrap();
