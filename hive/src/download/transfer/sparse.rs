@@ -194,10 +194,9 @@ fn start(repo: &RepoDir, etag: &str, size: u64) -> Result<PartMap, CacheError> {
     if taken == 0 {
         repo.open(data, Open::Truncate)?;
     }
+    // Whole blocks of the prefix are done.
     let mut done = PartMap::empty(size);
-    for (i, d) in (0..).zip(done.done.iter_mut()) {
-        *d = ((i + 1) * BLOCK).min(size) <= taken;
-    }
+    done.done = (0..done.done.len() as u64).map(|i| done.block_range(i).1 <= taken).collect();
     let text = done.to_bytes();
     if taken > 0 {
         // The prefix taken over was synced above: trusted past a restart too.
