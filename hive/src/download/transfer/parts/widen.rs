@@ -182,6 +182,8 @@ impl Widen {
             rate / f64::from(1 << 20),
             self.probing.map(|(n, r)| (n, r / f64::from(1 << 20)))
         );
+        // The most cores the hive may keep busy and still widen.
+        let limit = BUSY.min(BUSY_SHARE * cores as f64);
         match self.probing.take() {
             Some((before, base)) if rate < base * RISE => {
                 // Not worth it: back, and probe again later.
@@ -191,11 +193,11 @@ impl Widen {
                 Some(Change::Back(before))
             }
             // The hive itself (hashing, writing) sets the pace: more connections cannot help.
-            _ if busy >= BUSY.min(BUSY_SHARE * cores as f64) => None,
+            _ if busy >= limit => None,
             // It paid: keep them, and probe further at once.
             Some(_) => self.probe(rate, (self.n * 2).min(self.cap), (now, received, cpu)),
             None if now < self.next_probe => None,
-            None if self.n == 1 => self.first(rate, busy, BUSY.min(BUSY_SHARE * cores as f64), (now, received, cpu)),
+            None if self.n == 1 => self.first(rate, busy, limit, (now, received, cpu)),
             None => self.probe(rate, (self.n * 2).min(self.cap), (now, received, cpu)),
         }
     }
