@@ -34,18 +34,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "rbee-bench")]
 struct Cli {
-    /// Small sizes and few trials (a smoke run)
-    #[arg(long, global = true)]
-    quick: bool,
-    /// Scratch directory (caches and downloaded files go here)
-    #[arg(long, global = true, default_value = "/tmp")]
-    tmp: PathBuf,
-    /// Python venv with huggingface_hub (and maybe hf_transfer)
-    #[arg(long, global = true, default_value = ".venv")]
-    venv: PathBuf,
-    /// Directory holding `rbee` and `rbee-hive` [default: next to this executable]
-    #[arg(long, global = true)]
-    bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    ctx: proc::Ctx,
     #[command(subcommand)]
     section: Section,
 }
@@ -94,11 +84,7 @@ enum Section {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let bin_dir = cli.bin_dir.clone().unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        exe.parent().expect("exe dir").to_owned()
-    });
-    let ctx = proc::Ctx { bin_dir, tmp: cli.tmp, venv: cli.venv, quick: cli.quick };
+    let ctx = cli.ctx;
     let out = match cli.section {
         Section::Footprint => footprint::run(&ctx),
         Section::Cancel => cancel::run(&ctx),

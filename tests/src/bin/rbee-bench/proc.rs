@@ -10,13 +10,27 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rbee_tests::harness::{self, process};
 
-/// Where things are and how big to go.
-#[derive(Debug)]
+/// Where things are and how big to go: the options every section takes, read by clap.
+#[derive(Debug, clap::Args)]
 pub(crate) struct Ctx {
-    pub(crate) bin_dir: PathBuf,
-    pub(crate) tmp: PathBuf,
-    pub(crate) venv: PathBuf,
+    /// Small sizes and few trials (a smoke run)
+    #[arg(long, global = true)]
     pub(crate) quick: bool,
+    /// Scratch directory (caches and downloaded files go here)
+    #[arg(long, global = true, default_value = "/tmp")]
+    pub(crate) tmp: PathBuf,
+    /// Python venv with huggingface_hub (and maybe hf_transfer)
+    #[arg(long, global = true, default_value = ".venv")]
+    pub(crate) venv: PathBuf,
+    /// Directory holding `rbee` and `rbee-hive`
+    #[arg(long, global = true, default_value_os_t = beside_this_executable())]
+    pub(crate) bin_dir: PathBuf,
+}
+
+/// The directory of the running `rbee-bench`, where cargo puts the release binaries too.
+fn beside_this_executable() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().expect("exe dir").to_owned()
 }
 
 impl Ctx {
