@@ -163,25 +163,32 @@ fn cases() -> Vec<Case> {
 
 /// Bad ids and names in the URL itself, unknown routes and wrong methods.
 fn path_cases() -> Vec<Case> {
-    let mut v = vec![
-        case("GET", "/v1/jobs/job-0000000000000000", 404, "job_not_found", "job-0000000000000000"),
-        case("DELETE", "/v1/jobs/job-0000000000000000", 404, "job_not_found", "job-0000000000000000"),
-        case("GET", "/v1/jobs/job-0000000000000000/stream", 404, "job_not_found", "no such job"),
-        case("GET", "/v1/jobs/..%2F..%2Fetc", 404, "job_not_found", "no job"),
-        // URL parsing resolves `%2e%2e` segments like `..` (WHATWG): these never reach a route.
-        case("DELETE", "/v1/jobs/%2e%2e", 404, "not_found", "no route for DELETE /v1/"),
-        case("GET", "/v1/jobs/%00/stream", 404, "job_not_found", "no such job"),
-        case("GET", &format!("/v1/jobs/{}", "j".repeat(4000)), 404, "job_not_found", "no job"),
-        case("GET", "/nope", 404, "not_found", "/nope"),
-        case("GET", "/v1/jobs/a/b/c", 404, "not_found", "no route"),
-        case("DELETE", "/v1/models/%2e%2e/x", 404, "not_found", "no route for DELETE /v1/x"),
-        case("DELETE", "/v1/models/%2e%2e", 404, "not_found", "no route"),
-        case("DELETE", "/v1/models/..%2e/x", 400, "invalid_name", "percent-encoding"),
-        case("DELETE", "/v1/models/org/name?bogus=1", 400, "invalid_query", "bogus"),
-        case("DELETE", "/v1/models/org/name?partial=yes", 400, "invalid_query", "partial"),
-        case("DELETE", "/v1/models/org/name", 404, "model_not_found", "org/name"),
-        case("DELETE", &format!("/v1/models/org/{}", "n".repeat(2000)), 400, "invalid_name", "model"),
-    ];
+    let long_job = format!("/v1/jobs/{}", "j".repeat(4000));
+    let long_model = format!("/v1/models/org/{}", "n".repeat(2000));
+    let mut v = Vec::new();
+    // Job ids that name no job (`job_not_found`) and paths no route takes (`not_found`): 404,
+    // naming what was asked for. URL parsing resolves `%2e%2e` segments like `..` (WHATWG):
+    // those never reach a route.
+    for (method, path, error, mentions) in [
+        ("GET", "/v1/jobs/job-0000000000000000", "job_not_found", "job-0000000000000000"),
+        ("DELETE", "/v1/jobs/job-0000000000000000", "job_not_found", "job-0000000000000000"),
+        ("GET", "/v1/jobs/job-0000000000000000/stream", "job_not_found", "no such job"),
+        ("GET", "/v1/jobs/..%2F..%2Fetc", "job_not_found", "no job"),
+        ("GET", "/v1/jobs/%00/stream", "job_not_found", "no such job"),
+        ("GET", long_job.as_str(), "job_not_found", "no job"),
+        ("DELETE", "/v1/jobs/%2e%2e", "not_found", "no route for DELETE /v1/"),
+        ("GET", "/nope", "not_found", "/nope"),
+        ("GET", "/v1/jobs/a/b/c", "not_found", "no route"),
+        ("DELETE", "/v1/models/%2e%2e/x", "not_found", "no route for DELETE /v1/x"),
+        ("DELETE", "/v1/models/%2e%2e", "not_found", "no route"),
+    ] {
+        v.push(case(method, path, 404, error, mentions));
+    }
+    v.push(case("DELETE", "/v1/models/..%2e/x", 400, "invalid_name", "percent-encoding"));
+    v.push(case("DELETE", "/v1/models/org/name?bogus=1", 400, "invalid_query", "bogus"));
+    v.push(case("DELETE", "/v1/models/org/name?partial=yes", 400, "invalid_query", "partial"));
+    v.push(case("DELETE", "/v1/models/org/name", 404, "model_not_found", "org/name"));
+    v.push(case("DELETE", &long_model, 400, "invalid_name", "model"));
     // Model names that decode to a path, a backslash or a NUL.
     for model in ["..%2F..%2Fetc/passwd", "a%5Cb/x", "a%00/x"] {
         v.push(case("DELETE", &format!("/v1/models/{model}"), 400, "invalid_name", "model"));
@@ -190,38 +197,28 @@ fn path_cases() -> Vec<Case> {
     for file in ["../../x", "%2Fetc%2Fpasswd", "a%5C..%5Cb", "%00", "%252e%252e", ""] {
         v.push(case("DELETE", &format!("/v1/models/org/name?file={file}"), 400, "invalid_name", "file"));
     }
-    let wrong_methods = [
-        ("PUT", "/v1/jobs"),
-        ("PATCH", "/v1/jobs"),
-        ("DELETE", "/v1/jobs"),
-        ("POST", "/health"),
-        ("DELETE", "/health"),
-        ("POST", "/v1/jobs/job-1"),
-        ("PUT", "/v1/jobs/job-1"),
-        ("POST", "/v1/jobs/job-1/stream"),
-        ("DELETE", "/v1/jobs/job-1/stream"),
-        ("POST", "/v1/models"),
-        ("GET", "/v1/models/org/name"),
-        ("GET", "/v1/shutdown"),
-        ("DELETE", "/v1/shutdown"),
-    ];
-    for (method, path) in wrong_methods {
-        v.push(case(method, path, 405, "method_not_allowed", method));
+    // Every method a route does not answer: 405, naming the method, with the route's `Allow`.
+    for (path, allow) in ROUTES {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"].into_iter().filter(|m| !allow.contains(m)) {
+            v.push(case(method, path, 405, "method_not_allowed", method));
+        }
     }
     v
 }
 
+/// Each route of the hive (one concrete path for it) and the methods it answers.
+const ROUTES: &[(&str, &str)] = &[
+    ("/v1/jobs", "GET, HEAD, POST"),
+    ("/health", "GET, HEAD"),
+    ("/v1/jobs/job-1", "GET, HEAD, DELETE"),
+    ("/v1/jobs/job-1/stream", "GET, HEAD"),
+    ("/v1/models", "GET, HEAD"),
+    ("/v1/models/org/name", "DELETE"),
+    ("/v1/shutdown", "POST"),
+];
+
 fn allow_for(path: &str) -> Option<&'static str> {
-    let table: &[(&str, &str)] = &[
-        ("/v1/jobs", "GET, HEAD, POST"),
-        ("/health", "GET, HEAD"),
-        ("/v1/jobs/job-1", "GET, HEAD, DELETE"),
-        ("/v1/jobs/job-1/stream", "GET, HEAD"),
-        ("/v1/models", "GET, HEAD"),
-        ("/v1/models/org/name", "DELETE"),
-        ("/v1/shutdown", "POST"),
-    ];
-    table.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
+    ROUTES.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
 }
 
 #[track_caller]
