@@ -10,7 +10,7 @@ use super::exec::run;
 use super::{Ssh, SshError};
 
 /// A host as ssh will reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Host {
     /// What the user typed (`--host gpu-box`).
     pub(crate) alias: String,

@@ -102,7 +102,7 @@ fn socket_dir(state: &Path) -> Result<PathBuf> {
 /// 16 hex digits naming the alias as this ssh command line reaches it.
 fn key(ssh: &Ssh, host: &Host) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&ssh.argv, &host.alias, &host.hostname, &host.user, host.port).hash(&mut h);
+    (&ssh.argv, host).hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
