@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{file_len, note, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
+use crate::proc::{file_len, note, output_ok, timed, Ctx, Hive, HF_HUB_PY, HF_TRANSFER_PY};
 use crate::table::{above, below, median, size, Table};
 use crate::tools::{Cdn, Sample, Tool};
 use rbee_tests::harness::nginx::Nginx;
@@ -50,10 +50,10 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
             size(seed.file_info(REPO, "main", file).expect("file").size)
         ));
         let url = format!("{}/{REPO}/resolve/main/{file}", seed.endpoint());
-        let out = Command::new("curl").args(["-sS", "--fail", "-L", "-o"]).arg(&path).arg(&url).output()?;
-        if !out.status.success() {
-            bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        output_ok(
+            Command::new("curl").args(["-sS", "--fail", "-L", "-o"]).arg(&path).arg(&url),
+            &format!("curl {url}"),
+        )?;
     }
     drop(seed);
     let nginx = Nginx::start(&ctx.fresh_dir("nginx")?, &www, &[Some(CAP), None])?;
@@ -308,7 +308,7 @@ impl<'a> Bench<'a> {
                     Tool::Rbee | Tool::RbeeOneCore | Tool::RbeeOneStream => unreachable!("handled above"),
                 };
                 cmd.env("NO_PROXY", "127.0.0.1,localhost");
-                let run = timed(&cmd, &dir)?.ok(tool.name())?;
+                let run = timed(&cmd, &dir, tool.name())?;
                 if tool != Tool::HfHub && file_len(&out) != bytes {
                     bail!("{} wrote {} bytes, expected {bytes}", tool.name(), file_len(&out));
                 }
@@ -324,10 +324,7 @@ impl<'a> Bench<'a> {
         let extra: &[&str] = if tool == Tool::RbeeOneStream { &["--max-parts", "1"] } else { &[] };
         let hive = Hive::spawn(self.ctx, hub.endpoint(), &cache, extra)?;
         let mut cmd = if tool == Tool::RbeeOneCore {
-            let pin = Command::new("taskset").args(["-a", "-p", "-c", "0", &hive.pid().to_string()]).output()?;
-            if !pin.status.success() {
-                bail!("taskset -a -p: {}", String::from_utf8_lossy(&pin.stderr));
-            }
+            output_ok(Command::new("taskset").args(["-a", "-p", "-c", "0", &hive.pid().to_string()]), "taskset -a -p")?;
             let mut c = Command::new("taskset");
             c.args(["-c", "0"]).arg(self.ctx.bin("rbee"));
             c
@@ -336,15 +333,15 @@ impl<'a> Bench<'a> {
         };
         cmd.args(["--json", "--hive", &hive.url, "model", "download", REPO, file]);
         let cpu0 = hive.cpu();
-        let run = timed(&cmd, dir)?.ok("rbee model download")?;
+        let run = timed(&cmd, dir, "rbee model download")?;
         let cpu = hive.cpu() - cpu0 + run.cpu;
         let blob = cache.join("models--bench--cdn/blobs").join(hub.sha256(REPO, file));
         if file_len(&blob) != bytes {
             bail!("{} has {} bytes, expected {bytes}", blob.display(), file_len(&blob));
         }
         // "🔀 … in parts: one connection first", then "widened to N connections": the most it said.
-        let connections = run.stdout().contains("in parts:").then(|| {
-            run.stdout()
+        let connections = run.stdout.contains("in parts:").then(|| {
+            run.stdout
                 .split(" connections")
                 .filter_map(|s| s.rsplit_once("widened to ").and_then(|(_, n)| n.parse::<usize>().ok()))
                 .fold(1, usize::max)

@@ -140,7 +140,7 @@ impl Bench<'_> {
         let mut cmd = Command::new(self.ctx.bin("rbee"));
         cmd.args(["--hive", &hive.url, "model", "download", REPO, file]);
         let cpu0 = hive.cpu();
-        let run = timed(&cmd, dir)?.ok("rbee model download")?;
+        let run = timed(&cmd, dir, "rbee model download")?;
         let cpu = hive.cpu() - cpu0;
         let rss = hive.hwm_kib();
         let snapshot = cache.join("models--bench--big/snapshots").join(self.hub.commit(REPO)).join(file);
@@ -152,7 +152,7 @@ impl Bench<'_> {
         let out = dir.join(file);
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--fail", "-L", "-o"]).arg(&out).arg(self.resolve_url(file));
-        let run = timed(&cmd, dir)?.ok("curl")?;
+        let run = timed(&cmd, dir, "curl")?;
         check_size(&out, size)?;
         Ok(Sample { wall: run.wall, cpu: run.cpu, rss: run.max_rss_kib, call: f64::NAN, ..Sample::default() })
     }
@@ -164,7 +164,7 @@ impl Bench<'_> {
         cmd.args(["-o", "pipefail", "-c", r#"curl -sS --fail -L "$1" | tee "$2" | sha256sum >/dev/null"#, "bash"])
             .arg(self.resolve_url(file))
             .arg(&out);
-        let run = timed(&cmd, dir)?.ok("curl | tee | sha256sum")?;
+        let run = timed(&cmd, dir, "curl | tee | sha256sum")?;
         check_size(&out, size)?;
         Ok(Sample { wall: run.wall, cpu: run.cpu, rss: run.max_rss_kib, call: f64::NAN, ..Sample::default() })
     }
@@ -183,9 +183,9 @@ impl Bench<'_> {
             .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env_remove("HF_TOKEN");
-        let run = timed(&cmd, dir)?.ok(tool.name())?;
-        let v: serde_json::Value = serde_json::from_str(run.stdout().trim().lines().last().unwrap_or_default())
-            .with_context(|| format!("{}: unexpected output {}", tool.name(), run.stdout()))?;
+        let run = timed(&cmd, dir, tool.name())?;
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim().lines().last().unwrap_or_default())
+            .with_context(|| format!("{}: unexpected output {}", tool.name(), run.stdout))?;
         if v["size"].as_u64() != Some(size) {
             bail!("{} wrote {} bytes, expected {size}", tool.name(), v["size"]);
         }

@@ -63,7 +63,7 @@ fn once(ctx: &Ctx, hub: &FakeHub, disk: &Path, big: u64, durable: bool) -> Resul
     let hive = Hive::spawn(ctx, hub.endpoint(), &cache, extra)?;
     let mut cmd = Command::new(ctx.bin("rbee"));
     cmd.args(["--hive", &hive.url, "model", "download", REPO, "big.bin"]);
-    let run = timed(&cmd, dir.path())?.ok("rbee model download")?;
+    let run = timed(&cmd, dir.path(), "rbee model download")?;
     let published = cache.join("models--bench--durable/snapshots").join(hub.commit(REPO)).join("big.bin");
     anyhow::ensure!(file_len(&published) == big, "{} is not {big} bytes", published.display());
     Ok(run.wall)

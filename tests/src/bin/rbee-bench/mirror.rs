@@ -121,10 +121,10 @@ fn fetch(url: &str, server: u32, bytes: u64, scratch: &Path) -> Result<Sample> {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}", url]);
     let cpu0 = cpu_secs(server).unwrap_or(f64::NAN);
-    let run = timed(&cmd, scratch)?.ok("curl")?;
+    let run = timed(&cmd, scratch, "curl")?;
     let server_cpu = cpu_secs(server).unwrap_or(f64::NAN) - cpu0;
-    if run.stdout().trim() != bytes.to_string() {
-        bail!("curl {url} got {} bytes, expected {bytes}", run.stdout().trim());
+    if run.stdout.trim() != bytes.to_string() {
+        bail!("curl {url} got {} bytes, expected {bytes}", run.stdout.trim());
     }
     Ok(Sample { wall: run.wall, server_cpu, client_cpu: run.cpu })
 }

@@ -14,7 +14,7 @@ use rbee_tests::harness::nginx::Nginx;
 use rbee_tests::hub::{FakeHub, HubConfig};
 
 use crate::cdn::{nginx_version, spec, table, wall_of, Bench, REPO};
-use crate::proc::{note, Ctx};
+use crate::proc::{note, output_ok, Ctx};
 use crate::table::{median, size, Table};
 use crate::tools::{Cdn, Sample, Tool};
 
@@ -186,10 +186,10 @@ fn range_secs(url: &str, len: u64) -> Result<f64> {
 }
 
 fn curl(args: &[&str]) -> Result<String> {
-    let out =
-        Command::new("curl").args(["-sS", "--fail"]).args(args).env("NO_PROXY", "127.0.0.1,localhost").output()?;
-    if !out.status.success() {
-        bail!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let mut curl = Command::new("curl");
+    let out = output_ok(
+        curl.args(["-sS", "--fail"]).args(args).env("NO_PROXY", "127.0.0.1,localhost"),
+        &format!("curl {args:?}"),
+    )?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

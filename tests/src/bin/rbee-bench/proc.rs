@@ -177,7 +177,7 @@ pub(crate) fn is_final(status: &str) -> bool {
     serde_json::from_value::<rbee_protocol::JobStatus>(serde_json::Value::from(status)).is_ok_and(|s| s.is_final())
 }
 
-/// What `/usr/bin/time` saw of one child.
+/// What `/usr/bin/time` saw of one child that exited 0.
 #[derive(Debug, Clone)]
 pub(crate) struct Run {
     /// Wall seconds from spawn to exit, measured here.
@@ -186,28 +186,23 @@ pub(crate) struct Run {
     pub(crate) cpu: f64,
     /// Peak RSS in KiB.
     pub(crate) max_rss_kib: u64,
-    /// Its exit status and what it printed.
-    pub(crate) out: Output,
+    /// What it printed on stdout.
+    pub(crate) stdout: String,
 }
 
-impl Run {
-    /// Fails with the child's output unless it exited 0.
-    pub(crate) fn ok(self, what: &str) -> Result<Self> {
-        if self.out.status.success() {
-            Ok(self)
-        } else {
-            bail!("{what} failed ({}): {}{}", self.out.status, self.stdout(), String::from_utf8_lossy(&self.out.stderr))
-        }
+/// Runs `cmd` (`what`, for the error) to its end; fails with what it printed unless it exited 0.
+pub(crate) fn output_ok(cmd: &mut Command, what: &str) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!("{what} failed ({}): {stdout}{stderr}", out.status);
     }
-
-    /// What it printed on stdout, as text.
-    pub(crate) fn stdout(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.out.stdout)
-    }
+    Ok(out)
 }
 
-/// Runs `cmd` under `/usr/bin/time` (stdout and stderr captured).
-pub(crate) fn timed(cmd: &Command, scratch: &Path) -> Result<Run> {
+/// Runs `cmd` (`what`, for the error) under `/usr/bin/time`, stdout and stderr captured; fails
+/// unless it exited 0.
+pub(crate) fn timed(cmd: &Command, scratch: &Path, what: &str) -> Result<Run> {
     let out_file = scratch.join("time.out");
     let mut t = Command::new("/usr/bin/time");
     t.args(["-f", "%U %S %M", "-o"]).arg(&out_file).arg(cmd.get_program()).args(cmd.get_args());
@@ -221,7 +216,7 @@ pub(crate) fn timed(cmd: &Command, scratch: &Path) -> Result<Run> {
         t.current_dir(dir);
     }
     let start = Instant::now();
-    let out = t.stdin(Stdio::null()).output().context("running /usr/bin/time (install `time`)")?;
+    let out = output_ok(t.stdin(Stdio::null()), what)?;
     let wall = start.elapsed().as_secs_f64();
     let text = fs::read_to_string(&out_file).unwrap_or_default();
     // The last line holds the figures (earlier ones may say "Command exited with non-zero status").
@@ -231,7 +226,7 @@ pub(crate) fn timed(cmd: &Command, scratch: &Path) -> Result<Run> {
         [u, s, m] => (u + s, m as u64),
         _ => (f64::NAN, 0),
     };
-    Ok(Run { wall, cpu, max_rss_kib, out })
+    Ok(Run { wall, cpu, max_rss_kib, stdout: String::from_utf8_lossy(&out.stdout).into_owned() })
 }
 
 /// One blocking HTTP/1.1 request (the harness's client); returns status and body as text.

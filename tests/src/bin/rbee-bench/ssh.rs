@@ -12,7 +12,7 @@ use rbee_tests::harness::capture::Capture;
 use rbee_tests::harness::remote::{SshHost, ALIAS};
 use rbee_tests::hub::{FakeHub, HubConfig, RepoSpec};
 
-use crate::proc::{Ctx, Killer};
+use crate::proc::{output_ok, Ctx, Killer};
 use crate::sigint;
 
 const REPO: &str = "bench/ssh-cancel";
@@ -29,10 +29,10 @@ pub(crate) fn run(ctx: &Ctx) -> Result<String> {
     hub.add_repo(RepoSpec::new(REPO).lfs(FILE, 1 << 30));
     hub.sha256(REPO, FILE);
     for verb in ["install", "start"] {
-        let out = rbee(ctx, &host, hub.endpoint()).args(["hive", verb, "--host", ALIAS]).output()?;
-        if !out.status.success() {
-            bail!("rbee hive {verb} --host {ALIAS}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        output_ok(
+            rbee(ctx, &host, hub.endpoint()).args(["hive", verb, "--host", ALIAS]),
+            &format!("rbee hive {verb}"),
+        )?;
     }
     let mut killer = Killer::new()?;
     let (closed, exited) =
