@@ -39,10 +39,6 @@ use crate::ssh::{self, Remote};
 pub(crate) struct Ctx {
     pub(crate) client: HiveClient,
     pub(crate) mode: Mode,
-    /// Whether the user named a hive other than the local one; if not, one may be started.
-    pub(crate) explicit_hive: bool,
-    /// The `hive_id` operations carry: the alias given, else `localhost`.
-    pub(crate) hive_id: String,
     /// The hive's host and the tunnel to it, when `--hive` named an SSH alias.
     pub(crate) remote: Option<Remote>,
 }
@@ -51,25 +47,29 @@ impl Ctx {
     async fn new(global: &GlobalArgs) -> Result<Self> {
         let target = hive_target(&global.hive).map_err(|e| UsageError(format!("--hive: {e:#}")))?;
         let mode = Mode::detect(global.json, global.quiet);
-        let (client, remote, hive_id) = match target {
-            HiveTarget::Local => (HiveClient::new(&global.local_addr, global.token.clone())?.local(), None, None),
-            HiveTarget::Remote { base } => (HiveClient::new(&base, global.token.clone())?, None, None),
+        let (client, remote) = match target {
+            HiveTarget::Local => (HiveClient::new(&global.local_addr, global.token.clone())?.local(), None),
+            HiveTarget::Remote { base } => (HiveClient::new(&base, global.token.clone())?, None),
             HiveTarget::Ssh { alias, port } => {
                 let ssh =
                     ssh::Ssh::new(&global.ssh_command, &ssh::state_dir()).map_err(|e| UsageError(format!("{e:#}")))?;
                 let remote = ssh::connect(&ssh, &alias, port).await?;
                 let client = HiveClient::through(&format!("127.0.0.1:{port}"), &remote.socket)?;
-                (client, Some(remote), Some(alias))
+                (client, Some(remote))
             }
         };
         render::set_verbose(global.verbose);
-        Ok(Self {
-            explicit_hive: !client.is_local(),
-            client,
-            mode,
-            hive_id: hive_id.unwrap_or_else(|| rbee_protocol::DEFAULT_HIVE_ID.to_owned()),
-            remote,
-        })
+        Ok(Self { client, mode, remote })
+    }
+
+    /// Whether the user named a hive other than the local one; if not, one may be started.
+    pub(crate) fn explicit_hive(&self) -> bool {
+        !self.client.is_local()
+    }
+
+    /// The `hive_id` operations carry: the SSH alias given, else `localhost`.
+    pub(crate) fn hive_id(&self) -> &str {
+        self.remote.as_ref().map_or(rbee_protocol::DEFAULT_HIVE_ID, |r| r.host.alias.as_str())
     }
 
     /// A status line on stderr, unless `--quiet`.
@@ -86,7 +86,7 @@ impl Ctx {
         if let Some(remote) = &self.remote {
             return hive::remote_up(&self.client, remote).await;
         }
-        if self.explicit_hive {
+        if self.explicit_hive() {
             return Ok(());
         }
         hive_spawn::ensure(&self.client, self.mode).await

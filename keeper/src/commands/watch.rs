@@ -122,7 +122,7 @@ fn hive_flag(ctx: &Ctx) -> String {
     if let Some(remote) = &ctx.remote {
         return format!(" --hive {}", remote.flag());
     }
-    if ctx.explicit_hive {
+    if ctx.explicit_hive() {
         format!(" --hive {}", ctx.client.base())
     } else {
         String::new()

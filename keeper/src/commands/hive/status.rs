@@ -22,7 +22,7 @@ impl Args {
             return print_json(&health);
         }
         outln!("{}", line(ctx.client.base(), &health));
-        if !ctx.explicit_hive {
+        if !ctx.explicit_hive() {
             let diffs = HfSettings::from_env().differences(&health);
             settings::warning(ctx.client.base(), health.pid, &diffs).iter().for_each(|l| crate::render::warn(l));
         }

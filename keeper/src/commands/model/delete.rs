@@ -23,7 +23,7 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         let id = self.model.model_ref()?.to_string();
-        let hive_id = ctx.hive_id.clone();
+        let hive_id = ctx.hive_id().to_owned();
         let op =
             checked(Operation::ModelDelete(ModelDelete { hive_id, id, partial: self.partial, force: self.force }))?;
         submit(ctx, &op, Show::Result).await

@@ -47,7 +47,7 @@ pub(crate) struct Args {
 /// Where rbee's own hive put `model` (its stream ends in a bare `[DONE]`): the `path` of the
 /// model with that id in a `model_list` job's result; `None` when the hive does not say.
 pub(crate) async fn path_on_rbee_hive(ctx: &Ctx, model: &str) -> Option<String> {
-    let op = Operation::ModelList(ModelList { hive_id: ctx.hive_id.clone() });
+    let op = Operation::ModelList(ModelList { hive_id: ctx.hive_id().to_owned() });
     let created = ctx.client.create_job(&op).await.ok()?;
     let mut renderer = Renderer::new(Mode::Quiet, &created.job_id);
     follow(&ctx.client, &created.job_id, &created.sse_url, &mut renderer).await.ok()?;
@@ -84,7 +84,7 @@ impl Args {
     }
 
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        let op = self.operation(&ctx.hive_id)?;
+        let op = self.operation(ctx.hive_id())?;
         submit(ctx, &op, if self.dry_run { Show::Result } else { Show::Path }).await
     }
 }

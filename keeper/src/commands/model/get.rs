@@ -17,7 +17,7 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
         let id = self.model.model_ref()?.to_string();
-        let op = checked(Operation::ModelGet(ModelGet { hive_id: ctx.hive_id.clone(), id }))?;
+        let op = checked(Operation::ModelGet(ModelGet { hive_id: ctx.hive_id().to_owned(), id }))?;
         submit(ctx, &op, Show::Result).await
     }
 }

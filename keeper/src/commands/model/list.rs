@@ -15,7 +15,7 @@ pub(crate) struct Args {}
 
 impl Args {
     pub(crate) async fn execute(self, ctx: &Ctx) -> Result<Exit> {
-        let op = Operation::ModelList(ModelList { hive_id: ctx.hive_id.clone() });
+        let op = Operation::ModelList(ModelList { hive_id: ctx.hive_id().to_owned() });
         submit(ctx, &op, Show::Result).await
     }
 }

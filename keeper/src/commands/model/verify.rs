@@ -30,7 +30,7 @@ impl Args {
             }
             None => None,
         };
-        let op = checked(Operation::ModelVerify(ModelVerify { hive_id: ctx.hive_id.clone(), id }))?;
+        let op = checked(Operation::ModelVerify(ModelVerify { hive_id: ctx.hive_id().to_owned(), id }))?;
         submit(ctx, &op, Show::Result).await
     }
 }
