@@ -37,9 +37,7 @@ const CHECKPOINT: Duration = Duration::from_secs(5);
 pub(crate) struct Sparse {
     pub(crate) data: Arc<File>,
     map: Arc<File>,
-    pub(crate) size: u64,
-    header: u64,
-    /// The blocks done when it was opened.
+    /// The blocks done when it was opened (and the file's size and the map's header length).
     known: PartMap,
     checkpoint: Arc<Checkpoint>,
     /// Held by each write for its `pwrite`s: one at a time, waiters asleep (see [`Sparse::writer`]).
@@ -106,6 +104,11 @@ impl Sparse {
         runs
     }
 
+    /// The whole file's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.known.size
+    }
+
     /// Bytes already there.
     pub(crate) fn done_bytes(&self) -> u64 {
         self.known.done_bytes()
@@ -114,7 +117,7 @@ impl Sparse {
     /// A blocking write of `buf` at `offset` that also marks the blocks it completes, given that
     /// the part writing it holds every byte from a block boundary up to `offset`.
     pub(crate) fn writer(&self, offset: u64, len: u64) -> impl FnOnce(&[u8]) -> std::io::Result<()> + Send + 'static {
-        let (data, map, header, size) = (self.data.clone(), self.map.clone(), self.header, self.size);
+        let (data, map, header, size) = (self.data.clone(), self.map.clone(), self.known.header_len(), self.size());
         let (checkpoint, turn) = (self.checkpoint.clone(), self.turn.clone());
         let end = offset + len;
         // Blocks whose end falls in (offset, end].
@@ -176,8 +179,7 @@ fn open(repo: &RepoDir, etag: &str, size: u64) -> Result<Sparse, CacheError> {
     });
     let data = repo.open(&data, Open::ReadWrite)?;
     let map = repo.open(&map, Open::ReadWrite)?;
-    let header = done.header_len();
-    Ok(Sparse { data: Arc::new(data), map: Arc::new(map), size, header, known: done, checkpoint, turn: Arc::default() })
+    Ok(Sparse { data: Arc::new(data), map: Arc::new(map), known: done, checkpoint, turn: Arc::default() })
 }
 
 /// A fresh part file (or the `.incomplete` prefix taken over, made durable first) and its maps.

@@ -151,7 +151,7 @@ impl Crew<'_, '_> {
             "🔀 fetching `{}` in parts: one connection first, more (up to {cap}) while they pay",
             t.file
         ));
-        let size = shared.sparse.size;
+        let size = shared.sparse.size();
         let mut meter = Meter::new(t.ctx, t.file, Some(size), done);
         loop {
             let hashed = async { Some(Ok((&mut hasher).await)) };
@@ -298,7 +298,7 @@ impl Request<'_> {
         }
         self.me.w.batch = t.write_batch.unwrap_or_else(|| batch_for(lone, t.pacer.cap(&t.ctx.id)));
         let what = format!("downloading bytes {from}-{} of `{}`", asked - 1, t.file);
-        let mut response = open_range(t, shared.sparse.size, (from, asked), &what, self.me.session.as_ref()).await?;
+        let mut response = open_range(t, shared.sparse.size(), (from, asked), &what, self.me.session.as_ref()).await?;
         match t.read_body(&mut response, &what, self).await? {
             Some(part_done) => Ok(part_done),
             None => {

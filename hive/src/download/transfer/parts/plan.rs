@@ -126,7 +126,7 @@ impl Shared {
 
     /// Where the contiguous written prefix ends.
     pub(super) fn frontier(&self) -> u64 {
-        self.plan().frontier(self.sparse.size)
+        self.plan().frontier(self.sparse.size())
     }
 
     /// Bytes received so far, over every part, plus `done` from before.
