@@ -155,28 +155,103 @@ fn interrupt_in_parts(hive: &mut Hive, hub: &FakeHub, after: u64, kill: bool) {
     assert!(hub.wait_all_closed(TIMEOUT), "parts outlived the {}", if kill { "kill" } else { "cancel" });
 }
 
-/// Cancel (or kill) a throttled download in parts once `at` bytes went out; download again
-/// unthrottled; the second run fetches at most what was missing plus 1 MiB per connection.
+/// Cancel (or kill) a throttled download in parts once 10 MiB went out, then download again
+/// unthrottled. Both halves are checked against the part map the interruption left: it kept what
+/// the parts had written ([`kept_what_was_written`]), and the resume asked for exactly the
+/// blocks it lacks ([`asked_only_what_is_missing`]).
+///
+/// Why the resume is judged by the ranges it asked for, not by the hub's byte counter: the hub
+/// counts a byte as sent once its socket accepted it. Unthrottled on loopback, a request streams
+/// megabytes ahead of a hive starved of CPU (`ss` under 3 CPU hogs: 3-4 MB in the hub's send
+/// queue and about 3 MB in the hive's receive queue of one connection), and such a hive may widen
+/// (README, "Known limits"). A worker then carves the rest of a running request; the hive reads
+/// that request up to the carve and closes it, and whatever the sockets held past the carve was
+/// counted as sent though the hive never read it. That made the resume look as if it fetched up
+/// to 10 MB more than was missing (9 of 36 stressed runs failed a bound of 1 MiB per part), with
+/// no request ever asking for a block the part map held. What a carve costs on a real link (what
+/// that one connection had in flight) is the carve's trade-off (README, "Known limits"), not the
+/// resume's.
 fn interrupted_then_resumed(kill: bool) {
     let size = 32 << 20;
     let (hub, mut hive) = capped(size, 2 << 20);
     interrupt_in_parts(&mut hive, &hub, 10 << 20, kill);
-    let first = hub.stats();
-    let conns = first.connections.iter().filter(|c| c.closed_by_client()).count() as u64;
-    let missing = size - first.cdn_bytes;
+    let first = hub.connections();
+    let map = PartMap::read(&hive, &hub, MODEL);
+    kept_what_was_written(&hive, &hub, &map, &first, kill);
     hub.set_rate(0);
     let (events, _) = download(&hive, None);
     assert!(narration(&events, "resuming").is_some(), "{events:#?}");
     assert!(hub.wait_all_closed(TIMEOUT));
-    let again = hub.stats().cdn_bytes - first.cdn_bytes;
-    let bound = missing + (1 << 20) * conns;
+    let resumed = hub.connections().split_off(first.len());
+    let missing = size - map.held();
+    asked_only_what_is_missing(&map, &resumed);
+    let again: u64 = resumed.iter().map(|c| c.bytes_sent).sum();
     eprintln!(
-        "parallel: {} with {conns} parts open: missing {missing}, fetched again {again} (bound {bound}: +{} per part)",
+        "parallel: {} with {} parts open: missing {missing}, asked for it in {} requests; the hub wrote {again} \
+         ({} past carves, into socket buffers)",
         if kill { "kill -9" } else { "cancel" },
-        again.saturating_sub(missing) / conns.max(1)
+        first.iter().filter(|c| c.closed_by_client()).count(),
+        resumed.len(),
+        again.saturating_sub(missing)
     );
-    assert!(again <= bound, "fetched {again} again for {missing} missing ({conns} parts were open)");
     assert_published(&hive, &hub, MODEL);
+}
+
+/// Bytes `a` and `b` (ranges, end exclusive) share.
+fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
+    a.1.min(b.1).saturating_sub(a.0.max(b.0))
+}
+
+/// What an interruption keeps: every block marked done holds the file's bytes; after a cancel
+/// (answered once no write is in flight) every block written whole is marked done; and of what
+/// each part's connection delivered, at most 1 MiB is not kept (a write batch, the block it
+/// ended in, what sat in its sockets: about 0.2 MB per part measured under load), less than a
+/// part had received, so a part whose progress was lost fails here.
+#[track_caller]
+fn kept_what_was_written(hive: &Hive, hub: &FakeHub, map: &PartMap, first: &[Connection], kill: bool) {
+    let want = hub.file_bytes(REPO, MODEL);
+    let data = std::fs::read(parts_file(hive, hub, MODEL)).expect("the part file");
+    for (i, done) in (0..).zip(&map.done) {
+        let (a, b) = map.block_range(i);
+        let (a, b) = (usize::try_from(a).expect("offset"), usize::try_from(b).expect("offset"));
+        let whole = data.get(a..b) == Some(&want[a..b]);
+        assert!(whole || !done, "block {i} is marked done without its bytes");
+        // A kill may land between a batch's data and its marks (the next download fetches it again).
+        assert!(!whole || *done || kill, "block {i} was written whole but not marked done: it would be fetched again");
+    }
+    let holes = map.missing();
+    for c in first.iter().filter(|c| c.range.is_some()) {
+        let start = span(c).0;
+        let lost: u64 = holes.iter().map(|h| overlap(*h, (start, start + c.bytes_sent))).sum();
+        assert!(lost <= 1 << 20, "{lost} bytes of a part were not kept: {c:?}\nmissing: {holes:?}");
+    }
+}
+
+/// What a resume asks for: no request covers a block the part map holds, and each missing byte
+/// is asked for once. A request another one starts inside was carved (or retried) there: the hive
+/// reads it no further, so it counts up to that point. (Not only a later one: a worker may send
+/// its request just before another carves it, and the hub accept the carver's first.)
+#[track_caller]
+fn asked_only_what_is_missing(map: &PartMap, resumed: &[Connection]) {
+    let holes = map.missing();
+    let spans: Vec<(u64, u64)> = resumed.iter().map(span).collect();
+    for (c, (a, b)) in resumed.iter().zip(&spans) {
+        assert!(
+            holes.iter().any(|(s, e)| s <= a && b <= e),
+            "the resume asked for bytes the part map holds: {c:?}\nmissing: {holes:?}"
+        );
+    }
+    // A request that delivered nothing (one a retry replaced at once) fetched nothing.
+    let fetched: Vec<(u64, u64)> =
+        resumed.iter().zip(&spans).filter(|(c, _)| c.bytes_sent > 0).map(|(_, s)| *s).collect();
+    let mut asked: Vec<(u64, u64)> = fetched
+        .iter()
+        .map(|&(a, b)| (a, fetched.iter().map(|s| s.0).filter(|s| a < *s && *s < b).min().unwrap_or(b)))
+        .collect();
+    asked.sort_unstable();
+    assert!(asked.windows(2).all(|w| w[0].1 <= w[1].0), "the resume asked for bytes twice: {asked:?}");
+    let total: u64 = asked.iter().map(|(a, b)| b - a).sum();
+    assert_eq!(total, map.size - map.held(), "the resume asked for other than what is missing: {asked:?}");
 }
 
 #[test]

@@ -95,11 +95,16 @@ impl PartMap {
         self.missing().iter().fold(self.size, |held, (a, b)| held - (b - a))
     }
 
+    /// Block `i` as a byte range (end exclusive).
+    pub fn block_range(&self, i: u64) -> (u64, u64) {
+        (i * self.block, ((i + 1) * self.block).min(self.size))
+    }
+
     /// The byte ranges not held, in file order.
     pub fn missing(&self) -> Vec<(u64, u64)> {
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for (i, _) in self.done.iter().enumerate().filter(|(_, d)| !**d) {
-            let (a, b) = (i as u64 * self.block, ((i as u64 + 1) * self.block).min(self.size));
+        for (i, _) in (0..).zip(&self.done).filter(|(_, d)| !**d) {
+            let (a, b) = self.block_range(i);
             match runs.last_mut() {
                 Some(last) if last.1 == a => last.1 = b,
                 _ => runs.push((a, b)),
