@@ -16,7 +16,8 @@ use super::RepoDir;
 /// Granularity of the part map (and of every part boundary).
 pub const BLOCK: u64 = 64 << 10;
 
-/// Most bytes a part map may hold (a byte per 256 KiB block: a 1 TiB file's map is 4 MiB).
+/// Most bytes a part map may hold (a byte per 64 KiB block: a 50 GB file needs
+/// 0.8 MB; 8 MiB holds the map of a 512 GiB file).
 pub const PART_MAP_MAX: u64 = 8 << 20;
 
 /// Where the part files of one blob are.
