@@ -127,8 +127,15 @@ impl HiveBuilder {
             _logs: logs,
             builder: self,
         };
-        hive.start(free_port());
-        hive
+        // A port picked here and released can be taken before the hive binds it (by another
+        // test's listener, or another hive): then the hive exits at once, and gets another.
+        for _ in 0..5 {
+            hive.start(free_port());
+            if hive.wait_healthy() {
+                return hive;
+            }
+        }
+        panic!("rbee-hive: five ports in a row were taken; log:\n{}", hive.log());
     }
 }
 
@@ -186,23 +193,29 @@ impl Hive {
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log fd")).stderr(log);
         self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")));
         self.url = format!("http://{addr}");
-        self.wait_healthy();
     }
 
-    fn wait_healthy(&mut self) {
+    /// Waits until this hive (its pid: not another one on the same port) answers `/health`;
+    /// false when it could not bind its port.
+    fn wait_healthy(&mut self) -> bool {
         let deadline = Instant::now() + TIMEOUT;
         loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = self.log();
+                if log.lines().last().is_some_and(|l| l.contains("Address already in use")) {
+                    return false;
+                }
+                panic!("rbee-hive exited ({status}) before /health answered; log:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "rbee-hive: no /health 200 within 10 s; log:\n{}", self.log());
             let bearer = self.bearer();
             let headers = self.headers(&bearer, &[]);
             if let Ok(r) = http::request("GET", &format!("{}/health", self.url), &headers, None) {
-                if r.status == 200 {
-                    return;
+                let pid = r.json()["pid"].as_u64();
+                if r.status == 200 && pid.is_none_or(|p| p == u64::from(self.pid())) {
+                    return true;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("rbee-hive exited ({status}) before /health answered; log:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "rbee-hive: no /health 200 within 10 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -290,6 +303,7 @@ impl Hive {
         self.kill();
         let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in url");
         self.start(port);
+        assert!(self.wait_healthy(), "rbee-hive: its port was taken while it restarted; log:\n{}", self.log());
     }
 
     #[track_caller]

@@ -90,6 +90,9 @@ pub fn open(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     head.push_str("\r\n");
     conn.write_all(head.as_bytes())?;
     conn.write_all(body.unwrap_or_default())?;
+    // A server that accepts and never answers fails the request instead of hanging it; the
+    // body then waits as long as its reader says.
+    conn.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::with_capacity(256 << 10, conn.try_clone()?);
     let status_line = read_line(&mut reader)?;
     let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&status_line))?;
@@ -111,6 +114,7 @@ pub fn open(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     } else {
         Mode::UntilEof
     };
+    conn.set_read_timeout(None)?;
     Ok(Streaming { status, headers, body: Body { reader, mode }, conn })
 }
 
