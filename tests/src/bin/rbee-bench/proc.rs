@@ -239,7 +239,7 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> 
 }
 
 /// Sends SIGINT through a resident `bash` (its `kill` builtin is a plain `kill(2)`, no fork), so
-/// the signal leaves within microseconds of the request: this crate forbids `unsafe`, so no libc.
+/// the signal leaves within microseconds of the request: this crate denies `unsafe`, so no libc.
 pub(crate) struct Killer {
     child: Child,
     stdin: ChildStdin,
