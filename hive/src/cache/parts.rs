@@ -72,6 +72,14 @@ impl PartMap {
         Self { size, block: BLOCK, done: vec![false; usize::try_from(size.div_ceil(BLOCK)).unwrap_or(0)] }
     }
 
+    /// Whether the map of a `size`-byte file stays within [`PART_MAP_MAX`], so that it can be read
+    /// back (a larger file is downloaded as one stream).
+    #[must_use]
+    pub fn fits(size: u64) -> bool {
+        let header = Self { size, block: BLOCK, done: Vec::new() }.header_len();
+        header.saturating_add(size.div_ceil(BLOCK)) <= PART_MAP_MAX
+    }
+
     /// `rbee-parts 1 {size} {block}\n`, then a byte per block (`1` done, `0` not); anything
     /// else (another version, a block count that does not fit the size) is no map.
     #[must_use]
@@ -150,6 +158,16 @@ mod tests {
         ] {
             assert_eq!(PartMap::parse(&bad), None, "{}", String::from_utf8_lossy(&bad));
         }
+    }
+
+    #[test]
+    fn a_map_too_large_to_read_back_does_not_fit() {
+        let largest = (PART_MAP_MAX - 40) * BLOCK;
+        assert!(PartMap::fits(largest));
+        let m = PartMap::empty(largest);
+        assert!(m.header_len() + m.done.len() as u64 <= PART_MAP_MAX);
+        assert!(!PartMap::fits(PART_MAP_MAX * BLOCK));
+        assert!(!PartMap::fits(u64::MAX));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::bandwidth::Pacer;
 use super::error::{network, DownloadError};
 use super::hub::{Hub, Resolved};
 use super::retry::Retry;
-use crate::cache::RepoDir;
+use crate::cache::{PartMap, RepoDir};
 use crate::jobs::JobCtx;
 
 use parts::PARALLEL_MIN;
@@ -110,7 +110,9 @@ impl Transfer<'_> {
     /// as one stream.
     pub(crate) async fn run(&self) -> Result<Fetched, DownloadError> {
         let parts_exist = self.repo.file_len(&self.repo.part_files(&self.res.etag).data).is_some();
-        if let Some(size) = self.res.size.filter(|s| *s >= PARALLEL_MIN && (self.max_parts > 1 || parts_exist)) {
+        // A file whose part map could not be read back (over 512 GiB) goes as one stream.
+        let in_parts = |s: &u64| *s >= PARALLEL_MIN && (self.max_parts > 1 || parts_exist) && PartMap::fits(*s);
+        if let Some(size) = self.res.size.filter(in_parts) {
             match self.parts(size).await? {
                 Some(fetched) => return Ok(fetched),
                 None => {
