@@ -130,8 +130,7 @@ impl HiveBuilder {
         // A port picked here and released can be taken before the hive binds it (by another
         // test's listener, or another hive): then the hive exits at once, and gets another.
         for _ in 0..5 {
-            hive.start(free_port());
-            if hive.wait_healthy() {
+            if hive.start(free_port()) {
                 return hive;
             }
         }
@@ -161,7 +160,8 @@ impl Hive {
         Self::builder().hub(hub).spawn()
     }
 
-    fn start(&mut self, port: u16) {
+    /// Spawns it on `port` and waits for `/health`; false when it could not bind the port.
+    fn start(&mut self, port: u16) -> bool {
         let b = &self.builder;
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin("rbee-hive"));
@@ -193,6 +193,7 @@ impl Hive {
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log fd")).stderr(log);
         self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")));
         self.url = format!("http://{addr}");
+        self.wait_healthy()
     }
 
     /// Waits until this hive (its pid: not another one on the same port) answers `/health`;
@@ -302,8 +303,7 @@ impl Hive {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in url");
-        self.start(port);
-        assert!(self.wait_healthy(), "rbee-hive: its port was taken while it restarted; log:\n{}", self.log());
+        assert!(self.start(port), "rbee-hive: its port was taken while it restarted; log:\n{}", self.log());
     }
 
     #[track_caller]
