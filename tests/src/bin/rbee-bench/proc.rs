@@ -192,7 +192,7 @@ pub(crate) struct Run {
 
 /// Runs `cmd` (`what`, for the error) to its end; fails with what it printed unless it exited 0.
 pub(crate) fn output_ok(cmd: &mut Command, what: &str) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    let out = cmd.output().with_context(|| format!("running `{}` ({what})", cmd.get_program().to_string_lossy()))?;
     if !out.status.success() {
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         bail!("{what} failed ({}): {stdout}{stderr}", out.status);
